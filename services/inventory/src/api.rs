@@ -1,0 +1,293 @@
+//! The inventory HTTP API.
+
+use std::time::Duration;
+
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi, Tags,
+    param::Path,
+    payload::Json,
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+use valerix_runtime::{
+    ProblemResponse, db,
+    domain::{Cents, ProductId, Quantity},
+    health::{Health, HealthResponse},
+};
+
+use crate::{
+    NAME,
+    store::{ProductRow, ReservationRow, Store, StoreError},
+};
+
+#[derive(Tags)]
+enum Tag {
+    /// Stock per product
+    Inventory,
+    /// Reservations keyed by order: reserve, release, commit
+    Reservations,
+    /// Liveness and dependencies
+    Health,
+}
+
+/// A product and its stock.
+#[derive(Debug, Object)]
+pub struct Product {
+    pub product_id: ProductId,
+    pub name: String,
+    /// Unit price in cents.
+    pub price_cents: Cents,
+    /// Units in the warehouse, including reserved ones.
+    pub stock: i32,
+    /// Units held by live reservations.
+    pub reserved: i32,
+    /// `stock - reserved`: what a new order can take.
+    pub available: i32,
+}
+
+/// Create or restock a product.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PutProduct {
+    #[oai(validator(max_length = 200))]
+    pub name: String,
+    pub price_cents: Cents,
+    #[oai(validator(minimum(value = "0"), maximum(value = "100000000")))]
+    pub stock: i32,
+}
+
+#[derive(Debug, Object)]
+pub struct ProductList {
+    pub products: Vec<Product>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReservationStatus {
+    /// Stock is held for the order.
+    Reserved,
+    /// The order was confirmed: the units left stock.
+    Committed,
+    /// Given back (or fenced off before any reserve arrived).
+    Released,
+    /// There was not enough stock.
+    Rejected,
+}
+
+/// A reservation of stock for one order.
+#[derive(Debug, Object)]
+pub struct Reservation {
+    pub order_id: Uuid,
+    pub product_id: String,
+    pub quantity: i32,
+    pub status: ReservationStatus,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Reserve or release stock for an order. Repeating a call for the same
+/// order is a no-op that returns the first answer.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ReservationRequest {
+    pub order_id: Uuid,
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CommitRequest {
+    pub order_id: Uuid,
+}
+
+#[derive(ApiResponse)]
+enum ProductResponse {
+    /// The product.
+    #[oai(status = 200)]
+    Ok(Json<Product>),
+    /// The product was created.
+    #[oai(status = 201)]
+    Created(Json<Product>),
+}
+
+#[derive(ApiResponse)]
+enum ReserveResponse {
+    /// The order already had this reservation (first answer returned).
+    #[oai(status = 200)]
+    Existing(Json<Reservation>),
+    /// Stock was reserved now.
+    #[oai(status = 201)]
+    Created(Json<Reservation>),
+}
+
+#[derive(ApiResponse)]
+enum ReservationResponse {
+    #[oai(status = 200)]
+    Ok(Json<Reservation>),
+}
+
+fn status_of(s: &str) -> ReservationStatus {
+    match s {
+        "RESERVED" => ReservationStatus::Reserved,
+        "COMMITTED" => ReservationStatus::Committed,
+        "RELEASED" => ReservationStatus::Released,
+        _ => ReservationStatus::Rejected,
+    }
+}
+
+impl From<ReservationRow> for Reservation {
+    fn from(r: ReservationRow) -> Self {
+        Self {
+            order_id: r.order_id,
+            status: status_of(&r.status),
+            product_id: r.product_id,
+            quantity: r.quantity,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+impl TryFrom<ProductRow> for Product {
+    type Error = ProblemResponse;
+    fn try_from(r: ProductRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            product_id: ProductId::parse(&r.product_id).map_err(ProblemResponse::internal)?,
+            price_cents: Cents::new(r.price_cents).map_err(ProblemResponse::internal)?,
+            available: r.stock - r.reserved,
+            name: r.name,
+            stock: r.stock,
+            reserved: r.reserved,
+        })
+    }
+}
+
+impl From<StoreError> for ProblemResponse {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::UnknownProduct(_) => Self::not_found("unknown-product", err),
+            StoreError::NoReservation(_) => Self::not_found("no-reservation", err),
+            StoreError::Mismatch { .. } => Self::conflict("reservation-mismatch", err),
+            StoreError::WrongState { ref status, .. } => {
+                let kind = format!("reservation-{}", status.to_lowercase());
+                Self::conflict(&kind, err)
+            }
+            StoreError::StockBelowReserved { .. } => Self::conflict("stock-below-reserved", err),
+            StoreError::Db(e) => e.into(),
+        }
+    }
+}
+
+type Answer<T> = Result<T, ProblemResponse>;
+
+pub struct InventoryApi {
+    store: Store,
+}
+
+impl InventoryApi {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            store: Store::new(pool),
+        }
+    }
+
+    /// An instance that never touches a database, to render the spec.
+    pub fn spec_only() -> Self {
+        Self::new(db::lazy_pool())
+    }
+}
+
+#[OpenApi]
+impl InventoryApi {
+    /// Health: the service and its database.
+    #[oai(path = "/health", method = "get", tag = "Tag::Health")]
+    async fn health(&self) -> HealthResponse {
+        let db_up = db::ping(self.store.pool(), Duration::from_secs(1)).await;
+        Health::new(NAME).database(db_up).into_response()
+    }
+
+    /// All products with their stock.
+    #[oai(path = "/inventory", method = "get", tag = "Tag::Inventory")]
+    async fn list(&self) -> Answer<Json<ProductList>> {
+        let products = self
+            .store
+            .products(1000)
+            .await?
+            .into_iter()
+            .map(Product::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(Json(ProductList { products }))
+    }
+
+    /// Stock of one product.
+    #[oai(path = "/inventory/:product_id", method = "get", tag = "Tag::Inventory")]
+    async fn get(&self, product_id: Path<ProductId>) -> Answer<Json<Product>> {
+        Ok(Json(self.store.product(&product_id).await?.try_into()?))
+    }
+
+    /// Create a product or set its name, price and stock.
+    #[oai(path = "/inventory/:product_id", method = "put", tag = "Tag::Inventory")]
+    async fn put(&self, product_id: Path<ProductId>, body: Json<PutProduct>) -> Answer<ProductResponse> {
+        let (row, created) = self
+            .store
+            .upsert_product(&product_id, &body.name, body.price_cents, body.stock)
+            .await?;
+        let product = row.try_into()?;
+        Ok(if created {
+            ProductResponse::Created(Json(product))
+        } else {
+            ProductResponse::Ok(Json(product))
+        })
+    }
+
+    /// Reserve stock for an order: 201 when reserved now, 200 when the order
+    /// already had it, 409 `out-of-stock` when there is not enough.
+    #[oai(path = "/inventory/reserve", method = "post", tag = "Tag::Reservations")]
+    async fn reserve(&self, body: Json<ReservationRequest>) -> Answer<ReserveResponse> {
+        let r = self
+            .store
+            .reserve(body.order_id, &body.product_id, body.quantity)
+            .await?;
+        match r.row.status.as_str() {
+            "REJECTED" => Err(ProblemResponse::conflict(
+                "out-of-stock",
+                format!(
+                    "not enough stock of {} for {} units",
+                    r.row.product_id, r.row.quantity
+                ),
+            )),
+            "RELEASED" => Err(ProblemResponse::conflict(
+                "reservation-released",
+                format!("the reservation for order {} was released", r.row.order_id),
+            )),
+            _ if r.created => Ok(ReserveResponse::Created(Json(r.row.into()))),
+            _ => Ok(ReserveResponse::Existing(Json(r.row.into()))),
+        }
+    }
+
+    /// Release an order's reservation. Without one, records the release so a
+    /// late reserve for the order cannot take stock.
+    #[oai(path = "/inventory/release", method = "post", tag = "Tag::Reservations")]
+    async fn release(&self, body: Json<ReservationRequest>) -> Answer<ReservationResponse> {
+        let row = self
+            .store
+            .release(body.order_id, &body.product_id, body.quantity)
+            .await?;
+        Ok(ReservationResponse::Ok(Json(row.into())))
+    }
+
+    /// Commit an order's reservation: the units leave stock.
+    #[oai(path = "/inventory/commit", method = "post", tag = "Tag::Reservations")]
+    async fn commit(&self, body: Json<CommitRequest>) -> Answer<ReservationResponse> {
+        let row = self.store.commit(body.order_id).await?;
+        Ok(ReservationResponse::Ok(Json(row.into())))
+    }
+
+    /// An order's reservation.
+    #[oai(path = "/inventory/reservations/:order_id", method = "get", tag = "Tag::Reservations")]
+    async fn reservation(&self, order_id: Path<Uuid>) -> Answer<ReservationResponse> {
+        let row = self.store.reservation(order_id.0).await?;
+        Ok(ReservationResponse::Ok(Json(row.into())))
+    }
+}

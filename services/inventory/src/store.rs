@@ -1,0 +1,317 @@
+//! Every SQL statement of the inventory service.
+
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+use valerix_runtime::domain::{Cents, ProductId, Quantity};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProductRow {
+    pub product_id: String,
+    pub name: String,
+    pub price_cents: i64,
+    pub stock: i32,
+    pub reserved: i32,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReservationRow {
+    pub order_id: Uuid,
+    pub product_id: String,
+    pub quantity: i32,
+    pub status: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unknown product {0}")]
+    UnknownProduct(String),
+    #[error("no reservation for order {0}")]
+    NoReservation(Uuid),
+    #[error("order {order_id} already has a reservation of {quantity} x {product_id}")]
+    Mismatch {
+        order_id: Uuid,
+        product_id: String,
+        quantity: i32,
+    },
+    #[error("reservation for order {order_id} is {status}")]
+    WrongState { order_id: Uuid, status: String },
+    #[error("stock {stock} would fall below the {reserved} units reserved")]
+    StockBelowReserved { stock: i32, reserved: i32 },
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Whether a call created the reservation row or found the first answer.
+#[derive(Debug)]
+pub struct Reserved {
+    pub row: ReservationRow,
+    pub created: bool,
+}
+
+const RESERVATION_COLUMNS: &str = "order_id, product_id, quantity, status, created_at, updated_at";
+
+fn is_fk_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("23503"))
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn product(&self, id: &ProductId) -> Result<ProductRow, StoreError> {
+        sqlx::query_as("SELECT product_id, name, price_cents, stock, reserved FROM inventory WHERE product_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::UnknownProduct(id.to_string()))
+    }
+
+    pub async fn products(&self, limit: i64) -> Result<Vec<ProductRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT product_id, name, price_cents, stock, reserved FROM inventory ORDER BY product_id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Creates or restocks a product. Stock may not drop below what is reserved.
+    pub async fn upsert_product(
+        &self,
+        id: &ProductId,
+        name: &str,
+        price: Cents,
+        stock: i32,
+    ) -> Result<(ProductRow, bool), StoreError> {
+        let row: Option<(String, String, i64, i32, i32, bool)> = sqlx::query_as(
+            "INSERT INTO inventory (product_id, name, price_cents, stock) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (product_id) DO UPDATE
+                SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents, stock = EXCLUDED.stock
+                WHERE inventory.reserved <= EXCLUDED.stock
+             RETURNING product_id, name, price_cents, stock, reserved, (xmax = 0) AS created",
+        )
+        .bind(id.as_str())
+        .bind(name)
+        .bind(price.get())
+        .bind(stock)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some((product_id, name, price_cents, stock, reserved, created)) => Ok((
+                ProductRow {
+                    product_id,
+                    name,
+                    price_cents,
+                    stock,
+                    reserved,
+                },
+                created,
+            )),
+            None => {
+                let current = self.product(id).await?;
+                Err(StoreError::StockBelowReserved {
+                    stock,
+                    reserved: current.reserved,
+                })
+            }
+        }
+    }
+
+    async fn existing(
+        tx: &mut Transaction<'_, Postgres>,
+        order_id: Uuid,
+    ) -> Result<Option<ReservationRow>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {RESERVATION_COLUMNS} FROM reservations WHERE order_id = $1 FOR UPDATE"
+        ))
+        .bind(order_id)
+        .fetch_optional(&mut **tx)
+        .await?)
+    }
+
+    fn check_same(row: &ReservationRow, product: &ProductId, quantity: Quantity) -> Result<(), StoreError> {
+        if row.product_id != product.as_str() || row.quantity != quantity.get() {
+            return Err(StoreError::Mismatch {
+                order_id: row.order_id,
+                product_id: row.product_id.clone(),
+                quantity: row.quantity,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reserves stock for an order, once. The row for the order is claimed
+    /// first (a concurrent repeat waits on it and then sees the first answer);
+    /// the stock check and the increment are one UPDATE, so no interleaving
+    /// can oversell. Out of stock is remembered as REJECTED.
+    pub async fn reserve(
+        &self,
+        order_id: Uuid,
+        product: &ProductId,
+        quantity: Quantity,
+    ) -> Result<Reserved, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO reservations (order_id, product_id, quantity, status)
+             VALUES ($1, $2, $3, 'REJECTED') ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(product.as_str())
+        .bind(quantity.get())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_fk_violation(&e) {
+                StoreError::UnknownProduct(product.to_string())
+            } else {
+                e.into()
+            }
+        })?;
+        if claimed.rows_affected() == 0 {
+            let row = Self::existing(&mut tx, order_id)
+                .await?
+                .ok_or(StoreError::NoReservation(order_id))?;
+            tx.commit().await?;
+            Self::check_same(&row, product, quantity)?;
+            return Ok(Reserved { row, created: false });
+        }
+        let taken = sqlx::query(
+            "UPDATE inventory SET reserved = reserved + $2
+             WHERE product_id = $1 AND stock - reserved >= $2",
+        )
+        .bind(product.as_str())
+        .bind(quantity.get())
+        .execute(&mut *tx)
+        .await?;
+        let status = if taken.rows_affected() == 1 { "RESERVED" } else { "REJECTED" };
+        let row = sqlx::query_as(&format!(
+            "UPDATE reservations SET status = $2, updated_at = NOW() WHERE order_id = $1 RETURNING {RESERVATION_COLUMNS}"
+        ))
+        .bind(order_id)
+        .bind(status)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Reserved { row, created: true })
+    }
+
+    /// Gives a reservation's stock back. With no reservation yet, writes a
+    /// RELEASED fence so a reserve still in flight cannot take stock later.
+    pub async fn release(
+        &self,
+        order_id: Uuid,
+        product: &ProductId,
+        quantity: Quantity,
+    ) -> Result<ReservationRow, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let fenced: Option<ReservationRow> = sqlx::query_as(&format!(
+            "INSERT INTO reservations (order_id, product_id, quantity, status)
+             VALUES ($1, $2, $3, 'RELEASED') ON CONFLICT (order_id) DO NOTHING
+             RETURNING {RESERVATION_COLUMNS}"
+        ))
+        .bind(order_id)
+        .bind(product.as_str())
+        .bind(quantity.get())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_fk_violation(&e) {
+                StoreError::UnknownProduct(product.to_string())
+            } else {
+                e.into()
+            }
+        })?;
+        if let Some(row) = fenced {
+            tx.commit().await?;
+            return Ok(row);
+        }
+        let row = Self::existing(&mut tx, order_id)
+            .await?
+            .ok_or(StoreError::NoReservation(order_id))?;
+        Self::check_same(&row, product, quantity)?;
+        let row = match row.status.as_str() {
+            "RESERVED" => {
+                sqlx::query("UPDATE inventory SET reserved = reserved - $2 WHERE product_id = $1")
+                    .bind(&row.product_id)
+                    .bind(row.quantity)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::set_status(&mut tx, order_id, "RELEASED").await?
+            }
+            "COMMITTED" => {
+                return Err(StoreError::WrongState {
+                    order_id,
+                    status: row.status,
+                });
+            }
+            _ => row,
+        };
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Turns a reservation into a sale: the units leave stock for good.
+    pub async fn commit(&self, order_id: Uuid) -> Result<ReservationRow, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = Self::existing(&mut tx, order_id)
+            .await?
+            .ok_or(StoreError::NoReservation(order_id))?;
+        let row = match row.status.as_str() {
+            "RESERVED" => {
+                sqlx::query(
+                    "UPDATE inventory SET stock = stock - $2, reserved = reserved - $2 WHERE product_id = $1",
+                )
+                .bind(&row.product_id)
+                .bind(row.quantity)
+                .execute(&mut *tx)
+                .await?;
+                Self::set_status(&mut tx, order_id, "COMMITTED").await?
+            }
+            "COMMITTED" => row,
+            _ => {
+                return Err(StoreError::WrongState {
+                    order_id,
+                    status: row.status,
+                });
+            }
+        };
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    pub async fn reservation(&self, order_id: Uuid) -> Result<ReservationRow, StoreError> {
+        sqlx::query_as(&format!(
+            "SELECT {RESERVATION_COLUMNS} FROM reservations WHERE order_id = $1"
+        ))
+        .bind(order_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NoReservation(order_id))
+    }
+
+    async fn set_status(
+        tx: &mut Transaction<'_, Postgres>,
+        order_id: Uuid,
+        status: &str,
+    ) -> Result<ReservationRow, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "UPDATE reservations SET status = $2, updated_at = NOW() WHERE order_id = $1 RETURNING {RESERVATION_COLUMNS}"
+        ))
+        .bind(order_id)
+        .bind(status)
+        .fetch_one(&mut **tx)
+        .await?)
+    }
+}

@@ -1,0 +1,212 @@
+//! The order HTTP API.
+
+use std::{sync::Arc, time::Duration};
+
+use poem_openapi::{
+    ApiResponse, Object, OpenApi, Tags,
+    param::{Header, Path, Query},
+    payload::Json,
+};
+use uuid::Uuid;
+use valerix_runtime::{
+    ProblemResponse, db,
+    domain::{ProductId, Quantity},
+    health::{Health, HealthResponse},
+};
+
+use crate::{
+    NAME,
+    clients::{Inventory, Payments},
+    domain::{FailureReason, OrderStatus},
+    saga::Saga,
+    store::{NewOrder, OrderRow, StoreError},
+};
+
+#[derive(Tags)]
+enum Tag {
+    /// Create orders and follow them until they settle
+    Orders,
+    /// Liveness and dependencies
+    Health,
+}
+
+/// Place an order for one product.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateOrder {
+    /// Who orders; user ids starting with `decline` are declined by the payment service.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub user_id: Option<String>,
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+}
+
+/// An order and where it stands.
+#[derive(Debug, Object)]
+pub struct Order {
+    pub id: Uuid,
+    pub user_id: Option<String>,
+    pub product_id: String,
+    pub quantity: i32,
+    /// Unit price times quantity, in cents.
+    pub amount_cents: i64,
+    pub status: OrderStatus,
+    /// Set when `status` is FAILED.
+    pub failure_reason: Option<FailureReason>,
+    /// What the status means, for a person.
+    pub message: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One page of orders, newest first.
+#[derive(Debug, Object)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    /// Pass as `before` to get the next page; absent on the last page.
+    pub next_before: Option<Uuid>,
+}
+
+#[derive(ApiResponse)]
+enum CreateResponse {
+    /// The order settled: CONFIRMED, or FAILED with a reason.
+    #[oai(status = 201)]
+    Settled(Json<Order>),
+    /// Accepted and processing: it will settle without further action.
+    #[oai(status = 202)]
+    Processing(Json<Order>),
+}
+
+impl From<OrderRow> for Order {
+    fn from(r: OrderRow) -> Self {
+        let status = r.status();
+        let failure_reason = r.failure_reason();
+        let message = match (status, failure_reason) {
+            (OrderStatus::Confirmed, _) => "confirmed".to_owned(),
+            (OrderStatus::Failed, Some(FailureReason::OutOfStock)) => "failed: out of stock".to_owned(),
+            (OrderStatus::Failed, Some(FailureReason::PaymentDeclined)) => {
+                "failed: payment declined".to_owned()
+            }
+            (OrderStatus::Failed, _) => "failed: not settled in time; nothing was charged or held".to_owned(),
+            _ => "processing - will confirm shortly".to_owned(),
+        };
+        Self {
+            id: r.id,
+            user_id: r.user_id,
+            product_id: r.product_id,
+            quantity: r.quantity,
+            amount_cents: r.amount_cents,
+            status,
+            failure_reason,
+            message,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+impl From<StoreError> for ProblemResponse {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::UnknownProduct(_) => Self::unprocessable("unknown-product", err),
+            StoreError::NotFound(_) => Self::not_found("no-order", err),
+            StoreError::KeyReused(_) => Self::unprocessable("idempotency-key-reused", err),
+            StoreError::Db(e) => e.into(),
+        }
+    }
+}
+
+type Answer<T> = Result<T, ProblemResponse>;
+
+pub struct OrderApi {
+    saga: Arc<Saga>,
+}
+
+impl OrderApi {
+    pub fn new(saga: Arc<Saga>) -> Self {
+        Self { saga }
+    }
+}
+
+#[OpenApi]
+impl OrderApi {
+    /// Health: the database and both downstream services.
+    #[oai(path = "/health", method = "get", tag = "Tag::Health")]
+    async fn health(&self) -> HealthResponse {
+        let t = Duration::from_secs(1);
+        let (db_up, inv_up, pay_up) = tokio::join!(
+            db::ping(self.saga.store.pool(), t),
+            self.saga.inventory.downstream().is_healthy(t),
+            self.saga.payments.downstream().is_healthy(t),
+        );
+        Health::new(NAME)
+            .database(db_up)
+            .service(Inventory::NAME, inv_up)
+            .service(Payments::NAME, pay_up)
+            .into_response()
+    }
+
+    /// Place an order. It is stored first, then stock is reserved and the
+    /// amount charged. 201 when it settled, 202 when it is still processing
+    /// (a downstream was slow or down; it settles by itself). A repeated
+    /// request with the same `Idempotency-Key` returns the same order.
+    #[oai(path = "/orders", method = "post", tag = "Tag::Orders")]
+    async fn create(
+        &self,
+        body: Json<CreateOrder>,
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+$"))]
+        idempotency_key: Header<Option<String>>,
+    ) -> Answer<CreateResponse> {
+        let Json(body) = body;
+        let new = NewOrder {
+            user_id: body.user_id,
+            product_id: body.product_id,
+            quantity: body.quantity,
+        };
+        let created = self.saga.store.create(&new, idempotency_key.0.as_deref()).await?;
+        let order = if created.replayed {
+            created.order
+        } else {
+            self.saga.advance(&created.order).await?
+        };
+        Ok(if order.status().is_settled() {
+            CreateResponse::Settled(Json(order.into()))
+        } else {
+            CreateResponse::Processing(Json(order.into()))
+        })
+    }
+
+    /// Orders, newest first.
+    #[oai(path = "/orders", method = "get", tag = "Tag::Orders")]
+    async fn list(
+        &self,
+        /// Page size, 1 to 100.
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<i64>,
+        /// The `next_before` of the previous page.
+        before: Query<Option<Uuid>>,
+        /// Only orders in this status.
+        status: Query<Option<OrderStatus>>,
+    ) -> Answer<Json<OrderPage>> {
+        let rows = self.saga.store.list(limit.0, before.0, status.0).await?;
+        let next_before = if rows.len() as i64 == limit.0 {
+            rows.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(Json(OrderPage {
+            orders: rows.into_iter().map(Order::from).collect(),
+            next_before,
+        }))
+    }
+
+    /// One order.
+    #[oai(path = "/orders/:id", method = "get", tag = "Tag::Orders")]
+    async fn get(&self, id: Path<Uuid>) -> Answer<Json<Order>> {
+        Ok(Json(self.saga.store.get(id.0).await?.into()))
+    }
+}
+
+fn default_limit() -> i64 {
+    20
+}

@@ -1,0 +1,158 @@
+//! The order service's view of inventory and payment: each call's answers
+//! turned into the few outcomes the saga decides on.
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+use valerix_runtime::client::{CallError, CallPolicy, Downstream};
+
+use crate::store::OrderRow;
+
+#[derive(Debug, Deserialize)]
+struct StatusOnly {
+    status: String,
+}
+
+/// What a reserve told us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Stock is held (or already committed) for the order.
+    Held,
+    OutOfStock,
+    /// The reservation was released: someone gave the order up.
+    Released,
+}
+
+/// What a commit told us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    Committed,
+    /// There is no live reservation to commit.
+    NotHeld,
+}
+
+/// An order's payment as the payment service has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paid {
+    Completed,
+    Declined,
+    Refunded,
+    Voided,
+}
+
+impl Paid {
+    fn parse(s: &str, service: &'static str) -> Result<Self, CallError> {
+        match s {
+            "COMPLETED" => Ok(Self::Completed),
+            "DECLINED" => Ok(Self::Declined),
+            "REFUNDED" => Ok(Self::Refunded),
+            "VOIDED" => Ok(Self::Voided),
+            other => Err(CallError::Decode {
+                service,
+                reason: format!("unexpected payment status {other}"),
+            }),
+        }
+    }
+}
+
+fn reservation_body(o: &OrderRow) -> serde_json::Value {
+    json!({ "order_id": o.id, "product_id": o.product_id, "quantity": o.quantity })
+}
+
+fn is_conflict(err: &CallError, kinds: &[&str]) -> bool {
+    matches!(err, CallError::Status { status: 409 | 404, kind, .. } if kinds.contains(&kind.as_str()))
+}
+
+#[derive(Debug, Clone)]
+pub struct Inventory(Downstream);
+
+impl Inventory {
+    pub const NAME: &'static str = "inventory-service";
+
+    pub fn new(base: &str, policy: CallPolicy) -> Self {
+        Self(Downstream::new(Self::NAME, base, policy))
+    }
+
+    pub fn downstream(&self) -> &Downstream {
+        &self.0
+    }
+
+    pub async fn reserve(&self, o: &OrderRow) -> Result<Hold, CallError> {
+        match self
+            .0
+            .call::<_, StatusOnly>(Method::POST, "/inventory/reserve", Some(&reservation_body(o)))
+            .await
+        {
+            Ok(_) => Ok(Hold::Held),
+            Err(e) if is_conflict(&e, &["out-of-stock"]) => Ok(Hold::OutOfStock),
+            Err(e) if is_conflict(&e, &["reservation-released"]) => Ok(Hold::Released),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives the order's stock back (or fences off a late reserve).
+    pub async fn release(&self, o: &OrderRow) -> Result<(), CallError> {
+        self.0
+            .call::<_, StatusOnly>(Method::POST, "/inventory/release", Some(&reservation_body(o)))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn commit(&self, o: &OrderRow) -> Result<Commit, CallError> {
+        match self
+            .0
+            .call::<_, StatusOnly>(Method::POST, "/inventory/commit", Some(&json!({ "order_id": o.id })))
+            .await
+        {
+            Ok(_) => Ok(Commit::Committed),
+            Err(e)
+                if is_conflict(
+                    &e,
+                    &["no-reservation", "reservation-released", "reservation-rejected"],
+                ) =>
+            {
+                Ok(Commit::NotHeld)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Payments(Downstream);
+
+impl Payments {
+    pub const NAME: &'static str = "payment-service";
+
+    pub fn new(base: &str, policy: CallPolicy) -> Self {
+        Self(Downstream::new(Self::NAME, base, policy))
+    }
+
+    pub fn downstream(&self) -> &Downstream {
+        &self.0
+    }
+
+    async fn post(&self, path: &str, body: serde_json::Value) -> Result<Paid, CallError> {
+        let answer = self.0.call::<_, StatusOnly>(Method::POST, path, Some(&body)).await?;
+        Paid::parse(&answer.body.status, Self::NAME)
+    }
+
+    /// Charges the order's amount, once per order.
+    pub async fn charge(&self, o: &OrderRow) -> Result<Paid, CallError> {
+        let mut body = json!({ "order_id": o.id, "amount_cents": o.amount_cents });
+        if let Some(user) = &o.user_id {
+            body["user_id"] = json!(user);
+        }
+        self.post("/payments", body).await
+    }
+
+    /// Learns the payment's outcome for good: fences off a charge that has
+    /// not arrived yet, or returns the payment as it is.
+    pub async fn void(&self, o: &OrderRow) -> Result<Paid, CallError> {
+        self.post("/payments/void", json!({ "order_id": o.id })).await
+    }
+
+    pub async fn refund(&self, o: &OrderRow) -> Result<Paid, CallError> {
+        self.post("/payments/refund", json!({ "order_id": o.id })).await
+    }
+}

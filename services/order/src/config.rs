@@ -1,0 +1,75 @@
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{ArgAction, Parser};
+use valerix_runtime::{
+    client::CallPolicy,
+    config::{DatabaseArgs, HttpArgs},
+};
+
+/// Orders: takes them, reserves stock, charges, and settles every one.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "order-service", version, about)]
+pub struct Config {
+    /// Address to listen on
+    #[arg(long, env = "VALERIX_LISTEN", default_value = "127.0.0.1:5001")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+
+    /// Base URL of the inventory service
+    #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:5002")]
+    pub inventory_url: String,
+
+    /// Base URL of the payment service
+    #[arg(long, env = "PAYMENT_URL", default_value = "http://127.0.0.1:5003")]
+    pub payment_url: String,
+
+    /// Timeout of one call to inventory or payment, in milliseconds
+    #[arg(long, env = "VALERIX_CALL_TIMEOUT_MS", default_value_t = 2000)]
+    pub call_timeout_ms: u64,
+
+    /// Retries of a call that timed out or failed in transit
+    #[arg(long, env = "VALERIX_CALL_RETRIES", default_value_t = 1)]
+    pub call_retries: usize,
+
+    /// Seconds after which an unsettled order is given up (compensated, FAILED/EXPIRED)
+    #[arg(long, env = "VALERIX_ORDER_DEADLINE_SECS", default_value_t = 300)]
+    pub order_deadline_secs: u64,
+
+    /// How often the reconciler looks for unsettled orders, in milliseconds
+    #[arg(long, env = "VALERIX_RECONCILE_INTERVAL_MS", default_value_t = 500)]
+    pub reconcile_interval_ms: u64,
+
+    /// Run the reconciler in this process (every replica may: claims do not overlap)
+    #[arg(long, env = "VALERIX_RECONCILER", default_value_t = true, action = ArgAction::Set)]
+    pub reconciler: bool,
+}
+
+impl Config {
+    pub fn with_database(url: &str) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
+            db: DatabaseArgs::from_url(url),
+            http: HttpArgs::default(),
+            inventory_url: "http://127.0.0.1:5002".into(),
+            payment_url: "http://127.0.0.1:5003".into(),
+            call_timeout_ms: 2000,
+            call_retries: 1,
+            order_deadline_secs: 300,
+            reconcile_interval_ms: 500,
+            reconciler: true,
+        }
+    }
+
+    pub fn call_policy(&self) -> CallPolicy {
+        CallPolicy {
+            timeout: Duration::from_millis(self.call_timeout_ms),
+            retries: self.call_retries,
+            ..CallPolicy::default()
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The order service: takes orders and drives each to CONFIRMED or FAILED
+//! through inventory and payment, surviving their timeouts and crashes.
+
+mod api;
+mod clients;
+mod config;
+pub mod domain;
+mod reconciler;
+mod saga;
+mod store;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+pub use api::OrderApi;
+pub use config::Config;
+use tokio::net::TcpListener;
+use valerix_runtime::{db, server, systemd};
+
+use crate::{
+    clients::{Inventory, Payments},
+    saga::Saga,
+    store::Store,
+};
+
+pub const NAME: &str = "order-service";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("serving failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+fn saga(config: &Config, pool: sqlx::PgPool) -> Saga {
+    let policy = config.call_policy();
+    Saga {
+        store: Store::new(pool),
+        inventory: Inventory::new(&config.inventory_url, policy),
+        payments: Payments::new(&config.payment_url, policy),
+        deadline: Duration::from_secs(config.order_deadline_secs),
+    }
+}
+
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    systemd::status("connecting to the database");
+    let pool = db::connect_and_migrate(&config.db).await?;
+    let saga = Arc::new(saga(&config, pool.clone()));
+    let reconciler = config
+        .reconciler
+        .then(|| reconciler::spawn(saga.clone(), Duration::from_millis(config.reconcile_interval_ms)));
+    let liveness: systemd::Probe = Arc::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move { db::ping(&pool, Duration::from_secs(1)).await })
+    });
+    let api = server::openapi(OrderApi::new(saga), "Valerix order service");
+    let served = server::serve(NAME, api, listener, &config.http, liveness, shutdown).await;
+    // Every saga step is idempotent, so stopping one midway is safe.
+    if let Some(task) = reconciler {
+        task.abort();
+    }
+    served?;
+    Ok(())
+}
+
+pub fn spec() -> String {
+    let config = Config::with_database("postgres://localhost/spec");
+    let api = OrderApi::new(Arc::new(saga(&config, db::lazy_pool())));
+    server::openapi(api, "Valerix order service").spec()
+}

@@ -1,0 +1,117 @@
+//! The order flow. Every step is idempotent, so the request handler and the
+//! reconciler run the same code from wherever an order was left, as often as
+//! it takes: a crash between two steps only means the next run repeats one.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::{
+    clients::{Commit, Hold, Inventory, Paid, Payments},
+    domain::{FailureReason, OrderStatus, Outcome},
+    store::{OrderRow, Store, StoreError},
+};
+
+pub struct Saga {
+    pub store: Store,
+    pub inventory: Inventory,
+    pub payments: Payments,
+    pub deadline: Duration,
+}
+
+/// Wait before the reconciler tries an unsettled order again.
+pub fn backoff(attempts: i32) -> Duration {
+    let exp = attempts.clamp(0, 6) as u32;
+    Duration::from_millis(250 * 2u64.pow(exp)).min(Duration::from_secs(10))
+}
+
+impl Saga {
+    /// Drives the order as far as it goes now and records where it got.
+    pub async fn advance(&self, order: &OrderRow) -> Result<OrderRow, StoreError> {
+        if order.status().is_settled() {
+            return Ok(order.clone());
+        }
+        let outcome = self.drive(order).await;
+        tracing::debug!(order_id = %order.id, ?outcome, "saga step");
+        match outcome {
+            Outcome::Confirmed => self.store.settle(order.id, OrderStatus::Confirmed, None).await,
+            Outcome::Failed(reason) => self.store.settle(order.id, OrderStatus::Failed, Some(reason)).await,
+            Outcome::Pending(status) => self.store.defer(order.id, status, backoff(order.attempts)).await,
+        }
+    }
+
+    fn expired(&self, order: &OrderRow) -> bool {
+        let age = Utc::now() - order.created_at;
+        age.to_std().is_ok_and(|age| age > self.deadline)
+    }
+
+    async fn drive(&self, order: &OrderRow) -> Outcome {
+        if self.expired(order) {
+            return self.give_up(order).await;
+        }
+        match self.inventory.reserve(order).await {
+            Ok(Hold::Held) => {}
+            Ok(Hold::OutOfStock) => return Outcome::Failed(FailureReason::OutOfStock),
+            Ok(Hold::Released) => return self.give_up(order).await,
+            Err(err) => {
+                tracing::warn!(order_id = %order.id, %err, "reserve failed; order stays pending");
+                return Outcome::Pending(OrderStatus::PendingInventory);
+            }
+        }
+        match self.payments.charge(order).await {
+            Ok(paid) => self.settle_payment(order, paid).await,
+            Err(err) => {
+                // The charge may have gone through: keep the stock until
+                // the payment's outcome is known.
+                tracing::warn!(order_id = %order.id, %err, "charge failed; order stays pending");
+                Outcome::Pending(OrderStatus::PendingPayment)
+            }
+        }
+    }
+
+    /// Past the deadline: learn the payment's final outcome (voiding a charge
+    /// that never arrived), then confirm or compensate accordingly.
+    async fn give_up(&self, order: &OrderRow) -> Outcome {
+        match self.payments.void(order).await {
+            Ok(paid) => self.settle_payment(order, paid).await,
+            Err(err) => {
+                tracing::warn!(order_id = %order.id, %err, "void failed; order stays pending");
+                Outcome::Pending(match order.status() {
+                    OrderStatus::PendingInventory => OrderStatus::PendingInventory,
+                    _ => OrderStatus::PendingPayment,
+                })
+            }
+        }
+    }
+
+    /// The payment's outcome is known: commit the stock, or give it back.
+    async fn settle_payment(&self, order: &OrderRow, paid: Paid) -> Outcome {
+        let still_pending = Outcome::Pending(OrderStatus::PendingPayment);
+        match paid {
+            Paid::Completed => match self.inventory.commit(order).await {
+                Ok(Commit::Committed) => Outcome::Confirmed,
+                // Paid, but the stock is gone: pay the money back.
+                Ok(Commit::NotHeld) => match self.payments.refund(order).await {
+                    Ok(_) => self.release(order, FailureReason::Expired).await,
+                    Err(_) => still_pending,
+                },
+                Err(err) => {
+                    tracing::warn!(order_id = %order.id, %err, "commit failed; order stays pending");
+                    still_pending
+                }
+            },
+            Paid::Declined => self.release(order, FailureReason::PaymentDeclined).await,
+            Paid::Voided | Paid::Refunded => self.release(order, FailureReason::Expired).await,
+        }
+    }
+
+    async fn release(&self, order: &OrderRow, reason: FailureReason) -> Outcome {
+        match self.inventory.release(order).await {
+            Ok(()) => Outcome::Failed(reason),
+            Err(err) => {
+                tracing::warn!(order_id = %order.id, %err, "release failed; order stays pending");
+                Outcome::Pending(OrderStatus::PendingPayment)
+            }
+        }
+    }
+}

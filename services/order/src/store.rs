@@ -1,0 +1,247 @@
+//! Every SQL statement of the order service.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+use valerix_runtime::domain::{ProductId, Quantity};
+
+use crate::domain::{FailureReason, OrderStatus};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub user_id: Option<String>,
+    pub product_id: String,
+    pub quantity: i32,
+    pub amount_cents: i64,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl OrderRow {
+    pub fn status(&self) -> OrderStatus {
+        OrderStatus::parse(&self.status).unwrap_or(OrderStatus::Pending)
+    }
+
+    pub fn failure_reason(&self) -> Option<FailureReason> {
+        self.failure_reason.as_deref().and_then(FailureReason::parse)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unknown product {0}")]
+    UnknownProduct(String),
+    #[error("no order {0}")]
+    NotFound(Uuid),
+    #[error("Idempotency-Key {0:?} was used before with a different request")]
+    KeyReused(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// A new order as the client asked for it.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub user_id: Option<String>,
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+}
+
+impl NewOrder {
+    /// What makes two requests "the same" for an Idempotency-Key.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.product_id.as_str());
+        h.update([0]);
+        h.update(self.quantity.get().to_be_bytes());
+        h.update([0]);
+        h.update(self.user_id.as_deref().unwrap_or("").as_bytes());
+        hex::encode(h.finalize())
+    }
+}
+
+pub struct Created {
+    pub order: OrderRow,
+    /// The Idempotency-Key was seen before: this is the first request's order.
+    pub replayed: bool,
+}
+
+const COLUMNS: &str = "id, user_id, product_id, quantity, (amount * 100)::BIGINT AS amount_cents,
+    status, failure_reason, attempts, created_at, updated_at";
+
+/// How long the process working on an order owns it before the reconciler
+/// may take it over (a crash mid-saga loses at most this much time).
+pub const LEASE: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Stores the order as PENDING, priced from the product, leased to the
+    /// caller for `LEASE`. With a key, the key and the order commit together:
+    /// a repeat (even a concurrent one) gets the first order back.
+    pub async fn create(&self, new: &NewOrder, key: Option<&str>) -> Result<Created, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let order: Option<OrderRow> = sqlx::query_as(&format!(
+            "INSERT INTO orders (user_id, product_id, quantity, amount, next_attempt_at)
+             SELECT $1, product_id, $3, price_cents * $3 / 100.0, NOW() + make_interval(secs => $4)
+             FROM inventory WHERE product_id = $2
+             RETURNING {COLUMNS}"
+        ))
+        .bind(new.user_id.as_deref())
+        .bind(new.product_id.as_str())
+        .bind(new.quantity.get())
+        .bind(LEASE.as_secs_f64())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let order = order.ok_or_else(|| StoreError::UnknownProduct(new.product_id.to_string()))?;
+        let Some(key) = key else {
+            tx.commit().await?;
+            return Ok(Created { order, replayed: false });
+        };
+        let fingerprint = new.fingerprint();
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(&fingerprint)
+        .bind(order.id)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 1 {
+            tx.commit().await?;
+            return Ok(Created { order, replayed: false });
+        }
+        tx.rollback().await?;
+        let (hash, order_id): (String, Uuid) =
+            sqlx::query_as("SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1")
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?;
+        if hash != fingerprint {
+            return Err(StoreError::KeyReused(key.to_owned()));
+        }
+        Ok(Created {
+            order: self.get(order_id).await?,
+            replayed: true,
+        })
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<OrderRow, StoreError> {
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound(id))
+    }
+
+    /// Newest first; `before` is the last id of the previous page.
+    pub async fn list(
+        &self,
+        limit: i64,
+        before: Option<Uuid>,
+        status: Option<OrderStatus>,
+    ) -> Result<Vec<OrderRow>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM orders
+             WHERE ($2::UUID IS NULL OR (created_at, id) < (SELECT created_at, id FROM orders WHERE id = $2))
+               AND ($3::TEXT IS NULL OR status = $3)
+             ORDER BY created_at DESC, id DESC LIMIT $1"
+        ))
+        .bind(limit)
+        .bind(before)
+        .bind(status.map(OrderStatus::as_str))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Settles an order, once: a settled order never changes again.
+    pub async fn settle(
+        &self,
+        id: Uuid,
+        status: OrderStatus,
+        reason: Option<FailureReason>,
+    ) -> Result<OrderRow, StoreError> {
+        let row: Option<OrderRow> = sqlx::query_as(&format!(
+            "UPDATE orders SET status = $2, failure_reason = $3, updated_at = NOW()
+             WHERE id = $1 AND status NOT IN ('CONFIRMED', 'FAILED') RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(status.as_str())
+        .bind(reason.map(FailureReason::as_str))
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(row),
+            None => self.get(id).await,
+        }
+    }
+
+    /// Leaves an order unsettled in `status`, to be retried after `backoff`.
+    pub async fn defer(&self, id: Uuid, status: OrderStatus, backoff: Duration) -> Result<OrderRow, StoreError> {
+        let row: Option<OrderRow> = sqlx::query_as(&format!(
+            "UPDATE orders SET status = $2, updated_at = NOW(),
+                    next_attempt_at = NOW() + make_interval(secs => $3)
+             WHERE id = $1 AND status NOT IN ('CONFIRMED', 'FAILED') RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(status.as_str())
+        .bind(backoff.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(row),
+            None => self.get(id).await,
+        }
+    }
+
+    /// Takes up to `limit` unsettled orders that are due, leasing each for
+    /// `LEASE`. SKIP LOCKED lets several replicas claim side by side without
+    /// ever taking the same order.
+    pub async fn claim_due(&self, limit: i64) -> Result<Vec<OrderRow>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "UPDATE orders SET attempts = attempts + 1,
+                    next_attempt_at = NOW() + make_interval(secs => $2)
+             WHERE id IN (
+                 SELECT id FROM orders
+                 WHERE status IN ('PENDING', 'PENDING_INVENTORY', 'PENDING_PAYMENT')
+                   AND next_attempt_at <= NOW()
+                 ORDER BY next_attempt_at
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING {COLUMNS}"
+        ))
+        .bind(limit)
+        .bind(LEASE.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Unsettled orders per status, for metrics and the dashboard.
+    pub async fn unsettled_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT status, COUNT(*) FROM orders
+             WHERE status IN ('PENDING', 'PENDING_INVENTORY', 'PENDING_PAYMENT') GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

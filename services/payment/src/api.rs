@@ -1,0 +1,202 @@
+//! The payment HTTP API.
+
+use std::time::Duration;
+
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi, Tags,
+    param::{Path, Query},
+    payload::Json,
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+use valerix_runtime::{
+    ProblemResponse, db,
+    domain::Cents,
+    health::{Health, HealthResponse},
+};
+
+use crate::{
+    NAME,
+    config::DeclineRule,
+    store::{PaymentRow, Store, StoreError},
+};
+
+#[derive(Tags)]
+enum Tag {
+    /// Charges, voids and refunds, at most one payment per order
+    Payments,
+    /// Liveness and dependencies
+    Health,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentStatus {
+    /// The charge went through.
+    Completed,
+    /// The charge was refused (see `decline_reason`).
+    Declined,
+    /// The charge went through and was paid back.
+    Refunded,
+    /// The order was given up before any charge: later charges are refused.
+    Voided,
+    /// Not decided yet.
+    Pending,
+}
+
+/// A payment for one order.
+#[derive(Debug, Object)]
+pub struct Payment {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub amount_cents: i64,
+    pub status: PaymentStatus,
+    pub decline_reason: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Charge an order. Idempotent per `order_id`: a repeat returns the first
+/// payment. Declined when `amount_cents` is over the service's limit
+/// (default 1000000) or `user_id` starts with `decline`.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ChargeRequest {
+    pub order_id: Uuid,
+    pub amount_cents: Cents,
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct OrderRef {
+    pub order_id: Uuid,
+}
+
+#[derive(Debug, Object)]
+pub struct PaymentList {
+    pub payments: Vec<Payment>,
+}
+
+#[derive(ApiResponse)]
+enum ChargeResponse {
+    /// The order already had a payment: the first one is returned.
+    #[oai(status = 200)]
+    Existing(Json<Payment>),
+    /// The charge was made now (it may still be DECLINED).
+    #[oai(status = 201)]
+    Created(Json<Payment>),
+}
+
+fn status_of(s: &str) -> PaymentStatus {
+    match s {
+        "COMPLETED" => PaymentStatus::Completed,
+        "DECLINED" => PaymentStatus::Declined,
+        "REFUNDED" => PaymentStatus::Refunded,
+        "VOIDED" => PaymentStatus::Voided,
+        _ => PaymentStatus::Pending,
+    }
+}
+
+impl From<PaymentRow> for Payment {
+    fn from(r: PaymentRow) -> Self {
+        Self {
+            id: r.id,
+            order_id: r.order_id,
+            amount_cents: r.amount_cents,
+            status: status_of(&r.status),
+            decline_reason: r.decline_reason,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+impl From<StoreError> for ProblemResponse {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::UnknownOrder(_) => Self::unprocessable("unknown-order", err),
+            StoreError::NotFound(_) | StoreError::NoPaymentForOrder(_) => {
+                Self::not_found("no-payment", err)
+            }
+            StoreError::AmountMismatch { .. } => Self::conflict("amount-mismatch", err),
+            StoreError::Db(e) => e.into(),
+        }
+    }
+}
+
+type Answer<T> = Result<T, ProblemResponse>;
+
+pub struct PaymentApi {
+    store: Store,
+    decline: DeclineRule,
+}
+
+impl PaymentApi {
+    pub fn new(pool: PgPool, decline: DeclineRule) -> Self {
+        Self {
+            store: Store::new(pool),
+            decline,
+        }
+    }
+
+    pub fn spec_only() -> Self {
+        Self::new(db::lazy_pool(), DeclineRule::default())
+    }
+}
+
+#[OpenApi]
+impl PaymentApi {
+    /// Health: the service and its database.
+    #[oai(path = "/health", method = "get", tag = "Tag::Health")]
+    async fn health(&self) -> HealthResponse {
+        let db_up = db::ping(self.store.pool(), Duration::from_secs(1)).await;
+        Health::new(NAME).database(db_up).into_response()
+    }
+
+    /// Charge an order (idempotent per order).
+    #[oai(path = "/payments", method = "post", tag = "Tag::Payments")]
+    async fn charge(&self, body: Json<ChargeRequest>) -> Answer<ChargeResponse> {
+        let amount = body.amount_cents.get();
+        let reason = self.decline.reason(amount, body.user_id.as_deref());
+        let (row, created) = self.store.charge(body.order_id, amount, reason).await?;
+        Ok(if created {
+            ChargeResponse::Created(Json(row.into()))
+        } else {
+            ChargeResponse::Existing(Json(row.into()))
+        })
+    }
+
+    /// The payments of an order (zero or one).
+    #[oai(path = "/payments", method = "get", tag = "Tag::Payments")]
+    async fn by_order(&self, order_id: Query<Uuid>) -> Answer<Json<PaymentList>> {
+        let payments = self
+            .store
+            .find_by_order(order_id.0)
+            .await?
+            .into_iter()
+            .map(Payment::from)
+            .collect();
+        Ok(Json(PaymentList { payments }))
+    }
+
+    /// One payment.
+    #[oai(path = "/payments/:id", method = "get", tag = "Tag::Payments")]
+    async fn get(&self, id: Path<Uuid>) -> Answer<Json<Payment>> {
+        Ok(Json(self.store.get(id.0).await?.into()))
+    }
+
+    /// Give up on an order's payment: fences off any later charge when there
+    /// is none yet, otherwise returns the existing payment unchanged.
+    #[oai(path = "/payments/void", method = "post", tag = "Tag::Payments")]
+    async fn void(&self, body: Json<OrderRef>) -> Answer<Json<Payment>> {
+        Ok(Json(self.store.void(body.order_id).await?.into()))
+    }
+
+    /// Refund an order's completed payment (other states are returned as they are).
+    #[oai(path = "/payments/refund", method = "post", tag = "Tag::Payments")]
+    async fn refund(&self, body: Json<OrderRef>) -> Answer<Json<Payment>> {
+        Ok(Json(self.store.refund(body.order_id).await?.into()))
+    }
+}

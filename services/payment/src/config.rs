@@ -1,0 +1,66 @@
+use std::net::SocketAddr;
+
+use clap::{Args, Parser};
+use valerix_runtime::config::{DatabaseArgs, HttpArgs};
+
+/// Payments, at most one per order.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "payment-service", version, about)]
+pub struct Config {
+    /// Address to listen on
+    #[arg(long, env = "VALERIX_LISTEN", default_value = "127.0.0.1:5003")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub decline: DeclineRule,
+}
+
+/// When a charge is declined. There is no card network behind this service,
+/// so the rule is explicit: an amount over the limit, or a user id that
+/// starts with the decline prefix.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct DeclineRule {
+    /// Decline charges above this many cents
+    #[arg(long, env = "VALERIX_DECLINE_ABOVE_CENTS", default_value_t = 1_000_000)]
+    pub decline_above_cents: i64,
+}
+
+impl DeclineRule {
+    /// User ids starting with this are always declined (test and demo users).
+    pub const DECLINE_USER_PREFIX: &'static str = "decline";
+
+    pub fn reason(&self, amount_cents: i64, user_id: Option<&str>) -> Option<&'static str> {
+        if amount_cents > self.decline_above_cents {
+            Some("AMOUNT_LIMIT")
+        } else if user_id.is_some_and(|u| u.starts_with(Self::DECLINE_USER_PREFIX)) {
+            Some("TEST_USER_DECLINED")
+        } else {
+            None
+        }
+    }
+}
+
+impl Default for DeclineRule {
+    fn default() -> Self {
+        Self {
+            decline_above_cents: 1_000_000,
+        }
+    }
+}
+
+impl Config {
+    pub fn with_database(url: &str) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5003)),
+            db: DatabaseArgs::from_url(url),
+            http: HttpArgs::default(),
+            decline: DeclineRule::default(),
+        }
+    }
+}

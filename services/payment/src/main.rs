@@ -1,0 +1,9 @@
+use clap::Parser;
+use payment_service::{Config, NAME, run};
+use valerix_runtime::{server, shutdown};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    server::main(NAME, config.listen, |l| run(config, l, shutdown::signal())).await
+}

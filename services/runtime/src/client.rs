@@ -1,0 +1,216 @@
+//! Calls to other services: a timeout per attempt, bounded retries of
+//! transient failures, and errors typed by what the caller must do next.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio_retry::{RetryIf, strategy::FixedInterval};
+
+use crate::problem::Problem;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// No answer within the timeout: the other side may or may not have acted.
+    #[error("{service} did not answer within {timeout:?}")]
+    Timeout {
+        service: &'static str,
+        timeout: Duration,
+    },
+    /// The request could not be delivered (connection refused, reset, ...).
+    #[error("{service} is unreachable: {reason}")]
+    Unreachable {
+        service: &'static str,
+        reason: String,
+    },
+    /// The other side answered with an error status.
+    #[error("{service} answered {status}: {detail}")]
+    Status {
+        service: &'static str,
+        status: u16,
+        kind: String,
+        detail: String,
+    },
+    /// The answer could not be read.
+    #[error("{service} sent an unreadable answer: {reason}")]
+    Decode {
+        service: &'static str,
+        reason: String,
+    },
+}
+
+impl CallError {
+    /// Worth another attempt: the outcome is unknown or the failure passing.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Unreachable { .. } | Self::Decode { .. } => true,
+            Self::Status { status, .. } => *status >= 500 || *status == 429,
+        }
+    }
+
+    /// The status code when the other side gave a definite answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Per-downstream call settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CallPolicy {
+    pub timeout: Duration,
+    pub retries: usize,
+    pub retry_delay: Duration,
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(2),
+            retries: 1,
+            retry_delay: Duration::from_millis(50),
+        }
+    }
+}
+
+/// One downstream service reached over HTTP.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    name: &'static str,
+    base: String,
+    http: reqwest::Client,
+    policy: CallPolicy,
+}
+
+/// A response that was 2xx: its status and body.
+#[derive(Debug)]
+pub struct Answer<T> {
+    pub status: StatusCode,
+    pub body: T,
+}
+
+impl Downstream {
+    pub fn new(name: &'static str, base: &str, policy: CallPolicy) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .connect_timeout(policy.timeout)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self {
+            name,
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+            policy,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn policy(&self) -> CallPolicy {
+        self.policy
+    }
+
+    /// One call with the policy's timeout and retries of transient failures.
+    /// Only for idempotent operations: a retry may repeat an effect.
+    pub async fn call<B, T>(&self, method: Method, path: &str, body: Option<&B>) -> Result<Answer<T>, CallError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let strategy = FixedInterval::new(self.policy.retry_delay).take(self.policy.retries);
+        RetryIf::start(
+            strategy,
+            || self.attempt(method.clone(), path, body, self.policy.timeout),
+            |err: &CallError| err.is_transient(),
+        )
+        .await
+    }
+
+    /// A single attempt with an explicit timeout (used by health probes).
+    pub async fn attempt<B, T>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<Answer<T>, CallError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .timeout(timeout);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(e, timeout))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
+        if !status.is_success() {
+            let problem: Option<Problem> = serde_json::from_slice(&bytes).ok();
+            return Err(CallError::Status {
+                service: self.name,
+                status: status.as_u16(),
+                kind: problem.as_ref().map(|p| p.kind.clone()).unwrap_or_default(),
+                detail: problem
+                    .map(|p| p.detail)
+                    .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect()),
+            });
+        }
+        let body = serde_json::from_slice(&bytes).map_err(|e| CallError::Decode {
+            service: self.name,
+            reason: e.to_string(),
+        })?;
+        Ok(Answer { status, body })
+    }
+
+    /// Whether the service answers its health endpoint with 200.
+    pub async fn is_healthy(&self, timeout: Duration) -> bool {
+        matches!(
+            self.http
+                .get(format!("{}/health", self.base))
+                .timeout(timeout)
+                .send()
+                .await,
+            Ok(r) if r.status().is_success()
+        )
+    }
+
+    fn transport_error(&self, err: reqwest::Error, timeout: Duration) -> CallError {
+        if err.is_timeout() {
+            CallError::Timeout {
+                service: self.name,
+                timeout,
+            }
+        } else {
+            CallError::Unreachable {
+                service: self.name,
+                reason: error_chain(&err),
+            }
+        }
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        source = e.source();
+    }
+    s
+}

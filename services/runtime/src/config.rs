@@ -1,0 +1,80 @@
+//! Configuration pieces every service flattens into its own clap `Config`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no database configured: set DATABASE_URL or DATABASE_URL_FILE")]
+    MissingDatabaseUrl,
+    #[error("cannot read the database URL from {path}: {source}")]
+    DatabaseUrlFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where the database is. The file form exists for systemd `LoadCredential`,
+/// so the password never appears in the unit's environment.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1/valerix
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// A file holding the PostgreSQL URL (takes effect when --database-url is not given)
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
+
+    /// Maximum connections in this service's pool
+    #[arg(long, env = "VALERIX_DB_POOL_SIZE", default_value_t = 10)]
+    pub db_pool_size: u32,
+}
+
+impl DatabaseArgs {
+    pub fn from_url(url: impl Into<String>) -> Self {
+        Self {
+            database_url: Some(url.into()),
+            database_url_file: None,
+            db_pool_size: 10,
+        }
+    }
+
+    pub fn url(&self) -> Result<String, ConfigError> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        let path = self
+            .database_url_file
+            .as_ref()
+            .ok_or(ConfigError::MissingDatabaseUrl)?;
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .map_err(|source| ConfigError::DatabaseUrlFile {
+                path: path.clone(),
+                source,
+            })
+    }
+}
+
+/// HTTP edge settings shared by every service.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Largest accepted request body in bytes (bigger bodies get 413)
+    #[arg(long, env = "VALERIX_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Seconds to let in-flight requests finish after SIGTERM
+    #[arg(long, env = "VALERIX_DRAIN_SECS", default_value_t = 10)]
+    pub drain_secs: u64,
+}
+
+impl Default for HttpArgs {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            drain_secs: 10,
+        }
+    }
+}

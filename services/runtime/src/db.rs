@@ -1,0 +1,46 @@
+//! The database pool and the one set of migrations every service applies at start.
+
+use std::time::Duration;
+
+use sqlx::{PgPool, postgres::PgPoolOptions};
+
+use crate::config::{ConfigError, DatabaseArgs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The migrations are compiled in, so a packaged binary needs no files beside it.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// Connects and brings the schema up to date. Migrations take an advisory lock,
+/// so several services starting at once against one database is safe.
+pub async fn connect_and_migrate(args: &DatabaseArgs) -> Result<PgPool, DbError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(args.db_pool_size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&args.url()?)
+        .await
+        .map_err(DbError::Connect)?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+/// A cheap liveness probe with a deadline, for health checks and the watchdog.
+pub async fn ping(pool: &PgPool, timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// A pool that never connects, for rendering OpenAPI specs offline.
+pub fn lazy_pool() -> PgPool {
+    PgPoolOptions::new().connect_lazy_with(sqlx::postgres::PgConnectOptions::new())
+}

@@ -1,0 +1,15 @@
+//! What every Valerix service shares, each concern in one place.
+
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod health;
+pub mod limits;
+pub mod problem;
+pub mod server;
+pub mod shutdown;
+pub mod systemd;
+pub mod telemetry;
+
+pub use problem::{Problem, ProblemResponse};
