@@ -1,0 +1,24 @@
+# An example host: `nixos-rebuild build --flake .#example`.
+# The whole stack on one machine; only the gateway is reachable from outside.
+{
+  nixpkgs.hostPlatform = "x86_64-linux";
+  system.stateVersion = "25.11";
+
+  boot.loader.grub.device = "nodev";
+  fileSystems."/" = {
+    device = "/dev/disk/by-label/nixos";
+    fsType = "ext4";
+  };
+
+  services.valerix = {
+    enable = true;
+    gateway.listenAddress = "0.0.0.0";
+    # Traces to the local Jaeger (OTLP over HTTP).
+    otlpEndpoint = "http://127.0.0.1:4318";
+    prometheus.enable = true;
+    grafana.enable = true;
+    jaeger.enable = true;
+  };
+
+  networking.firewall.allowedTCPPorts = [ 5000 ];
+}

@@ -1,0 +1,502 @@
+# services.valerix: the four Valerix services as hardened Type=notify systemd
+# units, plus optional local PostgreSQL, Prometheus, Grafana and Jaeger.
+#
+# Written against nixpkgs nixos-25.11 (see nixos/README.md for the source files
+# each option used here was checked against). It has been parse-checked only.
+{ config, lib, ... }:
+
+let
+  inherit (lib)
+    mkEnableOption
+    mkIf
+    mkMerge
+    mkOption
+    optionalAttrs
+    optionals
+    types
+    ;
+
+  cfg = config.services.valerix;
+
+  # The services, their binaries (docs/CONTRACT.md) and the plan's ports.
+  serviceDefs = {
+    inventory = {
+      binary = "inventory-service";
+      port = 5002;
+      usesDatabase = true;
+      upstreams = [ ];
+    };
+    payment = {
+      binary = "payment-service";
+      port = 5003;
+      usesDatabase = true;
+      upstreams = [ ];
+    };
+    order = {
+      binary = "order-service";
+      port = 5001;
+      usesDatabase = true;
+      upstreams = [
+        "inventory"
+        "payment"
+      ];
+    };
+    gateway = {
+      binary = "api-gateway";
+      port = 5000;
+      usesDatabase = false;
+      upstreams = [ "order" ];
+    };
+  };
+
+  enabledServices = lib.filterAttrs (name: _: cfg.${name}.enable) serviceDefs;
+
+  # "host:port", with brackets around IPv6 addresses.
+  hostPort =
+    addr: port:
+    if lib.hasInfix ":" addr then "[${addr}]:${toString port}" else "${addr}:${toString port}";
+
+  # Where a local client reaches a service that listens on `addr`.
+  connectHost =
+    addr:
+    if addr == "0.0.0.0" then
+      "127.0.0.1"
+    else if addr == "::" then
+      "::1"
+    else
+      addr;
+
+  localTarget = name: hostPort (connectHost cfg.${name}.listenAddress) cfg.${name}.port;
+  urlOf = name: "http://${localTarget name}";
+
+  localDatabaseUrl = "postgres:///valerix?host=/run/postgresql&user=valerix";
+
+  # Sandboxing shared by every unit of this module, after nix-community/harmonia's
+  # nix/module.nix. Aimed at a `systemd-analyze security` exposure of 2.0 or less
+  # (what remains exposed: host network, AF_INET/AF_INET6, no IP allow list).
+  hardening = {
+    AmbientCapabilities = "";
+    CapabilityBoundingSet = "";
+    DevicePolicy = "closed";
+    LockPersonality = true;
+    MemoryDenyWriteExecute = true;
+    NoNewPrivileges = true;
+    PrivateDevices = true;
+    PrivateMounts = true;
+    PrivateTmp = true;
+    # Peer authentication should still work: the user namespace maps the service's
+    # own uid to itself, and the kernel reports that real uid to PostgreSQL.
+    PrivateUsers = true;
+    ProcSubset = "pid";
+    ProtectClock = true;
+    ProtectControlGroups = true;
+    ProtectHome = true;
+    ProtectHostname = true;
+    ProtectKernelLogs = true;
+    ProtectKernelModules = true;
+    ProtectKernelTunables = true;
+    ProtectProc = "invisible";
+    ProtectSystem = "strict";
+    RemoveIPC = true;
+    RestrictAddressFamilies = [
+      "AF_UNIX"
+      "AF_INET"
+      "AF_INET6"
+    ];
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    SystemCallArchitectures = "native";
+    # A filtered call fails with EPERM instead of killing the process.
+    SystemCallErrorNumber = "EPERM";
+    SystemCallFilter = [
+      "@system-service"
+      "~@privileged"
+      "~@resources"
+    ];
+    UMask = "0077";
+  };
+
+  serviceEnvironment =
+    name: def:
+    {
+      VALERIX_LISTEN = hostPort cfg.${name}.listenAddress cfg.${name}.port;
+      OTEL_SERVICE_NAME = def.binary;
+      RUST_LOG = cfg.logLevel;
+    }
+    // optionalAttrs def.usesDatabase (
+      if cfg.database.createLocally then
+        { DATABASE_URL = localDatabaseUrl; }
+      else
+        { DATABASE_URL_FILE = "%d/database-url"; }
+    )
+    // optionalAttrs (name == "order") {
+      INVENTORY_URL = urlOf "inventory";
+      PAYMENT_URL = urlOf "payment";
+    }
+    // optionalAttrs (name == "gateway") {
+      ORDER_URL = urlOf "order";
+      INVENTORY_URL = urlOf "inventory";
+      PAYMENT_URL = urlOf "payment";
+      VALERIX_UI_DIR = "${cfg.package}/share/valerix/ui";
+    }
+    // optionalAttrs cfg.gremlins.enable { VALERIX_GREMLINS = "true"; }
+    // optionalAttrs (cfg.otlpEndpoint != null) { OTEL_EXPORTER_OTLP_ENDPOINT = cfg.otlpEndpoint; }
+    // cfg.${name}.extraEnvironment;
+
+  mkServiceUnit =
+    name: def:
+    let
+      upstreamUnits = map (u: "valerix-${u}.service") (
+        lib.filter (u: cfg.${u}.enable) def.upstreams
+      );
+      localDb = def.usesDatabase && cfg.database.createLocally;
+      remoteDb = def.usesDatabase && !cfg.database.createLocally;
+    in
+    {
+      description = "Valerix ${def.binary}";
+      wantedBy = [ "multi-user.target" ];
+      wants = upstreamUnits ++ optionals remoteDb [ "network-online.target" ];
+      requires = optionals localDb [ "postgresql.target" ];
+      after = [
+        "network.target"
+      ]
+      ++ upstreamUnits
+      ++ optionals localDb [ "postgresql.target" ]
+      ++ optionals remoteDb [ "network-online.target" ];
+      environment = serviceEnvironment name def;
+      # Keep restarting while a dependency (the database) is away.
+      unitConfig.StartLimitIntervalSec = 0;
+      serviceConfig =
+        hardening
+        // {
+          Type = "notify";
+          NotifyAccess = "main";
+          WatchdogSec = cfg.watchdogSec;
+          ExecStart = "${cfg.package}/bin/${def.binary}";
+          Restart = "on-failure";
+          RestartSec = "2s";
+          # A static user whose name matches the PostgreSQL role (peer auth).
+          User = "valerix";
+          Group = "valerix";
+        }
+        // optionalAttrs remoteDb { LoadCredential = [ "database-url:${cfg.database.urlFile}" ]; };
+    };
+
+  mkServiceOptions = name: def: {
+    enable = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Whether to run ${def.binary} as valerix-${name}.service.";
+    };
+    listenAddress = mkOption {
+      type = types.str;
+      default = "127.0.0.1";
+      example = "0.0.0.0";
+      description = "Address ${def.binary} binds to (VALERIX_LISTEN).";
+    };
+    port = mkOption {
+      type = types.port;
+      default = def.port;
+      description = "Port ${def.binary} listens on.";
+    };
+    extraEnvironment = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      example = {
+        VALERIX_MAX_BODY_BYTES = "131072";
+      };
+      description = "Extra environment variables for ${def.binary}; they override the module's.";
+    };
+  };
+
+  grafanaSecretsDir = "/var/lib/valerix-grafana";
+  grafanaAdminPasswordFile =
+    if cfg.grafana.adminPasswordFile != null then
+      cfg.grafana.adminPasswordFile
+    else
+      "${grafanaSecretsDir}/admin-password";
+  grafanaSecretKeyFile =
+    if cfg.grafana.secretKeyFile != null then
+      cfg.grafana.secretKeyFile
+    else
+      "${grafanaSecretsDir}/secret-key";
+  generateGrafanaSecrets =
+    cfg.grafana.adminPasswordFile == null || cfg.grafana.secretKeyFile == null;
+  grafanaShare = "${cfg.package}/share/valerix/grafana";
+in
+{
+  options.services.valerix = {
+    enable = mkEnableOption "the Valerix order, inventory and payment services and API gateway";
+
+    package = mkOption {
+      type = types.package;
+      defaultText = lib.literalExpression "valerix.packages.\${system}.valerix (set by the flake's nixosModules.default)";
+      description = "The Valerix package: the four service binaries, the `valerix` CLI and share/valerix.";
+    };
+
+    logLevel = mkOption {
+      type = types.str;
+      default = "info";
+      example = "info,order_service=debug";
+      description = "RUST_LOG for every service.";
+    };
+
+    watchdogSec = mkOption {
+      type = types.str;
+      default = "10s";
+      description = "WatchdogSec= of every service unit; the services ping at half of it.";
+    };
+
+    database = {
+      createLocally = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Run PostgreSQL on this host with a `valerix` database owned by the `valerix` role,
+          reached over the Unix socket in /run/postgresql with peer authentication.
+        '';
+      };
+      urlFile = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        example = "/run/secrets/valerix-database-url";
+        description = ''
+          File holding the DATABASE_URL of an external PostgreSQL, used when
+          `createLocally` is false. It is handed to the units with LoadCredential=
+          (the services read DATABASE_URL_FILE=%d/database-url). Give a path as a
+          string: a Nix path literal would copy the secret into the Nix store.
+        '';
+      };
+    };
+
+    otlpEndpoint = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "http://127.0.0.1:4318";
+      description = "OTEL_EXPORTER_OTLP_ENDPOINT for every service; null turns tracing off.";
+    };
+
+    gremlins.enable = mkEnableOption "the fault-injection (gremlin) endpoints; for tests only";
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Open the ports of the enabled Valerix services in the firewall.";
+    };
+
+    prometheus.enable = mkEnableOption "a local Prometheus scraping the four services with the SLA alert rule";
+
+    grafana = {
+      enable = mkEnableOption "a local Grafana (port 3030) with the Valerix datasources, dashboard and alert provisioned";
+      adminPasswordFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = ''
+          File with the Grafana admin password. When null, a random one is generated once
+          into ${grafanaSecretsDir}/admin-password.
+        '';
+      };
+      secretKeyFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = ''
+          File with Grafana's secret_key. When null, a random one is generated once
+          into ${grafanaSecretsDir}/secret-key.
+        '';
+      };
+    };
+
+    jaeger = {
+      enable = mkEnableOption "a Jaeger all-in-one unit (OTLP on 4317/4318, UI and API on 16686, in-memory storage)";
+      package = mkOption {
+        type = types.nullOr types.package;
+        default = null;
+        description = ''
+          The Jaeger v2 package (binary `jaeger`). nixpkgs 25.11 has none; the Valerix
+          flake packages the upstream release binary for x86_64-linux and sets this.
+        '';
+      };
+      configFile = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        description = "Jaeger configuration file; null runs the built-in all-in-one configuration.";
+      };
+    };
+  }
+  // lib.mapAttrs mkServiceOptions serviceDefs;
+
+  config = mkIf cfg.enable (mkMerge [
+    {
+      assertions = [
+        {
+          assertion = cfg.database.createLocally != (cfg.database.urlFile != null);
+          message = "services.valerix.database: set either createLocally = true or urlFile, not both and not neither.";
+        }
+        {
+          assertion = cfg.jaeger.enable -> cfg.jaeger.package != null;
+          message = "services.valerix.jaeger.package is not set: nixpkgs 25.11 has no Jaeger; the Valerix flake provides one for x86_64-linux.";
+        }
+      ];
+
+      users.users.valerix = {
+        isSystemUser = true;
+        group = "valerix";
+        description = "Valerix services";
+      };
+      users.groups.valerix = { };
+
+      # For operators: `valerix audit`, `valerix openapi`, ...
+      environment.systemPackages = [ cfg.package ];
+
+      systemd.services = lib.mapAttrs' (
+        name: def: lib.nameValuePair "valerix-${name}" (mkServiceUnit name def)
+      ) enabledServices;
+
+      networking.firewall.allowedTCPPorts = mkIf cfg.openFirewall (
+        lib.mapAttrsToList (name: _: cfg.${name}.port) enabledServices
+      );
+    }
+
+    (mkIf cfg.database.createLocally {
+      services.postgresql = {
+        enable = true;
+        ensureDatabases = [ "valerix" ];
+        ensureUsers = [
+          {
+            name = "valerix";
+            ensureDBOwnership = true;
+          }
+        ];
+      };
+    })
+
+    (mkIf cfg.prometheus.enable {
+      services.prometheus = {
+        enable = true;
+        listenAddress = lib.mkDefault "127.0.0.1";
+        globalConfig = {
+          # The SLA rule looks at 30 s windows: scrape and evaluate often enough.
+          scrape_interval = lib.mkDefault "5s";
+          evaluation_interval = lib.mkDefault "5s";
+        };
+        # Job names as docs/CONTRACT.md gives them.
+        scrapeConfigs = lib.mapAttrsToList (name: def: {
+          job_name = def.binary;
+          static_configs = [ { targets = [ (localTarget name) ]; } ];
+        }) enabledServices;
+        # Checked with `promtool check rules` when the system is built.
+        ruleFiles = [ "${grafanaShare}/prometheus/valerix-rules.yml" ];
+      };
+    })
+
+    (mkIf cfg.grafana.enable {
+      services.grafana = {
+        enable = true;
+        settings = {
+          server = {
+            http_addr = lib.mkDefault "127.0.0.1";
+            http_port = lib.mkDefault 3030;
+          };
+          security = {
+            admin_password = "$__file{/run/credentials/grafana.service/admin-password}";
+            secret_key = "$__file{/run/credentials/grafana.service/secret-key}";
+          };
+        };
+        provision = {
+          enable = true;
+          # As grafana/provisioning/datasources/valerix.yml: the dashboard and the
+          # alert rule refer to these uids.
+          datasources.settings = {
+            apiVersion = 1;
+            datasources = [
+              {
+                name = "Prometheus";
+                type = "prometheus";
+                uid = "valerix-prometheus";
+                access = "proxy";
+                url = "http://127.0.0.1:${toString config.services.prometheus.port}";
+                isDefault = true;
+                editable = false;
+                jsonData = {
+                  timeInterval = "5s";
+                  httpMethod = "POST";
+                };
+              }
+            ]
+            ++ optionals cfg.jaeger.enable [
+              {
+                name = "Jaeger";
+                type = "jaeger";
+                uid = "valerix-jaeger";
+                access = "proxy";
+                url = "http://127.0.0.1:16686";
+                editable = false;
+              }
+            ];
+          };
+          # As grafana/provisioning/dashboards/valerix.yml, with the path in the store.
+          dashboards.settings = {
+            apiVersion = 1;
+            providers = [
+              {
+                name = "valerix";
+                orgId = 1;
+                folder = "Valerix";
+                type = "file";
+                disableDeletion = true;
+                allowUiUpdates = false;
+                updateIntervalSeconds = 30;
+                options.path = "${grafanaShare}/dashboards";
+              }
+            ];
+          };
+          alerting.rules.path = "${grafanaShare}/provisioning/alerting/valerix-sla.yml";
+        };
+      };
+
+      systemd.services.grafana = {
+        requires = optionals generateGrafanaSecrets [ "valerix-grafana-secrets.service" ];
+        after = optionals generateGrafanaSecrets [ "valerix-grafana-secrets.service" ];
+        serviceConfig.LoadCredential = [
+          "admin-password:${grafanaAdminPasswordFile}"
+          "secret-key:${grafanaSecretKeyFile}"
+        ];
+      };
+
+      systemd.services.valerix-grafana-secrets = mkIf generateGrafanaSecrets {
+        description = "Generate Grafana's admin password and secret key for Valerix (once)";
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          UMask = "0077";
+        };
+        script = ''
+          for f in ${lib.escapeShellArg grafanaAdminPasswordFile} ${lib.escapeShellArg grafanaSecretKeyFile}; do
+            if [ ! -e "$f" ]; then
+              mkdir -p "$(dirname "$f")"
+              head -c 24 /dev/urandom | base64 | tr -d '\n' > "$f"
+            fi
+          done
+        '';
+      };
+    })
+
+    (mkIf cfg.jaeger.enable {
+      systemd.services.valerix-jaeger = {
+        description = "Jaeger all-in-one for Valerix traces";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "network.target" ];
+        serviceConfig = hardening // {
+          ExecStart = lib.concatStringsSep " " (
+            [ "${cfg.jaeger.package}/bin/jaeger" ]
+            ++ optionals (cfg.jaeger.configFile != null) [ "--config=${cfg.jaeger.configFile}" ]
+          );
+          DynamicUser = true;
+          Restart = "on-failure";
+          RestartSec = "2s";
+        };
+      };
+    })
+  ]);
+}

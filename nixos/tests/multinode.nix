@@ -1,0 +1,149 @@
+# PostgreSQL on `db`, the four services on `app` (createLocally = false, the URL
+# from a credential file), load from `client`. Mid-load `db` is cut off the
+# network and later reconnected; afterwards every order the client got a 201/202
+# for must be CONFIRMED or FAILED, none may stay pending, and `valerix audit` on
+# the database must be clean.
+{ pkgs, valerix }:
+
+let
+  # Test-only credentials; a real host keeps the URL file out of the Nix store.
+  dbPassword = "valerix-multinode-test";
+  databaseUrl = "postgres://valerix:${dbPassword}@db:5432/valerix";
+
+  script =
+    name: text:
+    pkgs.writeShellApplication {
+      inherit name text;
+      runtimeInputs = [
+        pkgs.curl
+        pkgs.jq
+      ];
+    };
+
+  # Sequential orders through the gateway; the ids of acknowledged orders
+  # (201 or 202) go to /tmp/acked. /tmp/drive-orders.done marks the end.
+  driveOrders = script "drive-orders" ''
+    touch /tmp/acked
+    for _ in $(seq 1 "$1"); do
+      out=$(curl -s -m 20 -w '\n%{http_code}' -X POST http://app:5000/api/orders \
+        -H 'content-type: application/json' -d '{"product_id":"PROD-1","quantity":1}') || true
+      code=$(printf '%s\n' "$out" | tail -n 1)
+      if [ "$code" = 201 ] || [ "$code" = 202 ]; then
+        printf '%s\n' "$out" | head -n -1 | jq -r .id >> /tmp/acked
+      fi
+      sleep 0.2
+    done
+    touch /tmp/drive-orders.done
+  '';
+
+  # Fails while an acknowledged order is missing or not final.
+  checkAcked = script "check-acked" ''
+    while read -r id; do
+      status=$(curl -sf "http://app:5001/orders/$id" | jq -r .status)
+      case "$status" in
+        CONFIRMED | FAILED) ;;
+        *)
+          echo "order $id is '$status'"
+          exit 1
+          ;;
+      esac
+    done < /tmp/acked
+  '';
+
+  seedProducts = script "seed-products" ''
+    runuser -u postgres -- psql -v ON_ERROR_STOP=1 -d valerix -c \
+      "INSERT INTO inventory (product_id, name, price_cents, stock)
+       VALUES ('PROD-1', 'Valerix widget', 1999, 100000)
+       ON CONFLICT (product_id) DO NOTHING"
+  '';
+
+  ordersWithStatus = script "orders-with-status" ''
+    runuser -u postgres -- psql -tA -d valerix -c \
+      "SELECT count(*) FROM orders WHERE status LIKE '$1'"
+  '';
+in
+pkgs.testers.runNixOSTest {
+  name = "valerix-multinode";
+
+  nodes = {
+    db = {
+      services.postgresql = {
+        enable = true;
+        enableTCPIP = true;
+        # Prepended to the module's defaults (local peer, md5 on loopback).
+        authentication = ''
+          host valerix valerix 0.0.0.0/0 scram-sha-256
+        '';
+        ensureDatabases = [ "valerix" ];
+        ensureUsers = [
+          {
+            name = "valerix";
+            ensureDBOwnership = true;
+          }
+        ];
+        # Runs once, before the ensure* statements: the role gets a password.
+        initialScript = pkgs.writeText "valerix-role.sql" ''
+          CREATE ROLE valerix WITH LOGIN PASSWORD '${dbPassword}';
+        '';
+      };
+      networking.firewall.allowedTCPPorts = [ 5432 ];
+      environment.systemPackages = [
+        seedProducts
+        ordersWithStatus
+      ];
+    };
+
+    app = {
+      imports = [ ../module.nix ];
+      services.valerix = {
+        enable = true;
+        package = valerix;
+        database = {
+          createLocally = false;
+          urlFile = "${pkgs.writeText "valerix-database-url" databaseUrl}";
+        };
+        gateway.listenAddress = "0.0.0.0";
+        order.listenAddress = "0.0.0.0";
+        openFirewall = true;
+      };
+    };
+
+    client = {
+      environment.systemPackages = [
+        pkgs.curl
+        valerix
+        driveOrders
+        checkAcked
+      ];
+    };
+  };
+
+  testScript = ''
+    services = ["valerix-inventory", "valerix-payment", "valerix-order", "valerix-gateway"]
+
+    start_all()
+
+    with subtest("db and the services on app come up"):
+        db.wait_for_unit("postgresql.target")
+        for service in services:
+            app.wait_for_unit(f"{service}.service")
+        db.succeed("seed-products")
+        client.wait_until_succeeds("curl -s -o /dev/null http://app:5000/", timeout=120)
+
+    with subtest("orders keep coming while db is cut off and reconnected"):
+        client.succeed("drive-orders 150 >/dev/null 2>&1 &")
+        client.wait_until_succeeds("test $(wc -l < /tmp/acked) -ge 20", timeout=300)
+        db.block()
+        client.sleep(30)
+        db.unblock()
+        client.wait_for_file("/tmp/drive-orders.done", timeout=900)
+
+    with subtest("every acknowledged order settles, none is pending, the audit is clean"):
+        for service in services:
+            app.wait_for_unit(f"{service}.service")
+        client.wait_until_succeeds("check-acked", timeout=600)
+        db.wait_until_succeeds("test $(orders-with-status 'PENDING%') -eq 0", timeout=600)
+        assert int(db.succeed("orders-with-status CONFIRMED")) > 0
+        client.succeed("valerix audit --database-url '${databaseUrl}'")
+  '';
+}

@@ -1,0 +1,188 @@
+# The whole stack on one VM, faults included: every unit active (Type=notify),
+# an order CONFIRMED through the gateway, the 3 s inventory gremlin -> orders
+# PENDING_INVENTORY and the SLA alert firing in Prometheus, the reconciler
+# confirming them once the gremlin is lifted, Grafana's provisioned dashboard and
+# alert, traces of the four services in Jaeger, a watchdog restart after SIGSTOP,
+# `systemd-analyze security` <= 2.0 for every unit, and a clean `valerix audit`.
+{
+  pkgs,
+  valerix,
+  jaeger,
+}:
+
+let
+  script =
+    name: text:
+    pkgs.writeShellApplication {
+      inherit name text;
+      runtimeInputs = [
+        pkgs.curl
+        pkgs.jq
+      ];
+      # jq programs in single quotes use $variables on purpose.
+      excludeShellChecks = [ "SC2016" ];
+    };
+
+  helpers = [
+    # The body, then the HTTP status code on a line of its own.
+    (script "post-order" ''
+      curl -s -m 30 -w '\n%{http_code}' -X POST http://localhost:5000/api/orders \
+        -H 'content-type: application/json' -d '{"product_id":"PROD-1","quantity":1}'
+    '')
+    (script "order-status" ''
+      curl -sf "http://localhost:5001/orders/$1" | jq -r .status
+    '')
+    # Orders one after another until /tmp/stop-slow-orders exists.
+    (script "slow-orders" ''
+      while [ ! -e /tmp/stop-slow-orders ]; do
+        curl -s -o /dev/null -m 30 -X POST http://localhost:5000/api/orders \
+          -H 'content-type: application/json' -d '{"product_id":"PROD-1","quantity":1}' || true
+        sleep 1
+      done
+    '')
+    (script "gremlin-on" ''
+      curl -sf -X POST http://localhost:5002/gremlin/latency \
+        -H 'content-type: application/json' -d '{"delay_ms":3000,"enabled":true}'
+    '')
+    (script "gremlin-off" ''
+      curl -sf -X DELETE http://localhost:5002/gremlin
+    '')
+    (script "alert-firing" ''
+      curl -sf http://localhost:9090/api/v1/alerts \
+        | jq -e '[.data.alerts[] | select(.labels.alertname == "OrderServiceSLABreach" and .state == "firing")] | length > 0'
+    '')
+    (script "grafana-get" ''
+      curl -sf -u "admin:$(cat /var/lib/valerix-grafana/admin-password)" "http://127.0.0.1:3030$1"
+    '')
+    (script "jaeger-has-service" ''
+      curl -sf http://localhost:16686/api/services | jq -e --arg s "$1" '.data | index($s) != null'
+    '')
+    (script "seed-products" ''
+      runuser -u postgres -- psql -v ON_ERROR_STOP=1 -d valerix -c \
+        "INSERT INTO inventory (product_id, name, price_cents, stock)
+         VALUES ('PROD-1', 'Valerix widget', 1999, 100000)
+         ON CONFLICT (product_id) DO NOTHING"
+    '')
+    (script "pending-orders" ''
+      runuser -u postgres -- psql -tA -d valerix -c \
+        "SELECT count(*) FROM orders WHERE status LIKE 'PENDING%'"
+    '')
+  ];
+in
+pkgs.testers.runNixOSTest {
+  name = "valerix-stack";
+
+  nodes.machine = {
+    imports = [ ../module.nix ];
+
+    virtualisation.memorySize = 3072;
+    virtualisation.cores = 2;
+
+    services.valerix = {
+      enable = true;
+      package = valerix;
+      gremlins.enable = true;
+      otlpEndpoint = "http://127.0.0.1:4318";
+      prometheus.enable = true;
+      grafana.enable = true;
+      jaeger = {
+        enable = true;
+        package = jaeger;
+      };
+    };
+
+    environment.systemPackages = helpers;
+  };
+
+  testScript = ''
+    import json
+    import re
+
+    units = [
+        "valerix-inventory",
+        "valerix-payment",
+        "valerix-order",
+        "valerix-gateway",
+        "valerix-jaeger",
+    ]
+
+
+    def post_order():
+        body, code = machine.succeed("post-order").rsplit("\n", 1)
+        return int(code), json.loads(body)
+
+
+    start_all()
+
+    with subtest("every unit reaches active"):
+        machine.wait_for_unit("postgresql.target")
+        for unit in units:
+            machine.wait_for_unit(f"{unit}.service")
+        machine.wait_for_unit("prometheus.service")
+        machine.wait_for_unit("grafana.service")
+        for port in [5000, 5001, 5002, 5003, 9090, 3030, 16686, 4318]:
+            machine.wait_for_open_port(port)
+        machine.succeed("seed-products")
+
+    with subtest("an order goes CONFIRMED through the gateway"):
+        code, order = post_order()
+        assert code == 201 and order["status"] == "CONFIRMED", (code, order)
+
+    with subtest("the 3 s inventory gremlin: orders PENDING_INVENTORY, SLA alert firing"):
+        machine.succeed("gremlin-on")
+        pending = []
+        for _ in range(3):
+            code, order = post_order()
+            assert code == 202 and order["status"] == "PENDING_INVENTORY", (code, order)
+            pending.append(order["id"])
+        # Keep slow orders coming while Prometheus evaluates its 30 s window.
+        machine.succeed("slow-orders >/dev/null 2>&1 &")
+        machine.wait_until_succeeds("alert-firing", timeout=240)
+        machine.succeed("touch /tmp/stop-slow-orders")
+
+    with subtest("lifting the gremlin lets the reconciler confirm the pending orders"):
+        machine.succeed("gremlin-off")
+        for oid in pending:
+            machine.wait_until_succeeds(
+                f"test \"$(order-status {oid})\" = CONFIRMED", timeout=300
+            )
+
+    with subtest("Grafana lists the provisioned dashboard and alert rule"):
+        machine.wait_until_succeeds(
+            "grafana-get '/api/search?query=Valerix' | jq -e 'length > 0'", timeout=120
+        )
+        machine.wait_until_succeeds(
+            "grafana-get /api/v1/provisioning/alert-rules"
+            + " | jq -e 'tostring | contains(\"OrderServiceSLABreach\")'",
+            timeout=120,
+        )
+
+    with subtest("Jaeger has traces of the four services"):
+        for service in ["api-gateway", "order-service", "inventory-service", "payment-service"]:
+            machine.wait_until_succeeds(f"jaeger-has-service {service}", timeout=120)
+
+    with subtest("a service stopped with SIGSTOP is restarted by its watchdog"):
+        restarts = int(machine.get_unit_property("valerix-inventory.service", "NRestarts"))
+        machine.succeed("systemctl kill --signal=SIGSTOP valerix-inventory.service")
+        machine.wait_until_succeeds(
+            "test $(systemctl show --property=NRestarts --value valerix-inventory.service)"
+            + f" -gt {restarts}",
+            timeout=240,
+        )
+        machine.wait_for_unit("valerix-inventory.service")
+
+    with subtest("systemd-analyze security: exposure 2.0 or less for every unit"):
+        for unit in units:
+            out = machine.succeed(f"systemd-analyze security --no-pager {unit}.service")
+            match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", out)
+            assert match is not None, out
+            assert float(match.group(1)) <= 2.0, f"{unit}: {match.group(0)}"
+
+    with subtest("every order settles and valerix audit is clean"):
+        machine.wait_until_succeeds("test $(pending-orders) -eq 0", timeout=600)
+        machine.succeed(
+            "runuser -u valerix -- valerix audit"
+            + " --database-url 'postgres:///valerix?host=/run/postgresql&user=valerix'"
+        )
+  '';
+}
