@@ -1,1 +1,116 @@
-fn main() {}
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use valerix::{audit, openapi, seed, up};
+
+/// Valerix: a fault-tolerant e-commerce backend. The operator's verbs.
+#[derive(Parser)]
+#[command(name = "valerix", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole stack on localhost (throwaway PostgreSQL, services, demo data)
+    Up(up::UpArgs),
+    /// Check the order-flow invariants against a database; exit 1 on any violation
+    Audit {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Also count orders unsettled for longer than this many seconds as violations
+        #[arg(long)]
+        max_pending_secs: Option<u64>,
+    },
+    /// Create the demo products that do not exist yet
+    Seed {
+        #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:5002")]
+        inventory_url: String,
+    },
+    /// Write the OpenAPI spec of every service into a directory
+    Openapi {
+        #[arg(long, default_value = "openapi")]
+        out: PathBuf,
+    },
+    /// Run one service in this process (what `up` starts)
+    #[command(subcommand, hide = true)]
+    Service(Service),
+}
+
+#[derive(Subcommand)]
+enum Service {
+    Order(order_service::Config),
+    Inventory(inventory_service::Config),
+    Payment(payment_service::Config),
+}
+
+async fn service(s: Service) -> ExitCode {
+    use valerix_runtime::{server::main, shutdown::signal};
+    match s {
+        Service::Order(c) => {
+            main(order_service::NAME, c.listen, |l| {
+                order_service::run(c, l, signal())
+            })
+            .await
+        }
+        Service::Inventory(c) => {
+            main(inventory_service::NAME, c.listen, |l| {
+                inventory_service::run(c, l, signal())
+            })
+            .await
+        }
+        Service::Payment(c) => {
+            main(payment_service::NAME, c.listen, |l| {
+                payment_service::run(c, l, signal())
+            })
+            .await
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Service(s) => return service(s).await,
+        Cmd::Up(args) => {
+            valerix_runtime::telemetry::init("valerix");
+            up::run(args).await
+        }
+        Cmd::Audit {
+            database_url,
+            max_pending_secs,
+        } => {
+            async {
+                let pool = sqlx::PgPool::connect(&database_url).await?;
+                let report = audit::audit(&pool, max_pending_secs.map(Duration::from_secs)).await?;
+                audit::print(&report);
+                if report.is_clean() {
+                    Ok(())
+                } else {
+                    anyhow::bail!("{} invariant violation(s)", report.violations.len())
+                }
+            }
+            .await
+        }
+        Cmd::Seed { inventory_url } => seed::seed(&inventory_url).await.map(|created| {
+            println!(
+                "created: {}",
+                if created.is_empty() {
+                    "nothing (all exist)".to_owned()
+                } else {
+                    created.join(", ")
+                }
+            );
+        }),
+        Cmd::Openapi { out } => openapi::write_all(&out).map_err(Into::into),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("valerix: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

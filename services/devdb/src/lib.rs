@@ -1,1 +1,331 @@
+//! A throwaway PostgreSQL cluster: `initdb` into a temporary directory, run
+//! `postgres` on a free loopback port, and remove it all when done. Used by
+//! `valerix up` and by the tests; needs only the PostgreSQL server binaries.
+//!
+//! Postgres refuses to run as root, so as root the cluster runs as the
+//! `postgres` user (or `nobody`). The server is tied to a thread of ours that
+//! lives as long as it does, with a parent-death signal: if our process dies,
+//! the server goes with it instead of lingering.
 
+use std::{
+    fs,
+    net::TcpListener,
+    os::unix::{fs::PermissionsExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        mpsc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::{Gid, Pid, Uid, User, chown},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "PostgreSQL server binaries not found: put initdb and postgres on PATH or install them under /usr/lib/postgresql/<version>/bin (Debian: apt-get install postgresql)"
+    )]
+    BinariesNotFound,
+    #[error(
+        "running as root, but neither a `postgres` nor a `nobody` user exists to run PostgreSQL"
+    )]
+    NoUnprivilegedUser,
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Sys(#[from] nix::Error),
+    #[error("initdb failed ({status}): {output}")]
+    Initdb { status: String, output: String },
+    #[error("postgres did not become ready within {0:?}; log:\n{1}")]
+    NotReady(Duration, String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// Where `initdb` and `postgres` live: PATH first, then the newest
+/// /usr/lib/postgresql/*/bin.
+pub fn find_bin_dir() -> Result<PathBuf, Error> {
+    let has_both = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(dir) = std::env::split_paths(&path).find(|d| has_both(d))
+    {
+        return Ok(dir);
+    }
+    let mut candidates: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let dir = e.path().join("bin");
+            has_both(&dir).then_some((version, dir))
+        })
+        .collect();
+    candidates.sort();
+    candidates
+        .pop()
+        .map(|(_, d)| d)
+        .ok_or(Error::BinariesNotFound)
+}
+
+/// The account the server runs as: ourselves, or an unprivileged one as root.
+fn server_user() -> Result<Option<(Uid, Gid)>, Error> {
+    if !Uid::effective().is_root() {
+        return Ok(None);
+    }
+    for name in ["postgres", "nobody"] {
+        if let Some(u) = User::from_name(name)? {
+            return Ok(Some((u.uid, u.gid)));
+        }
+    }
+    Err(Error::NoUnprivilegedUser)
+}
+
+fn free_port() -> Result<u16, Error> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+    Ok(l.local_addr().map_err(io("finding a free port"))?.port())
+}
+
+const DIR_PREFIX: &str = "valerix-pg-";
+
+/// Removes clusters left behind by processes that no longer exist
+/// (a killed test run cannot clean up after itself).
+fn sweep_stale(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if kill(Pid::from_raw(pid), None).is_err() {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// A running throwaway cluster. Dropping it stops the server and deletes
+/// its files.
+pub struct Cluster {
+    root: PathBuf,
+    port: u16,
+    pid: Pid,
+    waiter: Option<thread::JoinHandle<()>>,
+}
+
+impl Cluster {
+    /// Creates and starts a cluster; returns once it accepts connections.
+    pub fn start() -> Result<Self, Error> {
+        let bin = find_bin_dir()?;
+        let user = server_user()?;
+        let base = std::env::temp_dir();
+        sweep_stale(&base);
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let root = base.join(format!(
+            "{DIR_PREFIX}{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
+        let data = root.join("data");
+        if let Some((uid, gid)) = user {
+            chown(&root, Some(uid), Some(gid))?;
+        }
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
+            .map_err(io("setting cluster directory permissions"))?;
+
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ])
+            .arg("-D")
+            .arg(&data)
+            .current_dir(&root)
+            .env("LC_ALL", "C");
+        as_user(&mut initdb, user);
+        let out = initdb.output().map_err(io("running initdb"))?;
+        if !out.status.success() {
+            let _ = fs::remove_dir_all(&root);
+            return Err(Error::Initdb {
+                status: out.status.to_string(),
+                output: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+
+        let mut last_err = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            match Self::launch(&bin, &root, &data, port, user) {
+                Ok(cluster) => return Ok(cluster),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let _ = fs::remove_dir_all(&root);
+        Err(last_err.unwrap_or(Error::NotReady(Duration::ZERO, String::new())))
+    }
+
+    fn launch(
+        bin: &Path,
+        root: &Path,
+        data: &Path,
+        port: u16,
+        user: Option<(Uid, Gid)>,
+    ) -> Result<Self, Error> {
+        let log_path = root.join("server.log");
+        let log = fs::File::create(&log_path).map_err(io("creating the server log"))?;
+        if let Some((uid, gid)) = user {
+            chown(&log_path, Some(uid), Some(gid))?;
+        }
+        let mut cmd = Command::new(bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(data)
+            .args(["-p", &port.to_string()])
+            .arg("-k")
+            .arg(root)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=400",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io("opening the server log"))?)
+            .stderr(log);
+        as_user(&mut cmd, user);
+        die_with_parent(&mut cmd);
+
+        // The thread that spawns the server must outlive it: the parent-death
+        // signal fires when the spawning *thread* exits.
+        let (tx, rx) = mpsc::channel();
+        let waiter = thread::Builder::new()
+            .name(format!("postgres-{port}"))
+            .spawn(move || match cmd.spawn() {
+                Ok(mut child) => {
+                    let _ = tx.send(Ok(child.id()));
+                    let _ = child.wait();
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            })
+            .map_err(io("starting the postgres thread"))?;
+        let pid = rx
+            .recv()
+            .map_err(|_| Error::NotReady(Duration::ZERO, "postgres thread died".into()))?
+            .map_err(io("starting postgres"))?;
+        let cluster = Self {
+            root: root.to_owned(),
+            port,
+            pid: Pid::from_raw(pid as i32),
+            waiter: Some(waiter),
+        };
+        cluster.wait_ready(data, Duration::from_secs(60))?;
+        Ok(cluster)
+    }
+
+    /// Ready means the postmaster wrote "ready" into postmaster.pid, which
+    /// is what `pg_ctl -w` waits for too.
+    fn wait_ready(&self, data: &Path, deadline: Duration) -> Result<(), Error> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Ok(pid_file) = fs::read_to_string(data.join("postmaster.pid"))
+                && pid_file.lines().nth(7).is_some_and(|l| l.trim() == "ready")
+            {
+                return Ok(());
+            }
+            if self.waiter.as_ref().is_none_or(|w| w.is_finished()) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Err(Error::NotReady(deadline, self.log()))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of a database in this cluster (superuser `postgres`, trust auth).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
+    }
+
+    /// Fast shutdown, then removes the files.
+    pub fn stop(&mut self) {
+        if let Some(waiter) = self.waiter.take() {
+            let _ = kill(self.pid, Signal::SIGINT);
+            let start = Instant::now();
+            while !waiter.is_finished() && start.elapsed() < Duration::from_secs(10) {
+                thread::sleep(Duration::from_millis(20));
+            }
+            if !waiter.is_finished() {
+                let _ = kill(self.pid, Signal::SIGKILL);
+            }
+            let _ = waiter.join();
+        }
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn as_user(cmd: &mut Command, user: Option<(Uid, Gid)>) {
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid.as_raw()).gid(gid.as_raw());
+    }
+}
+
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // the prctl(2) system call, which is async-signal-safe. It runs after the
+    // uid change, which would otherwise clear the setting.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT).map_err(std::io::Error::from)
+        });
+    }
+}

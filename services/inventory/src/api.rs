@@ -2,11 +2,7 @@
 
 use std::time::Duration;
 
-use poem_openapi::{
-    ApiResponse, Enum, Object, OpenApi, Tags,
-    param::Path,
-    payload::Json,
-};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags, param::Path, payload::Json};
 use sqlx::PgPool;
 use uuid::Uuid;
 use valerix_runtime::{
@@ -221,14 +217,26 @@ impl InventoryApi {
     }
 
     /// Stock of one product.
-    #[oai(path = "/inventory/:product_id", method = "get", tag = "Tag::Inventory")]
+    #[oai(
+        path = "/inventory/:product_id",
+        method = "get",
+        tag = "Tag::Inventory"
+    )]
     async fn get(&self, product_id: Path<ProductId>) -> Answer<Json<Product>> {
         Ok(Json(self.store.product(&product_id).await?.try_into()?))
     }
 
     /// Create a product or set its name, price and stock.
-    #[oai(path = "/inventory/:product_id", method = "put", tag = "Tag::Inventory")]
-    async fn put(&self, product_id: Path<ProductId>, body: Json<PutProduct>) -> Answer<ProductResponse> {
+    #[oai(
+        path = "/inventory/:product_id",
+        method = "put",
+        tag = "Tag::Inventory"
+    )]
+    async fn put(
+        &self,
+        product_id: Path<ProductId>,
+        body: Json<PutProduct>,
+    ) -> Answer<ProductResponse> {
         let (row, created) = self
             .store
             .upsert_product(&product_id, &body.name, body.price_cents, body.stock)
@@ -243,7 +251,11 @@ impl InventoryApi {
 
     /// Reserve stock for an order: 201 when reserved now, 200 when the order
     /// already had it, 409 `out-of-stock` when there is not enough.
-    #[oai(path = "/inventory/reserve", method = "post", tag = "Tag::Reservations")]
+    #[oai(
+        path = "/inventory/reserve",
+        method = "post",
+        tag = "Tag::Reservations"
+    )]
     async fn reserve(&self, body: Json<ReservationRequest>) -> Answer<ReserveResponse> {
         let r = self
             .store
@@ -268,7 +280,11 @@ impl InventoryApi {
 
     /// Release an order's reservation. Without one, records the release so a
     /// late reserve for the order cannot take stock.
-    #[oai(path = "/inventory/release", method = "post", tag = "Tag::Reservations")]
+    #[oai(
+        path = "/inventory/release",
+        method = "post",
+        tag = "Tag::Reservations"
+    )]
     async fn release(&self, body: Json<ReservationRequest>) -> Answer<ReservationResponse> {
         let row = self
             .store
@@ -285,7 +301,11 @@ impl InventoryApi {
     }
 
     /// An order's reservation.
-    #[oai(path = "/inventory/reservations/:order_id", method = "get", tag = "Tag::Reservations")]
+    #[oai(
+        path = "/inventory/reservations/:order_id",
+        method = "get",
+        tag = "Tag::Reservations"
+    )]
     async fn reservation(&self, order_id: Path<Uuid>) -> Answer<ReservationResponse> {
         let row = self.store.reservation(order_id.0).await?;
         Ok(ReservationResponse::Ok(Json(row.into())))

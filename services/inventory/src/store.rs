@@ -141,7 +141,11 @@ impl Store {
         .await?)
     }
 
-    fn check_same(row: &ReservationRow, product: &ProductId, quantity: Quantity) -> Result<(), StoreError> {
+    fn check_same(
+        row: &ReservationRow,
+        product: &ProductId,
+        quantity: Quantity,
+    ) -> Result<(), StoreError> {
         if row.product_id != product.as_str() || row.quantity != quantity.get() {
             return Err(StoreError::Mismatch {
                 order_id: row.order_id,
@@ -185,7 +189,10 @@ impl Store {
                 .ok_or(StoreError::NoReservation(order_id))?;
             tx.commit().await?;
             Self::check_same(&row, product, quantity)?;
-            return Ok(Reserved { row, created: false });
+            return Ok(Reserved {
+                row,
+                created: false,
+            });
         }
         let taken = sqlx::query(
             "UPDATE inventory SET reserved = reserved + $2
@@ -195,7 +202,11 @@ impl Store {
         .bind(quantity.get())
         .execute(&mut *tx)
         .await?;
-        let status = if taken.rows_affected() == 1 { "RESERVED" } else { "REJECTED" };
+        let status = if taken.rows_affected() == 1 {
+            "RESERVED"
+        } else {
+            "REJECTED"
+        };
         let row = sqlx::query_as(&format!(
             "UPDATE reservations SET status = $2, updated_at = NOW() WHERE order_id = $1 RETURNING {RESERVATION_COLUMNS}"
         ))

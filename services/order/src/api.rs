@@ -83,11 +83,15 @@ impl From<OrderRow> for Order {
         let failure_reason = r.failure_reason();
         let message = match (status, failure_reason) {
             (OrderStatus::Confirmed, _) => "confirmed".to_owned(),
-            (OrderStatus::Failed, Some(FailureReason::OutOfStock)) => "failed: out of stock".to_owned(),
+            (OrderStatus::Failed, Some(FailureReason::OutOfStock)) => {
+                "failed: out of stock".to_owned()
+            }
             (OrderStatus::Failed, Some(FailureReason::PaymentDeclined)) => {
                 "failed: payment declined".to_owned()
             }
-            (OrderStatus::Failed, _) => "failed: not settled in time; nothing was charged or held".to_owned(),
+            (OrderStatus::Failed, _) => {
+                "failed: not settled in time; nothing was charged or held".to_owned()
+            }
             _ => "processing - will confirm shortly".to_owned(),
         };
         Self {
@@ -154,7 +158,10 @@ impl OrderApi {
     async fn create(
         &self,
         body: Json<CreateOrder>,
-        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+$"))]
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+$")
+        )]
         idempotency_key: Header<Option<String>>,
     ) -> Answer<CreateResponse> {
         let Json(body) = body;
@@ -163,7 +170,11 @@ impl OrderApi {
             product_id: body.product_id,
             quantity: body.quantity,
         };
-        let created = self.saga.store.create(&new, idempotency_key.0.as_deref()).await?;
+        let created = self
+            .saga
+            .store
+            .create(&new, idempotency_key.0.as_deref())
+            .await?;
         let order = if created.replayed {
             created.order
         } else {
@@ -181,7 +192,10 @@ impl OrderApi {
     async fn list(
         &self,
         /// Page size, 1 to 100.
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "100")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "100"))
+        )]
         limit: Query<i64>,
         /// The `next_before` of the previous page.
         before: Query<Option<Uuid>>,

@@ -80,7 +80,11 @@ impl Inventory {
     pub async fn reserve(&self, o: &OrderRow) -> Result<Hold, CallError> {
         match self
             .0
-            .call::<_, StatusOnly>(Method::POST, "/inventory/reserve", Some(&reservation_body(o)))
+            .call::<_, StatusOnly>(
+                Method::POST,
+                "/inventory/reserve",
+                Some(&reservation_body(o)),
+            )
             .await
         {
             Ok(_) => Ok(Hold::Held),
@@ -93,7 +97,11 @@ impl Inventory {
     /// Gives the order's stock back (or fences off a late reserve).
     pub async fn release(&self, o: &OrderRow) -> Result<(), CallError> {
         self.0
-            .call::<_, StatusOnly>(Method::POST, "/inventory/release", Some(&reservation_body(o)))
+            .call::<_, StatusOnly>(
+                Method::POST,
+                "/inventory/release",
+                Some(&reservation_body(o)),
+            )
             .await
             .map(|_| ())
     }
@@ -101,14 +109,22 @@ impl Inventory {
     pub async fn commit(&self, o: &OrderRow) -> Result<Commit, CallError> {
         match self
             .0
-            .call::<_, StatusOnly>(Method::POST, "/inventory/commit", Some(&json!({ "order_id": o.id })))
+            .call::<_, StatusOnly>(
+                Method::POST,
+                "/inventory/commit",
+                Some(&json!({ "order_id": o.id })),
+            )
             .await
         {
             Ok(_) => Ok(Commit::Committed),
             Err(e)
                 if is_conflict(
                     &e,
-                    &["no-reservation", "reservation-released", "reservation-rejected"],
+                    &[
+                        "no-reservation",
+                        "reservation-released",
+                        "reservation-rejected",
+                    ],
                 ) =>
             {
                 Ok(Commit::NotHeld)
@@ -133,7 +149,10 @@ impl Payments {
     }
 
     async fn post(&self, path: &str, body: serde_json::Value) -> Result<Paid, CallError> {
-        let answer = self.0.call::<_, StatusOnly>(Method::POST, path, Some(&body)).await?;
+        let answer = self
+            .0
+            .call::<_, StatusOnly>(Method::POST, path, Some(&body))
+            .await?;
         Paid::parse(&answer.body.status, Self::NAME)
     }
 
@@ -149,10 +168,12 @@ impl Payments {
     /// Learns the payment's outcome for good: fences off a charge that has
     /// not arrived yet, or returns the payment as it is.
     pub async fn void(&self, o: &OrderRow) -> Result<Paid, CallError> {
-        self.post("/payments/void", json!({ "order_id": o.id })).await
+        self.post("/payments/void", json!({ "order_id": o.id }))
+            .await
     }
 
     pub async fn refund(&self, o: &OrderRow) -> Result<Paid, CallError> {
-        self.post("/payments/refund", json!({ "order_id": o.id })).await
+        self.post("/payments/refund", json!({ "order_id": o.id }))
+            .await
     }
 }

@@ -18,7 +18,8 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
-    pub const UNSETTLED: [OrderStatus; 3] = [Self::Pending, Self::PendingInventory, Self::PendingPayment];
+    pub const UNSETTLED: [OrderStatus; 3] =
+        [Self::Pending, Self::PendingInventory, Self::PendingPayment];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -50,9 +50,12 @@ pub async fn run(
     systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
     let saga = Arc::new(saga(&config, pool.clone()));
-    let reconciler = config
-        .reconciler
-        .then(|| reconciler::spawn(saga.clone(), Duration::from_millis(config.reconcile_interval_ms)));
+    let reconciler = config.reconciler.then(|| {
+        reconciler::spawn(
+            saga.clone(),
+            Duration::from_millis(config.reconcile_interval_ms),
+        )
+    });
     let liveness: systemd::Probe = Arc::new(move || {
         let pool = pool.clone();
         Box::pin(async move { db::ping(&pool, Duration::from_secs(1)).await })

@@ -34,9 +34,21 @@ impl Saga {
         let outcome = self.drive(order).await;
         tracing::debug!(order_id = %order.id, ?outcome, "saga step");
         match outcome {
-            Outcome::Confirmed => self.store.settle(order.id, OrderStatus::Confirmed, None).await,
-            Outcome::Failed(reason) => self.store.settle(order.id, OrderStatus::Failed, Some(reason)).await,
-            Outcome::Pending(status) => self.store.defer(order.id, status, backoff(order.attempts)).await,
+            Outcome::Confirmed => {
+                self.store
+                    .settle(order.id, OrderStatus::Confirmed, None)
+                    .await
+            }
+            Outcome::Failed(reason) => {
+                self.store
+                    .settle(order.id, OrderStatus::Failed, Some(reason))
+                    .await
+            }
+            Outcome::Pending(status) => {
+                self.store
+                    .defer(order.id, status, backoff(order.attempts))
+                    .await
+            }
         }
     }
 

@@ -29,7 +29,9 @@ impl OrderRow {
     }
 
     pub fn failure_reason(&self) -> Option<FailureReason> {
-        self.failure_reason.as_deref().and_then(FailureReason::parse)
+        self.failure_reason
+            .as_deref()
+            .and_then(FailureReason::parse)
     }
 }
 
@@ -114,7 +116,10 @@ impl Store {
         let order = order.ok_or_else(|| StoreError::UnknownProduct(new.product_id.to_string()))?;
         let Some(key) = key else {
             tx.commit().await?;
-            return Ok(Created { order, replayed: false });
+            return Ok(Created {
+                order,
+                replayed: false,
+            });
         };
         let fingerprint = new.fingerprint();
         let claimed = sqlx::query(
@@ -128,7 +133,10 @@ impl Store {
         .await?;
         if claimed.rows_affected() == 1 {
             tx.commit().await?;
-            return Ok(Created { order, replayed: false });
+            return Ok(Created {
+                order,
+                replayed: false,
+            });
         }
         tx.rollback().await?;
         let (hash, order_id): (String, Uuid) =
@@ -196,7 +204,12 @@ impl Store {
     }
 
     /// Leaves an order unsettled in `status`, to be retried after `backoff`.
-    pub async fn defer(&self, id: Uuid, status: OrderStatus, backoff: Duration) -> Result<OrderRow, StoreError> {
+    pub async fn defer(
+        &self,
+        id: Uuid,
+        status: OrderStatus,
+        backoff: Duration,
+    ) -> Result<OrderRow, StoreError> {
         let row: Option<OrderRow> = sqlx::query_as(&format!(
             "UPDATE orders SET status = $2, updated_at = NOW(),
                     next_attempt_at = NOW() + make_interval(secs => $3)

@@ -34,7 +34,10 @@ pub async fn run(
         let pool = probe_pool.clone();
         Box::pin(async move { db::ping(&pool, Duration::from_secs(1)).await })
     });
-    let api = server::openapi(PaymentApi::new(pool, config.decline), "Valerix payment service");
+    let api = server::openapi(
+        PaymentApi::new(pool, config.decline),
+        "Valerix payment service",
+    );
     server::serve(NAME, api, listener, &config.http, liveness, shutdown).await?;
     Ok(())
 }

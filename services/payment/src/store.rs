@@ -65,7 +65,11 @@ impl Store {
         amount_cents: i64,
         decline_reason: Option<&str>,
     ) -> Result<(PaymentRow, bool), StoreError> {
-        let status = if decline_reason.is_some() { "DECLINED" } else { "COMPLETED" };
+        let status = if decline_reason.is_some() {
+            "DECLINED"
+        } else {
+            "COMPLETED"
+        };
         let inserted: Option<PaymentRow> = sqlx::query_as(&format!(
             "INSERT INTO payments (order_id, amount, status, decline_reason)
              VALUES ($1, $2::NUMERIC / 100, $3, $4) ON CONFLICT (order_id) DO NOTHING
@@ -133,10 +137,12 @@ impl Store {
     }
 
     pub async fn find_by_order(&self, order_id: Uuid) -> Result<Option<PaymentRow>, StoreError> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1"))
-            .bind(order_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM payments WHERE order_id = $1"
+        ))
+        .bind(order_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     pub async fn get(&self, id: Uuid) -> Result<PaymentRow, StoreError> {

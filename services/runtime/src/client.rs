@@ -120,7 +120,12 @@ impl Downstream {
 
     /// One call with the policy's timeout and retries of transient failures.
     /// Only for idempotent operations: a retry may repeat an effect.
-    pub async fn call<B, T>(&self, method: Method, path: &str, body: Option<&B>) -> Result<Answer<T>, CallError>
+    pub async fn call<B, T>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Answer<T>, CallError>
     where
         B: Serialize + ?Sized,
         T: DeserializeOwned,
@@ -153,7 +158,10 @@ impl Downstream {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|e| self.transport_error(e, timeout))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
         let status = resp.status();
         let bytes = resp
             .bytes()

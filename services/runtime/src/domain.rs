@@ -55,7 +55,10 @@ impl Quantity {
         if (1..=i64::from(Self::MAX)).contains(&n) {
             Ok(Self(n as i32))
         } else {
-            Err(format!("quantity must be between 1 and {}, got {n}", Self::MAX))
+            Err(format!(
+                "quantity must be between 1 and {}, got {n}",
+                Self::MAX
+            ))
         }
     }
 
@@ -182,7 +185,9 @@ where
     match value.unwrap_or_default() {
         Value::Number(n) => match n.as_i64() {
             Some(i) => make(i).map_err(ParseError::custom),
-            None => Err(ParseError::custom(format!("expected a whole number, got {n}"))),
+            None => Err(ParseError::custom(format!(
+                "expected a whole number, got {n}"
+            ))),
         },
         other => Err(ParseError::expected_type(other)),
     }

@@ -45,8 +45,10 @@ impl Health {
 
     /// Any dependency down makes the whole service unhealthy.
     pub fn dependency(mut self, name: &str, up: bool, up_word: &str, down_word: &str) -> Self {
-        self.dependencies
-            .insert(name.to_owned(), if up { up_word } else { down_word }.to_owned());
+        self.dependencies.insert(
+            name.to_owned(),
+            if up { up_word } else { down_word }.to_owned(),
+        );
         if !up {
             self.status = HealthStatus::Unhealthy;
         }

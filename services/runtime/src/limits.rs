@@ -1,6 +1,8 @@
 //! Request body limits, enforced before any handler reads the body.
 
-use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Response, error::ReadBodyError, http::StatusCode};
+use poem::{
+    Endpoint, EndpointExt, IntoEndpoint, Request, Response, error::ReadBodyError, http::StatusCode,
+};
 
 fn too_large(max: usize) -> poem::Error {
     poem::Error::from_string(
@@ -26,10 +28,17 @@ where
                 Some(len) if len > max as u64 => return Err(too_large(max)),
                 Some(_) => {}
                 None if req.header("transfer-encoding").is_some() => {
-                    let body = req.take_body().into_bytes_limit(max).await.map_err(|e| match e {
-                        ReadBodyError::PayloadTooLarge => too_large(max),
-                        other => poem::Error::from_string(other.to_string(), StatusCode::BAD_REQUEST),
-                    })?;
+                    let body =
+                        req.take_body()
+                            .into_bytes_limit(max)
+                            .await
+                            .map_err(|e| match e {
+                                ReadBodyError::PayloadTooLarge => too_large(max),
+                                other => poem::Error::from_string(
+                                    other.to_string(),
+                                    StatusCode::BAD_REQUEST,
+                                ),
+                            })?;
                     req.set_body(body);
                 }
                 None => {}

@@ -59,7 +59,11 @@ where
 
 /// What a service binary's `main` does: logs, bind, run until SIGTERM.
 /// Binding happens here, before `run`, so tests can hand `run` a port-0 socket.
-pub async fn main<F, Fut, E>(service: &'static str, listen: std::net::SocketAddr, run: F) -> std::process::ExitCode
+pub async fn main<F, Fut, E>(
+    service: &'static str,
+    listen: std::net::SocketAddr,
+    run: F,
+) -> std::process::ExitCode
 where
     F: FnOnce(TcpListener) -> Fut,
     Fut: Future<Output = Result<(), E>>,

@@ -27,7 +27,10 @@ pub fn ready(text: &str) {
 }
 
 pub fn stopping() {
-    notify(&[NotifyState::Stopping, NotifyState::Status("draining in-flight requests")]);
+    notify(&[
+        NotifyState::Stopping,
+        NotifyState::Status("draining in-flight requests"),
+    ]);
 }
 
 /// Pings the watchdog at half of WATCHDOG_USEC, but only when `probe` passes:

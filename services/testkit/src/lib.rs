@@ -1,1 +1,307 @@
+//! The test harness: one throwaway PostgreSQL per test run, a fresh database
+//! per test (cloned from a migrated template, so each costs milliseconds),
+//! and the real services on port 0, over real HTTP.
 
+use std::{
+    net::SocketAddr,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use valerix_devdb::Cluster;
+
+pub use valerix_devdb as devdb;
+
+const TEMPLATE: &str = "valerix_template";
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        // A thread of its own: this may be called from inside a test's
+        // runtime, where blocking on another runtime is not allowed.
+        std::thread::spawn(|| {
+            let cluster =
+                Cluster::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("runtime: {e}"));
+            rt.block_on(async {
+                let mut admin = PgConnection::connect(&cluster.url("postgres"))
+                    .await
+                    .unwrap_or_else(|e| panic!("connect: {e}"));
+                sqlx::query(&format!("CREATE DATABASE {TEMPLATE}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("create template: {e}"));
+                let mut conn = PgConnection::connect(&cluster.url(TEMPLATE))
+                    .await
+                    .unwrap_or_else(|e| panic!("connect template: {e}"));
+                valerix_runtime::db::MIGRATOR
+                    .run(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("migrate template: {e}"));
+                let _ = conn.close().await;
+            });
+            cluster
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("starting PostgreSQL panicked"))
+    })
+}
+
+/// A database of its own for one test, already migrated.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let cluster = cluster();
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&cluster.url("postgres"))
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("create database: {e}"));
+        let url = cluster.url(&name);
+        Self { name, url }
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {}: {e}", self.url))
+    }
+}
+
+/// Binds 127.0.0.1:0 and returns the socket with its URL.
+pub async fn listener() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = l.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+    (l, format!("http://{addr}"))
+}
+
+/// A service running inside the test process; stopped when dropped.
+pub struct Running {
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the service and waits until its socket is closed.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn spawn_service<F, Fut, E>(listener: TcpListener, url: String, run: F) -> Running
+where
+    F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let (tx, rx) = oneshot::channel();
+    let fut = run(listener, rx);
+    let task = tokio::spawn(async move {
+        if let Err(e) = fut.await {
+            eprintln!("service failed: {e}");
+        }
+    });
+    Running {
+        url,
+        stop: Some(tx),
+        task,
+    }
+}
+
+pub async fn start_inventory(db: &TestDb) -> Running {
+    let (l, url) = listener().await;
+    let config = inventory_service::Config::with_database(&db.url);
+    spawn_service(l, url, |l, rx| async move {
+        inventory_service::run(config, l, async move {
+            let _ = rx.await;
+        })
+        .await
+    })
+}
+
+pub async fn start_payment(db: &TestDb) -> Running {
+    let (l, url) = listener().await;
+    let config = payment_service::Config::with_database(&db.url);
+    spawn_service(l, url, |l, rx| async move {
+        payment_service::run(config, l, async move {
+            let _ = rx.await;
+        })
+        .await
+    })
+}
+
+pub async fn start_order(config: order_service::Config) -> Running {
+    let (l, url) = listener().await;
+    spawn_service(l, url, |l, rx| async move {
+        order_service::run(config, l, async move {
+            let _ = rx.await;
+        })
+        .await
+    })
+}
+
+/// The three services on one fresh database.
+pub struct Stack {
+    pub db: TestDb,
+    pub pool: PgPool,
+    pub http: reqwest::Client,
+    pub inventory: Running,
+    pub payment: Running,
+    pub order: Running,
+}
+
+/// Knobs a test may turn before the stack starts.
+pub struct StackOptions {
+    pub order: Box<dyn FnOnce(&mut order_service::Config) + Send>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            order: Box::new(|_| {}),
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(StackOptions::default()).await
+    }
+
+    pub async fn start_with(opts: StackOptions) -> Self {
+        let db = TestDb::new().await;
+        let pool = db.pool().await;
+        let inventory = start_inventory(&db).await;
+        let payment = start_payment(&db).await;
+        let mut config = order_service::Config::with_database(&db.url);
+        config.inventory_url = inventory.url.clone();
+        config.payment_url = payment.url.clone();
+        config.reconcile_interval_ms = 100;
+        (opts.order)(&mut config);
+        let order = start_order(config).await;
+        let http = reqwest::Client::new();
+        for svc in [&inventory, &payment] {
+            wait_healthy(&http, &svc.url, Duration::from_secs(30)).await;
+        }
+        // The order service may be unhealthy on purpose (a test's dead
+        // downstream): wait only until it answers.
+        wait_answering(&http, &order.url, Duration::from_secs(30)).await;
+        Self {
+            db,
+            pool,
+            http,
+            inventory,
+            payment,
+            order,
+        }
+    }
+
+    /// Creates (or restocks) a product through the inventory API.
+    pub async fn product(&self, id: &str, price_cents: i64, stock: i32) {
+        let resp = self
+            .http
+            .put(format!("{}/inventory/{id}", self.inventory.url))
+            .json(&serde_json::json!({ "name": id, "price_cents": price_cents, "stock": stock }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("seed {id}: {e}"));
+        assert!(resp.status().is_success(), "seed {id}: {}", resp.status());
+    }
+}
+
+/// Waits until `GET {url}/health` answers 200.
+pub async fn wait_healthy(http: &reqwest::Client, url: &str, deadline: Duration) {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{url}/health")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "{url} not healthy within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `GET {url}/health` answers at all.
+pub async fn wait_answering(http: &reqwest::Client, url: &str, deadline: Duration) {
+    let start = Instant::now();
+    while http.get(format!("{url}/health")).send().await.is_err() {
+        assert!(
+            start.elapsed() < deadline,
+            "{url} not answering within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` until it returns Some, or panics after `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A socket that accepts connections and never answers: a downstream that hangs.
+pub async fn black_hole() -> (String, JoinHandle<()>) {
+    let (l, url) = listener().await;
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = l.accept().await {
+            held.push(sock);
+        }
+    });
+    (url, task)
+}
+
+/// An address nothing listens on: a downstream that is down.
+pub async fn dead_address() -> String {
+    let (l, url) = listener().await;
+    drop(l);
+    url
+}
+
+pub fn addr_of(url: &str) -> Option<SocketAddr> {
+    url.strip_prefix("http://")?.parse().ok()
+}

@@ -1,0 +1,121 @@
+//! `valerix audit`: the invariants of the order flow, checked against the
+//! database. Each query returns the rows that break one invariant.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Orders per status.
+    pub orders: Vec<(String, i64)>,
+    pub violations: Vec<Violation>,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    pub fn total_orders(&self) -> i64 {
+        self.orders.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Each invariant: its name and a query yielding one text line per breach.
+const CHECKS: &[(&str, &str)] = &[
+    (
+        "reserved equals live reservations, within stock",
+        "SELECT format('%s: stock %s, reserved %s, live reservations %s', i.product_id, i.stock, i.reserved, COALESCE(r.live, 0))
+         FROM inventory i
+         LEFT JOIN (SELECT product_id, SUM(quantity) AS live FROM reservations WHERE status = 'RESERVED' GROUP BY product_id) r
+           ON r.product_id = i.product_id
+         WHERE i.reserved <> COALESCE(r.live, 0) OR i.reserved > i.stock OR i.reserved < 0 OR i.stock < 0",
+    ),
+    (
+        "a CONFIRMED order has one completed payment of its amount and a committed reservation",
+        "SELECT format('order %s: payment %s (%s of %s), reservation %s', o.id,
+                       COALESCE(p.status, 'none'), p.amount, o.amount, COALESCE(r.status, 'none'))
+         FROM orders o
+         LEFT JOIN payments p ON p.order_id = o.id
+         LEFT JOIN reservations r ON r.order_id = o.id
+         WHERE o.status = 'CONFIRMED'
+           AND (p.status IS DISTINCT FROM 'COMPLETED' OR p.amount <> o.amount
+                OR r.status IS DISTINCT FROM 'COMMITTED' OR r.quantity <> o.quantity)",
+    ),
+    (
+        "a FAILED order holds no stock and kept no money",
+        "SELECT format('order %s (%s): payment %s, reservation %s', o.id, o.failure_reason,
+                       COALESCE(p.status, 'none'), COALESCE(r.status, 'none'))
+         FROM orders o
+         LEFT JOIN payments p ON p.order_id = o.id
+         LEFT JOIN reservations r ON r.order_id = o.id
+         WHERE o.status = 'FAILED' AND (r.status IN ('RESERVED', 'COMMITTED') OR p.status = 'COMPLETED')",
+    ),
+    (
+        "stock is only held or sold for an order that exists",
+        "SELECT format('reservation %s is %s but there is no such order', r.order_id, r.status)
+         FROM reservations r LEFT JOIN orders o ON o.id = r.order_id
+         WHERE o.id IS NULL AND r.status IN ('RESERVED', 'COMMITTED')",
+    ),
+];
+
+/// Runs every check. With `max_pending`, an order unsettled for longer is a
+/// violation too (`Duration::ZERO`: nothing may be pending at all).
+pub async fn audit(pool: &PgPool, max_pending: Option<Duration>) -> Result<Report, sqlx::Error> {
+    let mut report = Report {
+        orders: sqlx::query_as(
+            "SELECT status::TEXT, COUNT(*) FROM orders GROUP BY status ORDER BY status",
+        )
+        .fetch_all(pool)
+        .await?,
+        violations: Vec::new(),
+    };
+    for (invariant, sql) in CHECKS {
+        let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(pool).await?;
+        report.violations.extend(
+            rows.into_iter()
+                .map(|(detail,)| Violation { invariant, detail }),
+        );
+    }
+    if let Some(bound) = max_pending {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT format('order %s is %s after %s s', id, status, round(EXTRACT(EPOCH FROM NOW() - created_at)))
+             FROM orders
+             WHERE status IN ('PENDING', 'PENDING_INVENTORY', 'PENDING_PAYMENT')
+               AND created_at <= NOW() - make_interval(secs => $1)",
+        )
+        .bind(bound.as_secs_f64())
+        .fetch_all(pool)
+        .await?;
+        report
+            .violations
+            .extend(rows.into_iter().map(|(detail,)| Violation {
+                invariant: "every order settles within the bound",
+                detail,
+            }));
+    }
+    Ok(report)
+}
+
+/// Prints the report the way `valerix audit` shows it.
+pub fn print(report: &Report) {
+    println!("orders: {}", report.total_orders());
+    for (status, n) in &report.orders {
+        println!("  {status:<18} {n}");
+    }
+    if report.is_clean() {
+        println!("audit: clean — every invariant holds");
+        return;
+    }
+    println!("audit: {} violation(s)", report.violations.len());
+    for v in &report.violations {
+        println!("  [{}] {}", v.invariant, v.detail);
+    }
+}

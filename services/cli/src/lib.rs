@@ -1,0 +1,6 @@
+//! The operator's verbs, as a library so the tests drive the same code.
+
+pub mod audit;
+pub mod openapi;
+pub mod seed;
+pub mod up;

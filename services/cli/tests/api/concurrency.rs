@@ -1,0 +1,136 @@
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+use valerix_testkit::Stack;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_orders_for_fifty_units_confirm_exactly_fifty() {
+    let stack = Stack::start().await;
+    stack.product("HOT", 500, 50).await;
+
+    let answers = join_all((0..200).map(|_| order(&stack, "HOT", 1))).await;
+    let confirmed = answers
+        .iter()
+        .filter(|(_, o)| o["status"] == "CONFIRMED")
+        .count();
+    let out_of_stock = answers
+        .iter()
+        .filter(|(_, o)| o["failure_reason"] == "OUT_OF_STOCK")
+        .count();
+    assert!(
+        answers.iter().all(|(s, _)| *s == StatusCode::CREATED),
+        "every order settles at once"
+    );
+    assert_eq!(confirmed, 50);
+    assert_eq!(out_of_stock, 150);
+
+    let p = product(&stack, "HOT").await;
+    assert_eq!(
+        (p["stock"].as_i64(), p["reserved"].as_i64()),
+        (Some(0), Some(0))
+    );
+    let sold: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(quantity), 0) FROM reservations WHERE status = 'COMMITTED'",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .expect("sum");
+    assert_eq!(sold, 50, "never more sold than was in stock");
+    assert_audit_clean(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repeated_reserve_is_a_no_op_even_concurrently() {
+    let stack = Stack::start().await;
+    stack.product("P1", 100, 10).await;
+    let (_, o) = order(&stack, "P1", 1).await;
+    let order_id = o["id"].as_str().expect("id").to_owned();
+    // A second order row to reserve for, without going through the saga.
+    let id = uuid::Uuid::new_v4();
+    let body = json!({ "order_id": id, "product_id": "P1", "quantity": 4 });
+    let url = format!("{}/inventory/reserve", stack.inventory.url);
+
+    let answers = join_all((0..10).map(|_| post(&stack, url.clone(), body.clone()))).await;
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let replayed = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!((created, replayed), (1, 9), "{answers:?}");
+    assert!(answers.iter().all(|(_, r)| r["status"] == "RESERVED"));
+    let p = product(&stack, "P1").await;
+    assert_eq!(p["reserved"], 4, "reserved once, not ten times");
+
+    // The same order with another quantity is a conflict, not a second hold.
+    let (status, problem) = post(
+        &stack,
+        url.clone(),
+        json!({ "order_id": id, "product_id": "P1", "quantity": 5 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem["type"], "reservation-mismatch");
+
+    // Release is idempotent too, and gives the stock back once.
+    for _ in 0..3 {
+        let (status, r) = post(
+            &stack,
+            format!("{}/inventory/release", stack.inventory.url),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        assert_eq!(r["status"], "RELEASED");
+    }
+    let p = product(&stack, "P1").await;
+    assert_eq!(
+        (p["stock"].as_i64(), p["reserved"].as_i64()),
+        (Some(9), Some(0))
+    );
+    // A released reservation is never taken again by a late reserve.
+    let (status, problem) = post(&stack, url, body).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem["type"], "reservation-released");
+    assert!(!order_id.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repeated_charge_is_a_no_op_even_concurrently() {
+    let stack = Stack::start().await;
+    stack.product("P1", 100, 10).await;
+    // An order row to charge, left unpaid: its saga is not run.
+    let order_id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO orders (product_id, quantity, amount, status) VALUES ('P1', 1, 1.00, 'PENDING') RETURNING id",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .expect("order");
+    let url = format!("{}/payments", stack.payment.url);
+    let body = json!({ "order_id": order_id, "amount_cents": 100 });
+
+    let answers = join_all((0..10).map(|_| post(&stack, url.clone(), body.clone()))).await;
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{answers:?}");
+    let ids: std::collections::HashSet<_> = answers.iter().map(|(_, p)| p["id"].clone()).collect();
+    assert_eq!(ids.len(), 1, "one payment, returned to every caller");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_one(&stack.pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 1);
+
+    let (status, problem) = post(
+        &stack,
+        url,
+        json!({ "order_id": order_id, "amount_cents": 999 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem["type"], "amount-mismatch");
+}

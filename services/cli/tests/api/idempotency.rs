@@ -1,0 +1,75 @@
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use valerix_testkit::Stack;
+
+async fn keyed(stack: &Stack, key: &str, body: Value) -> (StatusCode, Value) {
+    let resp = stack
+        .http
+        .post(format!("{}/orders", stack.order.url))
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn order_count(stack: &Stack) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(&stack.pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn a_retried_post_returns_the_same_order() {
+    let stack = Stack::start().await;
+    stack.product("P1", 100, 10).await;
+    let body = json!({ "product_id": "P1", "quantity": 2 });
+    let (s1, first) = keyed(&stack, "key-1", body.clone()).await;
+    let (s2, again) = keyed(&stack, "key-1", body).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(again["status"], "CONFIRMED");
+    assert_eq!(order_count(&stack).await, 1);
+    let p: i32 = sqlx::query_scalar("SELECT stock FROM inventory WHERE product_id = 'P1'")
+        .fetch_one(&stack.pool)
+        .await
+        .expect("stock");
+    assert_eq!(p, 8, "charged and taken once");
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_body_is_422() {
+    let stack = Stack::start().await;
+    stack.product("P1", 100, 10).await;
+    let (s, _) = keyed(
+        &stack,
+        "key-2",
+        json!({ "product_id": "P1", "quantity": 1 }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, problem) = keyed(
+        &stack,
+        "key-2",
+        json!({ "product_id": "P1", "quantity": 2 }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["type"], "idempotency-key-reused");
+    assert_eq!(order_count(&stack).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_create_one_order() {
+    let stack = Stack::start().await;
+    stack.product("P1", 100, 100).await;
+    let body = json!({ "product_id": "P1", "quantity": 1 });
+    let answers = join_all((0..20).map(|_| keyed(&stack, "key-3", body.clone()))).await;
+    let ids: std::collections::HashSet<_> = answers.iter().map(|(_, o)| o["id"].clone()).collect();
+    assert_eq!(ids.len(), 1, "{answers:?}");
+    assert_eq!(order_count(&stack).await, 1);
+}

@@ -1,0 +1,8 @@
+//! The services over real HTTP on a real PostgreSQL.
+
+mod bad_input;
+mod concurrency;
+mod downstream_faults;
+mod idempotency;
+mod orders;
+mod support;

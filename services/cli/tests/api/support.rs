@@ -1,0 +1,57 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use valerix_testkit::Stack;
+
+pub async fn post(stack: &Stack, url: String, body: Value) -> (StatusCode, Value) {
+    let resp = stack
+        .http
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn get(stack: &Stack, url: String) -> (StatusCode, Value) {
+    let resp = stack.http.get(url).send().await.expect("request");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn order(stack: &Stack, product: &str, quantity: i64) -> (StatusCode, Value) {
+    post(
+        stack,
+        format!("{}/orders", stack.order.url),
+        json!({ "product_id": product, "quantity": quantity }),
+    )
+    .await
+}
+
+pub async fn product(stack: &Stack, id: &str) -> Value {
+    let (status, body) = get(stack, format!("{}/inventory/{id}", stack.inventory.url)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+pub async fn payments_of(stack: &Stack, order_id: &str) -> Vec<Value> {
+    let (status, body) = get(
+        stack,
+        format!("{}/payments?order_id={order_id}", stack.payment.url),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["payments"].as_array().cloned().unwrap_or_default()
+}
+
+pub async fn assert_audit_clean(stack: &Stack) {
+    let report = valerix::audit::audit(&stack.pool, None)
+        .await
+        .expect("audit");
+    assert!(
+        report.is_clean(),
+        "audit violations: {:#?}",
+        report.violations
+    );
+}
