@@ -1,7 +1,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use valerix::{audit, openapi, seed, up};
+use valerix::{audit, chaos, openapi, seed, up};
 
 /// Valerix: a fault-tolerant e-commerce backend. The operator's verbs.
 #[derive(Parser)]
@@ -27,6 +27,17 @@ enum Cmd {
     Seed {
         #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:5002")]
         inventory_url: String,
+    },
+    /// Run the fault schedule with the cure (retries, breaker, reconciler) off and on; print the table
+    Chaos {
+        #[arg(long, default_value_t = 1000)]
+        orders: usize,
+        /// Orders per second
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Which runs: off, on, or both
+        #[arg(long, default_value = "both", value_parser = ["off", "on", "both"])]
+        cure: String,
     },
     /// Write the OpenAPI spec of every service into a directory
     Openapi {
@@ -104,6 +115,29 @@ async fn main() -> ExitCode {
                 }
             );
         }),
+        Cmd::Chaos { orders, rate, cure } => {
+            async {
+                let cures: &[bool] = match cure.as_str() {
+                    "off" => &[false],
+                    "on" => &[true],
+                    _ => &[false, true],
+                };
+                let reports = chaos::demo(orders, rate, cures).await?;
+                println!("{}", chaos::ChaosReport::table(&reports));
+                for r in &reports {
+                    for v in r.violations.iter().take(5) {
+                        println!(
+                            "cure {}: [{}] {}",
+                            if r.cure { "on" } else { "off" },
+                            v.invariant,
+                            v.detail
+                        );
+                    }
+                }
+                Ok(())
+            }
+            .await
+        }
         Cmd::Openapi { out } => openapi::write_all(&out).map_err(Into::into),
     };
     match result {

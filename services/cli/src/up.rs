@@ -32,6 +32,10 @@ pub struct UpArgs {
     /// Do not create the demo products
     #[arg(long)]
     pub no_seed: bool,
+
+    /// Start the services without the /gremlin fault-injection endpoints
+    #[arg(long)]
+    pub no_gremlins: bool,
 }
 
 struct Proc {
@@ -45,11 +49,13 @@ async fn spawn(
     sub: &str,
     listen: &str,
     db_url: &str,
+    gremlins: bool,
     extra: &[String],
 ) -> anyhow::Result<Proc> {
     let exe = std::env::current_exe().context("locating the valerix binary")?;
     let child = Command::new(exe)
         .args(["service", sub, "--listen", listen, "--database-url", db_url])
+        .args(gremlins.then_some("--gremlins"))
         .args(extra)
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -116,9 +122,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let inv_listen = format!("{host}:{inv_port}");
     let pay_listen = format!("{host}:{pay_port}");
     let order_listen = format!("{host}:{order_port}");
+    let gremlins = !args.no_gremlins;
     let mut procs = vec![
-        spawn("inventory-service", "inventory", &inv_listen, &db_url, &[]).await?,
-        spawn("payment-service", "payment", &pay_listen, &db_url, &[]).await?,
+        spawn(
+            "inventory-service",
+            "inventory",
+            &inv_listen,
+            &db_url,
+            gremlins,
+            &[],
+        )
+        .await?,
+        spawn(
+            "payment-service",
+            "payment",
+            &pay_listen,
+            &db_url,
+            gremlins,
+            &[],
+        )
+        .await?,
     ];
     let downstreams = vec![
         "--inventory-url".to_owned(),
@@ -132,6 +155,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "order",
             &order_listen,
             &db_url,
+            gremlins,
             &downstreams,
         )
         .await?,

@@ -143,10 +143,14 @@ impl OrderApi {
             self.saga.inventory.downstream().is_healthy(t),
             self.saga.payments.downstream().is_healthy(t),
         );
+        let inventory = self.saga.inventory.downstream();
+        let payments = self.saga.payments.downstream();
         Health::new(NAME)
             .database(db_up)
             .service(Inventory::NAME, inv_up)
             .service(Payments::NAME, pay_up)
+            .info("inventory-service-circuit", inventory.breaker_state())
+            .info("payment-service-circuit", payments.breaker_state())
             .into_response()
     }
 

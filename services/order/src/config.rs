@@ -2,7 +2,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{ArgAction, Parser};
 use valerix_runtime::{
-    client::CallPolicy,
+    client::{BreakerPolicy, CallPolicy},
     config::{DatabaseArgs, HttpArgs},
 };
 
@@ -44,6 +44,18 @@ pub struct Config {
     #[arg(long, env = "VALERIX_RECONCILE_INTERVAL_MS", default_value_t = 500)]
     pub reconcile_interval_ms: u64,
 
+    /// Use a circuit breaker per downstream (fail fast while it is down)
+    #[arg(long, env = "VALERIX_CIRCUIT_BREAKER", default_value_t = true, action = ArgAction::Set)]
+    pub circuit_breaker: bool,
+
+    /// Consecutive failed calls that open a downstream's breaker
+    #[arg(long, env = "VALERIX_BREAKER_FAILURES", default_value_t = 5)]
+    pub breaker_failures: u32,
+
+    /// How long an open breaker refuses calls before a probe, in milliseconds
+    #[arg(long, env = "VALERIX_BREAKER_OPEN_MS", default_value_t = 5000)]
+    pub breaker_open_ms: u64,
+
     /// Run the reconciler in this process (every replica may: claims do not overlap)
     #[arg(long, env = "VALERIX_RECONCILER", default_value_t = true, action = ArgAction::Set)]
     pub reconciler: bool,
@@ -62,6 +74,9 @@ impl Config {
             order_deadline_secs: 300,
             reconcile_interval_ms: 500,
             reconciler: true,
+            circuit_breaker: true,
+            breaker_failures: 5,
+            breaker_open_ms: 5000,
         }
     }
 
@@ -69,6 +84,10 @@ impl Config {
         CallPolicy {
             timeout: Duration::from_millis(self.call_timeout_ms),
             retries: self.call_retries,
+            breaker: self.circuit_breaker.then_some(BreakerPolicy {
+                failure_threshold: self.breaker_failures,
+                open_for: Duration::from_millis(self.breaker_open_ms),
+            }),
             ..CallPolicy::default()
         }
     }

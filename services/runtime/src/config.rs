@@ -68,6 +68,10 @@ pub struct HttpArgs {
     /// Seconds to let in-flight requests finish after SIGTERM
     #[arg(long, env = "VALERIX_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
+
+    /// Accept fault injection at /gremlin (never in production)
+    #[arg(long, env = "VALERIX_GREMLINS")]
+    pub gremlins: bool,
 }
 
 impl Default for HttpArgs {
@@ -75,6 +79,7 @@ impl Default for HttpArgs {
         Self {
             max_body_bytes: 64 * 1024,
             drain_secs: 10,
+            gremlins: false,
         }
     }
 }

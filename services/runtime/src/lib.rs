@@ -4,6 +4,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod gremlin;
 pub mod health;
 pub mod limits;
 pub mod problem;

@@ -9,21 +9,41 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::HttpArgs,
+    gremlin::{GremlinApi, Gremlins},
     limits::limit_body,
     problem::error_to_problem,
     systemd::{self, Probe},
 };
 
-/// The spec of a service's API, also used to write `openapi/*.json`.
-pub fn openapi<T: OpenApi>(api: T, title: &str) -> OpenApiService<T, ()> {
-    OpenApiService::new(api, title, env!("CARGO_PKG_VERSION"))
+/// A service's API with the gremlin controls every service carries.
+pub struct ServiceApi<T> {
+    spec: OpenApiService<(T, GremlinApi), ()>,
+    gremlins: Gremlins,
+}
+
+impl<T: OpenApi> ServiceApi<T> {
+    /// The OpenAPI document, as committed under `openapi/`.
+    pub fn spec(&self) -> String {
+        self.spec.spec()
+    }
+}
+
+/// Builds a service's API and its spec.
+pub fn openapi<T: OpenApi>(api: T, title: &str) -> ServiceApi<T> {
+    let gremlins = Gremlins::default();
+    let spec = OpenApiService::new(
+        (api, GremlinApi(gremlins.clone())),
+        title,
+        env!("CARGO_PKG_VERSION"),
+    );
+    ServiceApi { spec, gremlins }
 }
 
 /// Serves `api` (plus `/docs`, `/openapi.json`, `/openapi.yaml`) on `listener`
 /// until `shutdown` resolves, then drains for at most `http.drain_secs`.
 pub async fn serve<T>(
     service: &'static str,
-    api: OpenApiService<T, ()>,
+    api: ServiceApi<T>,
     listener: TcpListener,
     http: &HttpArgs,
     liveness: Probe,
@@ -32,12 +52,17 @@ pub async fn serve<T>(
 where
     T: OpenApi + 'static,
 {
+    let ServiceApi { spec, gremlins } = api;
+    gremlins.set_enabled(http.gremlins);
+    if http.gremlins {
+        tracing::warn!(service, "gremlins enabled: /gremlin can inject faults");
+    }
     let app = Route::new()
-        .nest("/docs", api.swagger_ui())
-        .at("/openapi.json", api.spec_endpoint())
-        .at("/openapi.yaml", api.spec_endpoint_yaml())
-        .nest("/", api);
-    let app = limit_body(app, http.max_body_bytes).catch_all_error(error_to_problem);
+        .nest("/docs", spec.swagger_ui())
+        .at("/openapi.json", spec.spec_endpoint())
+        .at("/openapi.yaml", spec.spec_endpoint_yaml())
+        .nest("/", spec);
+    let app = limit_body(gremlins.wrap(app), http.max_body_bytes).catch_all_error(error_to_problem);
 
     let addr = listener.local_addr()?;
     let acceptor = TcpAcceptor::from_tokio(listener)?;

@@ -134,9 +134,10 @@ where
     }
 }
 
-pub async fn start_inventory(db: &TestDb) -> Running {
+pub async fn start_inventory(db: &TestDb, gremlins: bool) -> Running {
     let (l, url) = listener().await;
-    let config = inventory_service::Config::with_database(&db.url);
+    let mut config = inventory_service::Config::with_database(&db.url);
+    config.http.gremlins = gremlins;
     spawn_service(l, url, |l, rx| async move {
         inventory_service::run(config, l, async move {
             let _ = rx.await;
@@ -145,9 +146,10 @@ pub async fn start_inventory(db: &TestDb) -> Running {
     })
 }
 
-pub async fn start_payment(db: &TestDb) -> Running {
+pub async fn start_payment(db: &TestDb, gremlins: bool) -> Running {
     let (l, url) = listener().await;
-    let config = payment_service::Config::with_database(&db.url);
+    let mut config = payment_service::Config::with_database(&db.url);
+    config.http.gremlins = gremlins;
     spawn_service(l, url, |l, rx| async move {
         payment_service::run(config, l, async move {
             let _ = rx.await;
@@ -179,12 +181,15 @@ pub struct Stack {
 /// Knobs a test may turn before the stack starts.
 pub struct StackOptions {
     pub order: Box<dyn FnOnce(&mut order_service::Config) + Send>,
+    /// Start every service with the /gremlin endpoints enabled.
+    pub gremlins: bool,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
         Self {
             order: Box::new(|_| {}),
+            gremlins: false,
         }
     }
 }
@@ -197,12 +202,13 @@ impl Stack {
     pub async fn start_with(opts: StackOptions) -> Self {
         let db = TestDb::new().await;
         let pool = db.pool().await;
-        let inventory = start_inventory(&db).await;
-        let payment = start_payment(&db).await;
+        let inventory = start_inventory(&db, opts.gremlins).await;
+        let payment = start_payment(&db, opts.gremlins).await;
         let mut config = order_service::Config::with_database(&db.url);
         config.inventory_url = inventory.url.clone();
         config.payment_url = payment.url.clone();
         config.reconcile_interval_ms = 100;
+        config.http.gremlins = opts.gremlins;
         (opts.order)(&mut config);
         let order = start_order(config).await;
         let http = reqwest::Client::new();

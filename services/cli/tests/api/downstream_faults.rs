@@ -13,6 +13,7 @@ async fn hanging_inventory_answers_202_pending_inventory_within_the_bound() {
     let (hole, _task) = black_hole().await;
     let stack = Stack::start_with(StackOptions {
         order: Box::new(move |c| c.inventory_url = hole),
+        ..Default::default()
     })
     .await;
     stack.product("P1", 100, 5).await;
@@ -39,6 +40,7 @@ async fn hanging_payment_keeps_the_stock_and_answers_202_pending_payment() {
     let (hole, _task) = black_hole().await;
     let stack = Stack::start_with(StackOptions {
         order: Box::new(move |c| c.payment_url = hole),
+        ..Default::default()
     })
     .await;
     stack.product("P1", 100, 5).await;
@@ -62,6 +64,7 @@ async fn the_reconciler_confirms_once_the_payment_service_is_back() {
             c.payment_url = url;
             c.call_timeout_ms = 300;
         }),
+        ..Default::default()
     })
     .await;
     stack.product("P1", 100, 5).await;
@@ -103,6 +106,7 @@ async fn order_health_reports_an_unreachable_downstream() {
     let dead = dead_address().await;
     let stack = Stack::start_with(StackOptions {
         order: Box::new(move |c| c.inventory_url = dead),
+        ..Default::default()
     })
     .await;
     let (status, h) = get(&stack, format!("{}/health", stack.order.url)).await;

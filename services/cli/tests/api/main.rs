@@ -3,6 +3,7 @@
 mod bad_input;
 mod concurrency;
 mod downstream_faults;
+mod gremlins;
 mod idempotency;
 mod orders;
 mod support;
