@@ -1,0 +1,114 @@
+// The dashboard in a real headless Chromium against a running stack.
+// BASE_URL: the gateway (default http://127.0.0.1:5000). Screenshots go to
+// SCREENSHOT_DIR (default test-results/). Waits are on page conditions.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const BASE = process.env.BASE_URL || "http://127.0.0.1:5000";
+const SHOTS = process.env.SCREENSHOT_DIR || "test-results";
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+mkdirSync(SHOTS, { recursive: true });
+
+let browser;
+let page;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+  page = await browser.newPage({ viewport: { width: 1200, height: 1000 } });
+  page.on("pageerror", (err) => console.error("page error:", err));
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+const shot = (name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+
+async function placeOrder(product, quantity) {
+  await page.selectOption("#product", product);
+  await page.fill("#quantity", String(quantity));
+  await page.click("#place");
+  await page.waitForFunction(
+    () => !document.querySelector("#place").disabled && document.querySelector("#order-result").dataset.status,
+    null,
+    { timeout: 15_000 },
+  );
+  const result = page.locator("#order-result");
+  return {
+    status: await result.getAttribute("data-status"),
+    id: await result.getAttribute("data-order-id"),
+    text: await result.textContent(),
+  };
+}
+
+const orderStatus = (id) =>
+  page.locator(`#orders tr[data-order-id="${id}"] td.status`).getAttribute("data-status");
+
+test("a gremlin episode, caused and watched from the page", async () => {
+  await page.goto(BASE);
+
+  // Every indicator green, the SLA green.
+  await page.waitForFunction(
+    () => [...document.querySelectorAll("#health li")].every((li) => li.className === "ok"),
+    null,
+    { timeout: 20_000 },
+  );
+  await page.waitForSelector("#sla[data-state=ok]", { timeout: 20_000 });
+  await page.waitForSelector("#product option", { timeout: 10_000 });
+  await page.waitForSelector("#breaker-inventory-service[data-state=closed]");
+  await shot("01-loaded");
+
+  // An order is CONFIRMED, in the answer and in the list.
+  const confirmed = await placeOrder("PROD-1", 1);
+  assert.equal(confirmed.status, "CONFIRMED", confirmed.text);
+  await page.waitForSelector("#orders td.status[data-status=CONFIRMED]", { timeout: 10_000 });
+  await shot("02-confirmed");
+
+  // The 3 s inventory gremlin: orders go PENDING, the SLA turns red.
+  await page.waitForSelector("#inventory-latency");
+  await page.fill("#inventory-delay_ms", "3000");
+  await page.check("#inventory-latency");
+  const pendingIds = [];
+  for (let i = 0; i < 2; i++) {
+    const r = await placeOrder("PROD-2", 1);
+    assert.equal(r.status, "PENDING", r.text);
+    pendingIds.push(r.id);
+  }
+  await page.waitForSelector("#orders td.status[data-status=PENDING_INVENTORY]", { timeout: 10_000 });
+  await page.waitForSelector("#sla[data-state=breached]", { timeout: 30_000 });
+  await shot("03-gremlin-sla-red");
+
+  // Lift it: the pending orders confirm by themselves, the SLA turns green.
+  await page.uncheck("#inventory-latency");
+  for (const id of pendingIds) {
+    await page.waitForFunction(
+      (id) => document.querySelector(`#orders tr[data-order-id="${id}"] td.status`)?.dataset.status === "CONFIRMED",
+      id,
+      { timeout: 60_000 },
+    );
+    assert.equal(await orderStatus(id), "CONFIRMED");
+  }
+  await page.waitForSelector("#sla[data-state=ok]", { timeout: 60_000 });
+  await shot("04-healed");
+});
+
+test("usable at phone width", async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(BASE);
+  await page.waitForSelector("#product option", { timeout: 10_000 });
+  for (const id of ["#product", "#quantity", "#place"]) {
+    const box = await page.locator(id).boundingBox();
+    assert.ok(box && box.width > 0 && box.x + box.width <= 390, `${id} fits: ${JSON.stringify(box)}`);
+  }
+  const labels = await page.locator("label[for=product], label[for=quantity]").count();
+  assert.equal(labels, 2);
+  await shot("05-phone");
+});
