@@ -1,0 +1,36 @@
+# Thin names for the real commands (each recipe is one line you can run by hand).
+
+# The whole stack on localhost (throwaway PostgreSQL, services, demo data)
+up *args:
+    cargo run -p valerix -- up {{args}}
+
+# Every test, on real PostgreSQL and real HTTP
+test:
+    cargo test --workspace
+
+# Drive load at the running stack and print what happened
+load *args:
+    cargo run --release -p valerix -- load {{args}}
+
+# Database-only bound vs end-to-end, the ratio table
+bench *args:
+    cargo run --release -p valerix -- bench {{args}}
+
+# The fault schedule with the cure off and on
+chaos *args:
+    cargo run -p valerix -- chaos {{args}}
+
+# Regenerate the committed OpenAPI specs
+openapi:
+    cargo run -p valerix -- openapi --out openapi
+
+# Formatting, lints, Nix parse, Prometheus rules
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    for f in $(git ls-files '*.nix'); do nix-instantiate --parse "$f" > /dev/null; done
+    grafana/check.sh
+
+# The NixOS VM tests and everything else Nix checks (needs Nix with KVM)
+vm:
+    nix flake check
