@@ -4,7 +4,7 @@ mod api;
 mod config;
 mod store;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::future::Future;
 
 pub use api::InventoryApi;
 pub use config::Config;
@@ -13,13 +13,7 @@ use valerix_runtime::{db, server};
 
 pub const NAME: &str = "inventory-service";
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Db(#[from] db::DbError),
-    #[error("serving failed: {0}")]
-    Serve(#[from] std::io::Error),
-}
+pub use valerix_runtime::server::ServiceError as Error;
 
 /// Runs the service on `listener` until `shutdown` resolves.
 pub async fn run(
@@ -29,13 +23,16 @@ pub async fn run(
 ) -> Result<(), Error> {
     valerix_runtime::systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
-    let probe_pool = pool.clone();
-    let liveness: valerix_runtime::systemd::Probe = Arc::new(move || {
-        let pool = probe_pool.clone();
-        Box::pin(async move { db::ping(&pool, Duration::from_secs(1)).await })
-    });
-    let api = server::openapi(InventoryApi::new(pool), "Valerix inventory service");
-    server::serve(NAME, api, listener, &config.http, liveness, shutdown).await?;
+    let api = server::openapi(InventoryApi::new(pool.clone()), "Valerix inventory service");
+    server::serve(
+        NAME,
+        api,
+        listener,
+        &config.http,
+        db::liveness(pool),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
 

@@ -52,10 +52,6 @@ pub struct Reserved {
 
 const RESERVATION_COLUMNS: &str = "order_id, product_id, quantity, status, created_at, updated_at";
 
-fn is_fk_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("23503"))
-}
-
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
@@ -177,7 +173,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| {
-            if is_fk_violation(&e) {
+            if valerix_runtime::db::is_foreign_key_violation(&e) {
                 StoreError::UnknownProduct(product.to_string())
             } else {
                 e.into()
@@ -238,7 +234,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| {
-            if is_fk_violation(&e) {
+            if valerix_runtime::db::is_foreign_key_violation(&e) {
                 StoreError::UnknownProduct(product.to_string())
             } else {
                 e.into()

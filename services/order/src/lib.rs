@@ -24,13 +24,7 @@ use crate::{
 
 pub const NAME: &str = "order-service";
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Db(#[from] db::DbError),
-    #[error("serving failed: {0}")]
-    Serve(#[from] std::io::Error),
-}
+pub use valerix_runtime::server::ServiceError as Error;
 
 fn saga(config: &Config, pool: sqlx::PgPool) -> Saga {
     let policy = config.call_policy();
@@ -56,12 +50,16 @@ pub async fn run(
             Duration::from_millis(config.reconcile_interval_ms),
         )
     });
-    let liveness: systemd::Probe = Arc::new(move || {
-        let pool = pool.clone();
-        Box::pin(async move { db::ping(&pool, Duration::from_secs(1)).await })
-    });
     let api = server::openapi(OrderApi::new(saga), "Valerix order service");
-    let served = server::serve(NAME, api, listener, &config.http, liveness, shutdown).await;
+    let served = server::serve(
+        NAME,
+        api,
+        listener,
+        &config.http,
+        db::liveness(pool),
+        shutdown,
+    )
+    .await;
     // Every saga step is idempotent, so stopping one midway is safe.
     if let Some(task) = reconciler {
         task.abort();

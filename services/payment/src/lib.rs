@@ -5,7 +5,7 @@ mod api;
 mod config;
 mod store;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::future::Future;
 
 pub use api::PaymentApi;
 pub use config::{Config, DeclineRule};
@@ -14,13 +14,7 @@ use valerix_runtime::{db, server};
 
 pub const NAME: &str = "payment-service";
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Db(#[from] db::DbError),
-    #[error("serving failed: {0}")]
-    Serve(#[from] std::io::Error),
-}
+pub use valerix_runtime::server::ServiceError as Error;
 
 pub async fn run(
     config: Config,
@@ -29,16 +23,19 @@ pub async fn run(
 ) -> Result<(), Error> {
     valerix_runtime::systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
-    let probe_pool = pool.clone();
-    let liveness: valerix_runtime::systemd::Probe = Arc::new(move || {
-        let pool = probe_pool.clone();
-        Box::pin(async move { db::ping(&pool, Duration::from_secs(1)).await })
-    });
     let api = server::openapi(
-        PaymentApi::new(pool, config.decline),
+        PaymentApi::new(pool.clone(), config.decline),
         "Valerix payment service",
     );
-    server::serve(NAME, api, listener, &config.http, liveness, shutdown).await?;
+    server::serve(
+        NAME,
+        api,
+        listener,
+        &config.http,
+        db::liveness(pool),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
 

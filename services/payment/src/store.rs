@@ -49,11 +49,10 @@ impl Store {
     }
 
     fn map_fk(err: sqlx::Error, order_id: Uuid) -> StoreError {
-        match &err {
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
-                StoreError::UnknownOrder(order_id)
-            }
-            _ => err.into(),
+        if valerix_runtime::db::is_foreign_key_violation(&err) {
+            StoreError::UnknownOrder(order_id)
+        } else {
+            err.into()
         }
     }
 

@@ -44,3 +44,16 @@ pub async fn ping(pool: &PgPool, timeout: Duration) -> bool {
 pub fn lazy_pool() -> PgPool {
     PgPoolOptions::new().connect_lazy_with(sqlx::postgres::PgConnectOptions::new())
 }
+
+/// The watchdog's probe for a service whose life is its database.
+pub fn liveness(pool: PgPool) -> crate::systemd::Probe {
+    std::sync::Arc::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move { ping(&pool, Duration::from_secs(1)).await })
+    })
+}
+
+/// A row referred to a missing one (SQLSTATE 23503), e.g. an unknown product.
+pub fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("23503"))
+}

@@ -15,6 +15,15 @@ use crate::{
     systemd::{self, Probe},
 };
 
+/// Why a service stopped other than by being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error("serving failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
 /// A service's API with the gremlin controls every service carries.
 pub struct ServiceApi<T> {
     spec: OpenApiService<(T, GremlinApi), ()>,
