@@ -7,8 +7,7 @@
 
 use std::{
     collections::HashSet,
-    path::{Path, PathBuf},
-    process::Stdio,
+    path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -16,18 +15,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
-use nix::{
-    sys::signal::{Signal, kill},
-    unistd::Pid,
-};
+use anyhow::Context;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 use sqlx::PgPool;
-use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-use crate::audit::{self, Violation};
+use crate::{
+    audit::{self, Violation},
+    procs::ServiceProcess,
+};
 
 #[derive(Debug, Clone)]
 pub struct ChaosConfig {
@@ -121,98 +118,10 @@ impl ChaosReport {
     }
 }
 
-/// One service process that can be killed and started again on its port.
-struct Svc {
-    name: &'static str,
-    args: Vec<String>,
-    port: u16,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Svc {
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn start(&mut self, exe: &Path) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new(exe)
-            .arg("service")
-            .args(&self.args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", self.name))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn sigkill(&mut self) {
-        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
-    }
-
-    fn is_dead(&mut self) -> bool {
-        match &mut self.child {
-            Some(c) => !matches!(c.try_wait(), Ok(None)),
-            None => true,
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if let Some(pid) = c.id() {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            }
-            if tokio::time::timeout(Duration::from_secs(10), c.wait())
-                .await
-                .is_err()
-            {
-                let _ = c.kill().await;
-            }
-        }
-    }
-}
-
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-async fn wait_healthy(
-    http: &reqwest::Client,
-    svc: &mut Svc,
-    deadline: Duration,
-) -> anyhow::Result<()> {
-    let start = Instant::now();
-    loop {
-        if svc.is_dead() {
-            bail!(
-                "{} exited while starting (see {})",
-                svc.name,
-                svc.log.display()
-            );
-        }
-        if let Ok(r) = http.get(format!("{}/health", svc.url())).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if start.elapsed() > deadline {
-            bail!("{} not healthy within {deadline:?}", svc.name);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Noise and crash-after-commit, re-applied whenever a process restarts
@@ -244,23 +153,16 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let db = ["--database-url".to_owned(), cfg.database_url.clone()];
-    let mk = |name: &'static str, sub: &str, port: u16, extra: Vec<String>| -> Svc {
+    let mk = |name: &'static str, sub: &str, port: u16, extra: Vec<String>| {
         let mut args = vec![
-            sub.to_owned(),
-            "--listen".to_owned(),
-            format!("127.0.0.1:{port}"),
             "--gremlins".to_owned(),
+            "--database-url".to_owned(),
+            cfg.database_url.clone(),
         ];
-        args.extend(db.iter().cloned());
         args.extend(extra);
-        Svc {
-            name,
-            args,
-            port,
-            child: None,
-            log: cfg.log_dir.join(format!("{name}-{port}.log")),
-        }
+        ServiceProcess::new(&cfg.exe, name, sub, format!("127.0.0.1:{port}"), args)
+            .env("RUST_LOG", "warn")
+            .log_to(cfg.log_dir.join(format!("{name}-{port}.log")))
     };
     let mut inventory = mk("inventory-service", "inventory", free_port()?, vec![]);
     let mut payment = mk("payment-service", "payment", free_port()?, vec![]);
@@ -298,13 +200,8 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
         .into_iter()
         .chain(orders.iter_mut())
     {
-        svc.start(&cfg.exe)?;
-    }
-    for svc in [&mut inventory, &mut payment] {
-        wait_healthy(&http, svc, Duration::from_secs(30)).await?;
-    }
-    for svc in orders.iter_mut() {
-        wait_healthy(&http, svc, Duration::from_secs(30)).await?;
+        svc.start()?;
+        svc.wait_healthy(&http, Duration::from_secs(30)).await?;
     }
 
     let products: Vec<String> = (1..=cfg.products).map(|i| format!("CHAOS-{i}")).collect();
@@ -322,7 +219,7 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     // The load: clients share one counter of orders to place.
     let next = Arc::new(AtomicUsize::new(0));
     let acked = Arc::new(Mutex::new(Vec::<Uuid>::new()));
-    let order_urls: Vec<String> = orders.iter().map(Svc::url).collect();
+    let order_urls: Vec<String> = orders.iter().map(ServiceProcess::url).collect();
     let load_start = Instant::now();
     let clients: Vec<_> = (0..cfg.clients)
         .map(|c| {
@@ -401,9 +298,9 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
         }
         for svc in pair.iter_mut() {
             if svc.is_dead() {
-                svc.start(&cfg.exe)?;
+                svc.start()?;
                 restarts += 1;
-                wait_healthy(&http, svc, Duration::from_secs(30)).await?;
+                svc.wait_healthy(&http, Duration::from_secs(30)).await?;
                 arm_gremlins(&http, &svc.url()).await;
             }
         }
@@ -431,10 +328,10 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     // Heal: everything up, every gremlin gone.
     for svc in [&mut inventory, &mut payment] {
         if svc.is_dead() {
-            svc.start(&cfg.exe)?;
+            svc.start()?;
             restarts += 1;
         }
-        wait_healthy(&http, svc, Duration::from_secs(30)).await?;
+        svc.wait_healthy(&http, Duration::from_secs(30)).await?;
         let _ = http.delete(format!("{}/gremlin", svc.url())).send().await;
     }
 
@@ -467,7 +364,7 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
         .into_iter()
         .chain(orders.iter_mut())
     {
-        svc.stop().await;
+        svc.stop(Duration::from_secs(10)).await;
     }
     pool.close().await;
     Ok(report)

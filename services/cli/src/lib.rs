@@ -2,6 +2,8 @@
 
 pub mod audit;
 pub mod chaos;
+pub mod observe;
 pub mod openapi;
+pub mod procs;
 pub mod seed;
 pub mod up;

@@ -1,8 +1,9 @@
 //! `valerix up`: the whole stack on localhost. A throwaway PostgreSQL (or the
-//! one given), migrations, the services as child processes on the plan's
-//! ports, demo products; Ctrl-C stops everything and removes the cluster.
+//! one given), migrations, Prometheus/Grafana/Jaeger when installed, the
+//! services as child processes on the plan's ports, demo products; Ctrl-C
+//! stops everything and removes what it created.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -11,9 +12,13 @@ use nix::{
     unistd::Pid,
 };
 use sqlx::{Connection, PgConnection};
-use tokio::process::{Child, Command};
 use valerix_devdb::Cluster;
 use valerix_runtime::{config::DatabaseArgs, db};
+
+use crate::{
+    observe::{self, Target},
+    procs::ServiceProcess,
+};
 
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
@@ -36,55 +41,14 @@ pub struct UpArgs {
     /// Start the services without the /gremlin fault-injection endpoints
     #[arg(long)]
     pub no_gremlins: bool,
-}
 
-struct Proc {
-    name: &'static str,
-    url: String,
-    child: Child,
-}
+    /// Do not start Prometheus, Grafana or Jaeger even when installed
+    #[arg(long)]
+    pub no_observability: bool,
 
-async fn spawn(
-    name: &'static str,
-    sub: &str,
-    listen: &str,
-    db_url: &str,
-    gremlins: bool,
-    extra: &[String],
-) -> anyhow::Result<Proc> {
-    let exe = std::env::current_exe().context("locating the valerix binary")?;
-    let child = Command::new(exe)
-        .args(["service", sub, "--listen", listen, "--database-url", db_url])
-        .args(gremlins.then_some("--gremlins"))
-        .args(extra)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    Ok(Proc {
-        name,
-        url: format!("http://{listen}"),
-        child,
-    })
-}
-
-async fn wait_healthy(p: &mut Proc, deadline: Duration) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(status) = p.child.try_wait()? {
-            bail!("{} exited during start-up ({status})", p.name);
-        }
-        if let Ok(r) = http.get(format!("{}/health", p.url)).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if start.elapsed() > deadline {
-            bail!("{} not healthy within {deadline:?}", p.name);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    /// Port of Prometheus (Grafana's datasource expects the default)
+    #[arg(long, default_value_t = observe::PROMETHEUS_PORT)]
+    pub prometheus_port: u16,
 }
 
 async fn create_database(cluster: &Cluster) -> anyhow::Result<String> {
@@ -118,73 +82,95 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await;
 
     let host = &args.host;
-    let [order_port, inv_port, pay_port] = [0, 1, 2].map(|i| args.base_port + i);
-    let inv_listen = format!("{host}:{inv_port}");
-    let pay_listen = format!("{host}:{pay_port}");
-    let order_listen = format!("{host}:{order_port}");
-    let gremlins = !args.no_gremlins;
-    let mut procs = vec![
-        spawn(
-            "inventory-service",
-            "inventory",
-            &inv_listen,
-            &db_url,
-            gremlins,
-            &[],
-        )
-        .await?,
-        spawn(
-            "payment-service",
-            "payment",
-            &pay_listen,
-            &db_url,
-            gremlins,
-            &[],
-        )
-        .await?,
-    ];
-    let downstreams = vec![
+    let listen = |offset: u16| format!("{host}:{}", args.base_port + offset);
+    let (order_listen, inv_listen, pay_listen) = (listen(0), listen(1), listen(2));
+    let state_dir = std::env::temp_dir().join(format!("valerix-up-{}", std::process::id()));
+    let obs = if args.no_observability {
+        observe::Observability::default()
+    } else {
+        let targets = [
+            ("order-service", &order_listen),
+            ("inventory-service", &inv_listen),
+            ("payment-service", &pay_listen),
+        ]
+        .map(|(job, address)| Target {
+            job,
+            address: address.clone(),
+        });
+        observe::start(&state_dir, &targets, args.prometheus_port).await
+    };
+
+    let exe = std::env::current_exe().context("locating the valerix binary")?;
+    let mut common = vec!["--database-url".to_owned(), db_url.clone()];
+    if !args.no_gremlins {
+        common.push("--gremlins".to_owned());
+    }
+    let service = |name, sub, listen: &String, extra: &[String]| {
+        let mut p = ServiceProcess::new(
+            &exe,
+            name,
+            sub,
+            listen.clone(),
+            [common.clone(), extra.to_vec()].concat(),
+        );
+        if obs.jaeger_running() {
+            p = p
+                .env("OTEL_EXPORTER_OTLP_ENDPOINT", observe::JAEGER_OTLP)
+                .env("OTEL_SERVICE_NAME", name);
+        }
+        p
+    };
+    let downstreams = [
         "--inventory-url".to_owned(),
         format!("http://{inv_listen}"),
         "--payment-url".to_owned(),
         format!("http://{pay_listen}"),
     ];
-    procs.push(
-        spawn(
-            "order-service",
-            "order",
-            &order_listen,
-            &db_url,
-            gremlins,
-            &downstreams,
-        )
-        .await?,
-    );
+    let mut procs = vec![
+        service("inventory-service", "inventory", &inv_listen, &[]),
+        service("payment-service", "payment", &pay_listen, &[]),
+        service("order-service", "order", &order_listen, &downstreams),
+    ];
+    let http = reqwest::Client::new();
     for p in &mut procs {
-        wait_healthy(p, Duration::from_secs(30)).await?;
+        p.start()?;
+        p.wait_healthy(&http, Duration::from_secs(30)).await?;
     }
     if !args.no_seed {
-        let created = crate::seed::seed(&procs[0].url).await?;
+        let created = crate::seed::seed(&procs[0].url()).await?;
         if !created.is_empty() {
             println!("Seeded demo products: {}", created.join(", "));
         }
+    }
+    for tool in &obs.running {
+        observe::wait_answering(&tool.url, Duration::from_secs(20)).await;
     }
 
     println!();
     println!("Valerix is up.");
     for p in &procs {
-        println!(
-            "  {:<18} {}   (Swagger UI: {}/docs, metrics: {}/metrics)",
-            p.name, p.url, p.url, p.url
-        );
+        let url = p.url();
+        println!("  {:<18} {url}   (Swagger UI: {url}/docs)", p.name);
     }
     println!("  {:<18} {db_url}", "database");
+    for tool in &obs.running {
+        println!("  {:<18} {}", tool.name, tool.url);
+    }
+    for skipped in &obs.skipped {
+        println!("  skipped            {skipped}");
+    }
     println!();
     println!(
         "Try:  curl -s -X POST {}/orders -H 'content-type: application/json' \\",
-        procs[2].url
+        procs[2].url()
     );
     println!("        -d '{{\"product_id\":\"PROD-1\",\"quantity\":1}}'");
+    if !args.no_gremlins {
+        println!(
+            "      curl -s -X POST {}/gremlin/latency -H 'content-type: application/json' -d '{{\"delay_ms\":3000,\"enabled\":true}}'",
+            procs[0].url()
+        );
+    }
     println!(
         "Ctrl-C stops everything{}.",
         if cluster.is_some() {
@@ -199,13 +185,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         eprintln!("{name} exited; stopping the stack");
     }
     for p in &procs {
-        if let Some(pid) = p.child.id() {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        }
+        p.sigterm();
     }
     for p in &mut procs {
-        let _ = tokio::time::timeout(Duration::from_secs(15), p.child.wait()).await;
+        p.stop(Duration::from_secs(15)).await;
     }
+    for mut tool in obs.running {
+        if let Some(pid) = tool.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), tool.child.wait()).await;
+    }
+    let _ = std::fs::remove_dir_all(&state_dir);
     if let Some(mut c) = cluster {
         tokio::task::spawn_blocking(move || c.stop()).await?;
         println!("Stopped; the throwaway cluster is removed.");
@@ -217,11 +208,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// Until Ctrl-C/SIGTERM (None) or a service exits on its own (its name).
-async fn wait_for_stop(procs: &mut [Proc]) -> Option<&'static str> {
+async fn wait_for_stop(procs: &mut [ServiceProcess]) -> Option<&'static str> {
     let any_exit = async {
         loop {
             for p in procs.iter_mut() {
-                if let Ok(Some(_)) = p.child.try_wait() {
+                if p.is_dead() {
                     return p.name;
                 }
             }

@@ -29,8 +29,10 @@ fn free_base_port() -> u16 {
 #[tokio::test]
 async fn up_serves_an_order_and_cleans_up_on_interrupt() {
     let base = free_base_port();
+    let prometheus_port = free_base_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_valerix"))
         .args(["up", "--base-port", &base.to_string()])
+        .args(["--prometheus-port", &prometheus_port.to_string()])
         .env_remove("DATABASE_URL")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -79,6 +81,53 @@ async fn up_serves_an_order_and_cleans_up_on_interrupt() {
         .await
         .expect("json");
     assert_eq!(read["status"], "CONFIRMED");
+
+    // Observability: what is installed is started and pointed at the
+    // services; what is not is named.
+    for tool in ["grafana", "jaeger"] {
+        let started = printed.iter().any(|l| l.trim_start().starts_with(tool));
+        let skipped = printed
+            .iter()
+            .any(|l| l.contains("skipped") && l.contains(tool));
+        assert!(
+            started || skipped,
+            "{tool} neither started nor reported skipped: {printed:#?}"
+        );
+    }
+    let has_prometheus = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("prometheus").is_file()));
+    if has_prometheus {
+        let targets: serde_json::Value = http
+            .get(format!("http://127.0.0.1:{prometheus_port}/api/v1/targets"))
+            .send()
+            .await
+            .expect("prometheus answers")
+            .json()
+            .await
+            .expect("json");
+        let jobs: std::collections::BTreeSet<_> = targets["data"]["activeTargets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .filter_map(|t| t["labels"]["job"].as_str())
+            .collect();
+        assert_eq!(
+            jobs,
+            ["inventory-service", "order-service", "payment-service"].into(),
+            "{targets}"
+        );
+    } else {
+        assert!(
+            printed
+                .iter()
+                .any(|l| l.contains("skipped") && l.contains("prometheus")),
+            "{printed:#?}"
+        );
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI installs prometheus: it must be used"
+        );
+    }
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("interrupt");
     let (done_tx, done_rx) = mpsc::channel();

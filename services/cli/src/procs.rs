@@ -1,0 +1,147 @@
+//! A service as a child process (`valerix service <name> ...`): started,
+//! health-checked, killed and started again on the same address. Used by
+//! `valerix up` and by the fault schedule.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use tokio::process::{Child, Command};
+
+pub struct ServiceProcess {
+    pub name: &'static str,
+    /// host:port it listens on.
+    pub listen: String,
+    exe: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// Where its output goes; inherited from us when None.
+    log: Option<PathBuf>,
+    child: Option<Child>,
+}
+
+impl ServiceProcess {
+    /// `exe service <sub> --listen <listen> <args...>`.
+    pub fn new(
+        exe: &Path,
+        name: &'static str,
+        sub: &str,
+        listen: String,
+        args: Vec<String>,
+    ) -> Self {
+        let mut all = vec![sub.to_owned(), "--listen".to_owned(), listen.clone()];
+        all.extend(args);
+        Self {
+            name,
+            listen,
+            exe: exe.to_owned(),
+            args: all,
+            env: Vec::new(),
+            log: None,
+            child: None,
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn log_to(mut self, path: PathBuf) -> Self {
+        self.log = Some(path);
+        self
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("service")
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(path) = &self.log {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            cmd.stdout(log.try_clone()?).stderr(log);
+        }
+        self.child = Some(
+            cmd.spawn()
+                .with_context(|| format!("starting {}", self.name))?,
+        );
+        Ok(())
+    }
+
+    fn signal(&self, sig: Signal) {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+            let _ = kill(Pid::from_raw(pid as i32), sig);
+        }
+    }
+
+    pub fn sigkill(&self) {
+        self.signal(Signal::SIGKILL);
+    }
+
+    pub fn sigterm(&self) {
+        self.signal(Signal::SIGTERM);
+    }
+
+    /// Not running: never started, or exited (on its own or killed).
+    pub fn is_dead(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    /// SIGTERM, then up to `grace` for the drain, then SIGKILL.
+    pub async fn stop(&mut self, grace: Duration) {
+        self.sigterm();
+        if let Some(mut c) = self.child.take()
+            && tokio::time::timeout(grace, c.wait()).await.is_err()
+        {
+            let _ = c.kill().await;
+        }
+    }
+
+    /// Waits until `GET /health` answers 200, failing early if the process dies.
+    pub async fn wait_healthy(
+        &mut self,
+        http: &reqwest::Client,
+        deadline: Duration,
+    ) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            if self.is_dead() {
+                let hint = self
+                    .log
+                    .as_ref()
+                    .map(|l| format!(" (see {})", l.display()))
+                    .unwrap_or_default();
+                bail!("{} exited while starting{hint}", self.name);
+            }
+            if let Ok(r) = http.get(format!("{}/health", self.url())).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if start.elapsed() > deadline {
+                bail!("{} not healthy within {deadline:?}", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
