@@ -39,6 +39,14 @@ async fn up_serves_an_order_and_cleans_up_on_interrupt() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn valerix up");
+    // A failing assertion must not leave the stack running.
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGINT);
+        }
+    }
+    let _guard = KillOnDrop(child.id());
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -55,7 +63,7 @@ async fn up_serves_an_order_and_cleans_up_on_interrupt() {
         if let Some(rest) = line.strip_prefix("PostgreSQL: throwaway cluster in ") {
             cluster_dir = rest.split(" on port").next().map(std::path::PathBuf::from);
         }
-        let done = line.contains("Valerix is up");
+        let done = line.starts_with("Ctrl-C stops everything");
         printed.push(line);
         if done {
             break;
@@ -97,24 +105,32 @@ async fn up_serves_an_order_and_cleans_up_on_interrupt() {
     let has_prometheus = std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("prometheus").is_file()));
     if has_prometheus {
-        let targets: serde_json::Value = http
-            .get(format!("http://127.0.0.1:{prometheus_port}/api/v1/targets"))
-            .send()
-            .await
-            .expect("prometheus answers")
-            .json()
-            .await
-            .expect("json");
-        let jobs: std::collections::BTreeSet<_> = targets["data"]["activeTargets"]
-            .as_array()
-            .expect("targets")
-            .iter()
-            .filter_map(|t| t["labels"]["job"].as_str())
-            .collect();
+        // Prometheus picks up its targets on its own schedule (~5 s).
+        let mut jobs = std::collections::BTreeSet::new();
+        let start = std::time::Instant::now();
+        while jobs.len() < 3 && start.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let Ok(resp) = http
+                .get(format!("http://127.0.0.1:{prometheus_port}/api/v1/targets"))
+                .send()
+                .await
+            else {
+                continue;
+            };
+            let targets: serde_json::Value = resp.json().await.unwrap_or_default();
+            jobs = targets["data"]["activeTargets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["labels"]["job"].as_str().map(str::to_owned))
+                .collect();
+        }
         assert_eq!(
             jobs,
-            ["inventory-service", "order-service", "payment-service"].into(),
-            "{targets}"
+            ["inventory-service", "order-service", "payment-service"]
+                .map(String::from)
+                .into(),
+            "Prometheus scrapes the three services"
         );
     } else {
         assert!(
