@@ -125,8 +125,11 @@ fn sweep_stale(base: &Path) {
 pub struct Cluster {
     root: PathBuf,
     port: u16,
-    pid: Pid,
-    waiter: Option<thread::JoinHandle<()>>,
+    bin: PathBuf,
+    user: Option<(Uid, Gid)>,
+    /// The postmaster and the thread that spawned (and waits for) it; None
+    /// while the server is stopped.
+    server: Option<(Pid, thread::JoinHandle<()>)>,
 }
 
 impl Cluster {
@@ -143,14 +146,23 @@ impl Cluster {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
-        let data = root.join("data");
+        // From here on, dropping `cluster` removes the directory.
+        let mut cluster = Self {
+            root,
+            port: 0,
+            bin,
+            user,
+            server: None,
+        };
+        let root = &cluster.root;
+        let data = cluster.data();
         if let Some((uid, gid)) = user {
-            chown(&root, Some(uid), Some(gid))?;
+            chown(root, Some(uid), Some(gid))?;
         }
-        fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
             .map_err(io("setting cluster directory permissions"))?;
 
-        let mut initdb = Command::new(bin.join("initdb"));
+        let mut initdb = Command::new(cluster.bin.join("initdb"));
         initdb
             .args([
                 "-A",
@@ -164,48 +176,54 @@ impl Cluster {
             ])
             .arg("-D")
             .arg(&data)
-            .current_dir(&root)
+            .current_dir(root)
             .env("LC_ALL", "C");
         as_user(&mut initdb, user);
         let out = initdb.output().map_err(io("running initdb"))?;
         if !out.status.success() {
-            let _ = fs::remove_dir_all(&root);
             return Err(Error::Initdb {
                 status: out.status.to_string(),
                 output: String::from_utf8_lossy(&out.stderr).into_owned(),
             });
         }
 
+        // The free port may be taken between finding and binding it: retry.
         let mut last_err = None;
         for _ in 0..3 {
-            let port = free_port()?;
-            match Self::launch(&bin, &root, &data, port, user) {
-                Ok(cluster) => return Ok(cluster),
+            cluster.port = free_port()?;
+            match cluster.start_server() {
+                Ok(()) => return Ok(cluster),
                 Err(e) => last_err = Some(e),
             }
         }
-        let _ = fs::remove_dir_all(&root);
         Err(last_err.unwrap_or(Error::NotReady(Duration::ZERO, String::new())))
     }
 
-    fn launch(
-        bin: &Path,
-        root: &Path,
-        data: &Path,
-        port: u16,
-        user: Option<(Uid, Gid)>,
-    ) -> Result<Self, Error> {
-        let log_path = root.join("server.log");
-        let log = fs::File::create(&log_path).map_err(io("creating the server log"))?;
-        if let Some((uid, gid)) = user {
+    fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// Starts the server on the cluster's port (again, after `stop_server`);
+    /// returns once it accepts connections.
+    pub fn start_server(&mut self) -> Result<(), Error> {
+        if self.server.is_some() {
+            return Ok(());
+        }
+        let log_path = self.root.join("server.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io("opening the server log"))?;
+        if let Some((uid, gid)) = self.user {
             chown(&log_path, Some(uid), Some(gid))?;
         }
-        let mut cmd = Command::new(bin.join("postgres"));
+        let mut cmd = Command::new(self.bin.join("postgres"));
         cmd.arg("-D")
-            .arg(data)
-            .args(["-p", &port.to_string()])
+            .arg(self.data())
+            .args(["-p", &self.port.to_string()])
             .arg("-k")
-            .arg(root)
+            .arg(&self.root)
             .args([
                 "-c",
                 "listen_addresses=127.0.0.1",
@@ -218,18 +236,18 @@ impl Cluster {
                 "-c",
                 "full_page_writes=off",
             ])
-            .current_dir(root)
+            .current_dir(&self.root)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("opening the server log"))?)
             .stderr(log);
-        as_user(&mut cmd, user);
+        as_user(&mut cmd, self.user);
         die_with_parent(&mut cmd);
 
         // The thread that spawns the server must outlive it: the parent-death
         // signal fires when the spawning *thread* exits.
         let (tx, rx) = mpsc::channel();
         let waiter = thread::Builder::new()
-            .name(format!("postgres-{port}"))
+            .name(format!("postgres-{}", self.port))
             .spawn(move || match cmd.spawn() {
                 Ok(mut child) => {
                     let _ = tx.send(Ok(child.id()));
@@ -244,27 +262,26 @@ impl Cluster {
             .recv()
             .map_err(|_| Error::NotReady(Duration::ZERO, "postgres thread died".into()))?
             .map_err(io("starting postgres"))?;
-        let cluster = Self {
-            root: root.to_owned(),
-            port,
-            pid: Pid::from_raw(pid as i32),
-            waiter: Some(waiter),
-        };
-        cluster.wait_ready(data, Duration::from_secs(60))?;
-        Ok(cluster)
+        self.server = Some((Pid::from_raw(pid as i32), waiter));
+        let ready = self.wait_ready(Duration::from_secs(60));
+        if ready.is_err() {
+            self.stop_server();
+        }
+        ready
     }
 
     /// Ready means the postmaster wrote "ready" into postmaster.pid, which
     /// is what `pg_ctl -w` waits for too.
-    fn wait_ready(&self, data: &Path, deadline: Duration) -> Result<(), Error> {
+    fn wait_ready(&self, deadline: Duration) -> Result<(), Error> {
+        let pid_file = self.data().join("postmaster.pid");
         let start = Instant::now();
         while start.elapsed() < deadline {
-            if let Ok(pid_file) = fs::read_to_string(data.join("postmaster.pid"))
+            if let Ok(pid_file) = fs::read_to_string(&pid_file)
                 && pid_file.lines().nth(7).is_some_and(|l| l.trim() == "ready")
             {
                 return Ok(());
             }
-            if self.waiter.as_ref().is_none_or(|w| w.is_finished()) {
+            if self.server.as_ref().is_none_or(|(_, w)| w.is_finished()) {
                 break;
             }
             thread::sleep(Duration::from_millis(20));
@@ -289,19 +306,27 @@ impl Cluster {
         fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
     }
 
+    /// Stops the server (fast shutdown: clients are disconnected) and keeps
+    /// its files, so `start_server` brings the same databases back on the
+    /// same port: a database outage, for tests.
+    pub fn stop_server(&mut self) {
+        let Some((pid, waiter)) = self.server.take() else {
+            return;
+        };
+        let _ = kill(pid, Signal::SIGINT);
+        let start = Instant::now();
+        while !waiter.is_finished() && start.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if !waiter.is_finished() {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        let _ = waiter.join();
+    }
+
     /// Fast shutdown, then removes the files.
     pub fn stop(&mut self) {
-        if let Some(waiter) = self.waiter.take() {
-            let _ = kill(self.pid, Signal::SIGINT);
-            let start = Instant::now();
-            while !waiter.is_finished() && start.elapsed() < Duration::from_secs(10) {
-                thread::sleep(Duration::from_millis(20));
-            }
-            if !waiter.is_finished() {
-                let _ = kill(self.pid, Signal::SIGKILL);
-            }
-            let _ = waiter.join();
-        }
+        self.stop_server();
         let _ = fs::remove_dir_all(&self.root);
     }
 }

@@ -8,6 +8,7 @@ pub mod domain;
 mod reconciler;
 mod saga;
 mod store;
+mod telemetry;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -43,6 +44,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
+    telemetry::register();
     let saga = Arc::new(saga(&config, pool.clone()));
     let reconciler = config.reconciler.then(|| {
         reconciler::spawn(
@@ -50,7 +52,9 @@ pub async fn run(
             Duration::from_millis(config.reconcile_interval_ms),
         )
     });
-    let api = server::openapi(OrderApi::new(saga), "Valerix order service");
+    let pending_gauge = telemetry::spawn_pending_gauge(saga.store.clone());
+    let api = server::openapi(OrderApi::new(saga), "Valerix order service")
+        .with_avg_latency_gauge(telemetry::AVG_LATENCY_GAUGE, telemetry::AVG_LATENCY_WINDOW);
     let served = server::serve(
         NAME,
         api,
@@ -61,7 +65,7 @@ pub async fn run(
     )
     .await;
     // Every saga step is idempotent, so stopping one midway is safe.
-    if let Some(task) = reconciler {
+    for task in reconciler.into_iter().chain([pending_gauge]) {
         task.abort();
     }
     served?;

@@ -5,8 +5,13 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream};
+use tracing::Instrument;
 
-use crate::saga::Saga;
+use crate::{
+    domain::OrderStatus,
+    saga::Saga,
+    telemetry::{self, Action},
+};
 
 /// Orders claimed per round.
 const BATCH: i64 = 32;
@@ -35,14 +40,31 @@ async fn round(saga: &Saga) -> Result<usize, ()> {
     })?;
     let n = orders.len();
     stream::iter(orders)
-        .for_each_concurrent(PARALLEL, |order| async move {
-            match saga.advance(&order).await {
-                Ok(after) if after.status != order.status => {
-                    tracing::info!(order_id = %order.id, from = %order.status, to = %after.status, "reconciled");
-                }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(order_id = %order.id, %err, "reconciler step failed"),
+        .for_each_concurrent(PARALLEL, |order| {
+            // Each pass over an order is a trace of its own, holding the
+            // downstream calls it made.
+            let span =
+                tracing::info_span!("reconcile", order_id = %order.id, otel.kind = "internal");
+            async move {
+                let action = match saga.advance(&order).await {
+                    Ok(after) => {
+                        if after.status != order.status {
+                            tracing::info!(from = %order.status, to = %after.status, "reconciled");
+                        }
+                        match after.status() {
+                            OrderStatus::Confirmed => Action::Confirmed,
+                            OrderStatus::Failed => Action::Failed,
+                            _ => Action::Retried,
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, "reconciler step failed");
+                        Action::Error
+                    }
+                };
+                telemetry::reconciler_action(action);
             }
+            .instrument(span)
         })
         .await;
     Ok(n)

@@ -10,6 +10,7 @@ use crate::{
     clients::{Commit, Hold, Inventory, Paid, Payments},
     domain::{FailureReason, OrderStatus, Outcome},
     store::{OrderRow, Store, StoreError},
+    telemetry,
 };
 
 pub struct Saga {
@@ -34,22 +35,27 @@ impl Saga {
         let outcome = self.drive(order).await;
         tracing::debug!(order_id = %order.id, ?outcome, "saga step");
         match outcome {
-            Outcome::Confirmed => {
-                self.store
-                    .settle(order.id, OrderStatus::Confirmed, None)
-                    .await
-            }
-            Outcome::Failed(reason) => {
-                self.store
-                    .settle(order.id, OrderStatus::Failed, Some(reason))
-                    .await
-            }
+            Outcome::Confirmed => self.settle(order, OrderStatus::Confirmed, None).await,
+            Outcome::Failed(reason) => self.settle(order, OrderStatus::Failed, Some(reason)).await,
             Outcome::Pending(status) => {
                 self.store
                     .defer(order.id, status, backoff(order.attempts))
                     .await
             }
         }
+    }
+
+    async fn settle(
+        &self,
+        order: &OrderRow,
+        status: OrderStatus,
+        reason: Option<FailureReason>,
+    ) -> Result<OrderRow, StoreError> {
+        let (row, settled_now) = self.store.settle(order.id, status, reason).await?;
+        if settled_now {
+            telemetry::order_settled(status, reason);
+        }
+        Ok(row)
     }
 
     fn expired(&self, order: &OrderRow) -> bool {

@@ -181,13 +181,14 @@ impl Store {
         .await?)
     }
 
-    /// Settles an order, once: a settled order never changes again.
+    /// Settles an order, once: a settled order never changes again. The flag
+    /// is true when this call did it (false: it was settled already).
     pub async fn settle(
         &self,
         id: Uuid,
         status: OrderStatus,
         reason: Option<FailureReason>,
-    ) -> Result<OrderRow, StoreError> {
+    ) -> Result<(OrderRow, bool), StoreError> {
         let row: Option<OrderRow> = sqlx::query_as(&format!(
             "UPDATE orders SET status = $2, failure_reason = $3, updated_at = NOW()
              WHERE id = $1 AND status NOT IN ('CONFIRMED', 'FAILED') RETURNING {COLUMNS}"
@@ -198,8 +199,8 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => Ok(row),
-            None => self.get(id).await,
+            Some(row) => Ok((row, true)),
+            None => Ok((self.get(id).await?, false)),
         }
     }
 

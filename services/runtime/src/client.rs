@@ -161,7 +161,10 @@ impl Downstream {
         let strategy = FixedInterval::new(self.policy.retry_delay).take(self.policy.retries);
         RetryIf::start(
             strategy,
-            || self.guarded(method.clone(), path, body),
+            || {
+                let attempt = self.guarded(method.clone(), path, body);
+                crate::observe::downstream_attempt(self.name, &method, path, attempt)
+            },
             |err: &CallError| err.is_transient(),
         )
         .await
@@ -206,6 +209,10 @@ impl Downstream {
             .http
             .request(method, format!("{}{}", self.base, path))
             .timeout(timeout);
+        // The callee's server span becomes a child of the current (client) span.
+        let mut trace = reqwest::header::HeaderMap::new();
+        crate::otel::inject_current(&mut trace);
+        req = req.headers(trace);
         if let Some(body) = body {
             req = req.json(body);
         }

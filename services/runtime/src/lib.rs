@@ -7,10 +7,14 @@ pub mod domain;
 pub mod gremlin;
 pub mod health;
 pub mod limits;
+pub mod observe;
+pub mod otel;
 pub mod problem;
+pub mod prometheus;
 pub mod server;
 pub mod shutdown;
 pub mod systemd;
 pub mod telemetry;
+pub mod window;
 
 pub use problem::{Problem, ProblemResponse};

@@ -2,7 +2,7 @@
 
 use std::fmt::Display;
 
-use poem::{IntoResponse, Response, http::StatusCode};
+use poem::{IntoResponse, PathPattern, Response, http::StatusCode};
 use poem_openapi::{ApiResponse, Object, payload::Json};
 
 /// An RFC 9457 problem document.
@@ -135,8 +135,13 @@ pub async fn error_to_problem(err: poem::Error) -> Response {
         err.to_string()
     };
     let problem = Problem::new(status, kind_for(status), detail);
-    Json(problem)
+    let mut resp = Json(problem)
         .with_content_type("application/problem+json")
         .with_status(status)
-        .into_response()
+        .into_response();
+    // The matched route (if any) labels the request's metrics.
+    if let Some(route) = err.data::<PathPattern>() {
+        resp.set_data(route.clone());
+    }
+    resp
 }

@@ -1,9 +1,10 @@
-//! Serving a service: the OpenAPI routes with Swagger UI, the edge error
-//! mapping, body limits, readiness and a graceful drain on shutdown.
+//! Serving a service: the OpenAPI routes with Swagger UI, `/metrics`, the
+//! request telemetry, the edge error mapping, body limits, readiness and a
+//! graceful drain on shutdown.
 
 use std::{future::Future, time::Duration};
 
-use poem::{EndpointExt, Route, Server, listener::TcpAcceptor};
+use poem::{EndpointExt, Route, Server, get, listener::TcpAcceptor};
 use poem_openapi::{OpenApi, OpenApiService};
 use tokio::net::TcpListener;
 
@@ -11,7 +12,9 @@ use crate::{
     config::HttpArgs,
     gremlin::{GremlinApi, Gremlins},
     limits::limit_body,
+    observe::{self, LatencyGauge},
     problem::error_to_problem,
+    prometheus,
     systemd::{self, Probe},
 };
 
@@ -28,12 +31,20 @@ pub enum ServiceError {
 pub struct ServiceApi<T> {
     spec: OpenApiService<(T, GremlinApi), ()>,
     gremlins: Gremlins,
+    latency_gauge: Option<LatencyGauge>,
 }
 
 impl<T: OpenApi> ServiceApi<T> {
     /// The OpenAPI document, as committed under `openapi/`.
     pub fn spec(&self) -> String {
         self.spec.spec()
+    }
+
+    /// Also publish the mean latency of this service's requests over the
+    /// last `window` as the gauge `name` (0 when idle).
+    pub fn with_avg_latency_gauge(mut self, name: &'static str, window: Duration) -> Self {
+        self.latency_gauge = Some(LatencyGauge::new(name, window));
+        self
     }
 }
 
@@ -45,11 +56,16 @@ pub fn openapi<T: OpenApi>(api: T, title: &str) -> ServiceApi<T> {
         title,
         env!("CARGO_PKG_VERSION"),
     );
-    ServiceApi { spec, gremlins }
+    ServiceApi {
+        spec,
+        gremlins,
+        latency_gauge: None,
+    }
 }
 
-/// Serves `api` (plus `/docs`, `/openapi.json`, `/openapi.yaml`) on `listener`
-/// until `shutdown` resolves, then drains for at most `http.drain_secs`.
+/// Serves `api` (plus `/docs`, `/openapi.json`, `/openapi.yaml`, `/metrics`)
+/// on `listener` until `shutdown` resolves, then drains for at most
+/// `http.drain_secs`.
 pub async fn serve<T>(
     service: &'static str,
     api: ServiceApi<T>,
@@ -61,24 +77,46 @@ pub async fn serve<T>(
 where
     T: OpenApi + 'static,
 {
-    let ServiceApi { spec, gremlins } = api;
+    prometheus::install();
+    let ServiceApi {
+        spec,
+        gremlins,
+        latency_gauge,
+    } = api;
     gremlins.set_enabled(http.gremlins);
     if http.gremlins {
         tracing::warn!(service, "gremlins enabled: /gremlin can inject faults");
     }
+    let routes = observe::RouteLabels::from_openapi_json(&spec.spec());
     let app = Route::new()
         .nest("/docs", spec.swagger_ui())
         .at("/openapi.json", spec.spec_endpoint())
         .at("/openapi.yaml", spec.spec_endpoint_yaml())
+        .at(prometheus::PATH, get(prometheus::endpoint))
         .nest("/", spec);
     let app = limit_body(gremlins.wrap(app), http.max_body_bytes).catch_all_error(error_to_problem);
+    let app = observe::requests(service, routes, latency_gauge.clone(), app);
+
+    // Requests publish the gauge as they end; the timer lets it decay to 0.
+    let gauge_timer = latency_gauge.map(|g| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                g.publish();
+            }
+        })
+    });
 
     let addr = listener.local_addr()?;
     let acceptor = TcpAcceptor::from_tokio(listener)?;
     tracing::info!(%addr, service, "serving");
-    systemd::spawn_watchdog(liveness);
-    systemd::ready(&format!("serving on {addr}"));
-    Server::new_with_acceptor(acceptor)
+    // By now the socket is bound and the caller has connected to the
+    // database and applied the migrations: ready in systemd's sense.
+    let serving = format!("serving on {addr}");
+    systemd::ready(&serving);
+    let watchdog = systemd::spawn_watchdog(liveness, serving.clone());
+    let served = Server::new_with_acceptor(acceptor)
         .name(service)
         .run_with_graceful_shutdown(
             app,
@@ -88,7 +126,11 @@ where
             },
             Some(Duration::from_secs(http.drain_secs)),
         )
-        .await
+        .await;
+    for task in [gauge_timer, watchdog].into_iter().flatten() {
+        task.abort();
+    }
+    served
 }
 
 /// What a service binary's `main` does: logs, bind, run until SIGTERM.
@@ -104,18 +146,21 @@ where
     E: std::fmt::Display,
 {
     crate::telemetry::init(service);
-    let listener = match TcpListener::bind(listen).await {
-        Ok(l) => l,
+    let code = match TcpListener::bind(listen).await {
+        Ok(listener) => match run(listener).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!(%err, "{service} failed");
+                std::process::ExitCode::FAILURE
+            }
+        },
         Err(err) => {
             tracing::error!(%err, %listen, "cannot bind");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match run(listener).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(%err, "{service} failed");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    // Flushing spans waits on an export that runs on this runtime: block a
+    // thread of the blocking pool, not a worker.
+    let _ = tokio::task::spawn_blocking(crate::telemetry::shutdown).await;
+    code
 }

@@ -14,6 +14,9 @@ use valerix_devdb::Cluster;
 
 pub use valerix_devdb as devdb;
 
+pub mod metrics;
+pub mod process;
+
 const TEMPLATE: &str = "valerix_template";
 
 fn cluster() -> &'static Cluster {
@@ -120,6 +123,9 @@ where
     Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
     E: std::fmt::Display,
 {
+    // What a service binary's main does first: the process's metrics
+    // recorder, before any service code records.
+    valerix_runtime::prometheus::install();
     let (tx, rx) = oneshot::channel();
     let fut = run(listener, rx);
     let task = tokio::spawn(async move {

@@ -5,5 +5,6 @@ mod concurrency;
 mod downstream_faults;
 mod gremlins;
 mod idempotency;
+mod metrics;
 mod orders;
 mod support;
