@@ -1,5 +1,6 @@
 //! What every Valerix service shares, each concern in one place.
 
+pub mod allow;
 pub mod client;
 pub mod config;
 pub mod db;
@@ -12,4 +13,4 @@ pub mod shutdown;
 pub mod systemd;
 pub mod telemetry;
 
-pub use problem::{Problem, ProblemResponse};
+pub use problem::{Problem, ProblemResponse, Problems};

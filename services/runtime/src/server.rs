@@ -3,11 +3,12 @@
 
 use std::{future::Future, time::Duration};
 
-use poem::{EndpointExt, Route, Server, listener::TcpAcceptor};
+use poem::{EndpointExt, IntoEndpoint, Route, Server, listener::TcpAcceptor};
 use poem_openapi::{OpenApi, OpenApiService};
 use tokio::net::TcpListener;
 
 use crate::{
+    allow::{Allowed, with_allow},
     config::HttpArgs,
     limits::limit_body,
     problem::error_to_problem,
@@ -17,6 +18,14 @@ use crate::{
 /// The spec of a service's API, also used to write `openapi/*.json`.
 pub fn openapi<T: OpenApi>(api: T, title: &str) -> OpenApiService<T, ()> {
     OpenApiService::new(api, title, env!("CARGO_PKG_VERSION"))
+}
+
+/// `/docs` (Swagger UI), `/openapi.json` and `/openapi.yaml` for `api`.
+pub fn docs<T: OpenApi>(route: Route, api: &OpenApiService<T, ()>) -> Route {
+    route
+        .nest("/docs", api.swagger_ui())
+        .at("/openapi.json", api.spec_endpoint())
+        .at("/openapi.yaml", api.spec_endpoint_yaml())
 }
 
 /// Serves `api` (plus `/docs`, `/openapi.json`, `/openapi.yaml`) on `listener`
@@ -32,11 +41,22 @@ pub async fn serve<T>(
 where
     T: OpenApi + 'static,
 {
-    let app = Route::new()
-        .nest("/docs", api.swagger_ui())
-        .at("/openapi.json", api.spec_endpoint())
-        .at("/openapi.yaml", api.spec_endpoint_yaml())
-        .nest("/", api);
+    let allowed = Allowed::of(&T::meta());
+    let app = with_allow(docs(Route::new(), &api).nest("/", api), allowed);
+    serve_app(service, app, listener, http, liveness, shutdown).await
+}
+
+/// Serves any routes with the same edge as [`serve`]: body limits, errors as
+/// problem JSON, readiness, watchdog and a graceful drain. For a service whose
+/// routes are more than one OpenAPI object (the gateway).
+pub async fn serve_app(
+    service: &'static str,
+    app: impl IntoEndpoint<Endpoint: 'static> + 'static,
+    listener: TcpListener,
+    http: &HttpArgs,
+    liveness: Probe,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let app = limit_body(app, http.max_body_bytes).catch_all_error(error_to_problem);
 
     let addr = listener.local_addr()?;
