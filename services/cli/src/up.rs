@@ -25,7 +25,8 @@ pub struct UpArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
 
-    /// Port of the order service; inventory and payment use the next two
+    /// Port of the order service; inventory and payment use the next two,
+    /// the API gateway the one before
     #[arg(long, default_value_t = 5001)]
     pub base_port: u16,
 
@@ -44,12 +45,18 @@ async fn spawn(
     name: &'static str,
     sub: &str,
     listen: &str,
-    db_url: &str,
+    db_url: Option<&str>,
     extra: &[String],
 ) -> anyhow::Result<Proc> {
     let exe = std::env::current_exe().context("locating the valerix binary")?;
     let child = Command::new(exe)
-        .args(["service", sub, "--listen", listen, "--database-url", db_url])
+        .args(["service", sub, "--listen", listen])
+        .args(
+            db_url
+                .map(|url| ["--database-url", url])
+                .into_iter()
+                .flatten(),
+        )
         .args(extra)
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -112,13 +119,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await;
 
     let host = &args.host;
-    let [order_port, inv_port, pay_port] = [0, 1, 2].map(|i| args.base_port + i);
+    let (Some(gw_port), Some(pay_port)) =
+        (args.base_port.checked_sub(1), args.base_port.checked_add(2))
+    else {
+        bail!("--base-port must leave room for the gateway before it and two services after it");
+    };
+    let [order_port, inv_port] = [0, 1].map(|i| args.base_port + i);
     let inv_listen = format!("{host}:{inv_port}");
     let pay_listen = format!("{host}:{pay_port}");
     let order_listen = format!("{host}:{order_port}");
+    let gw_listen = format!("{host}:{gw_port}");
+    let db = Some(db_url.as_str());
     let mut procs = vec![
-        spawn("inventory-service", "inventory", &inv_listen, &db_url, &[]).await?,
-        spawn("payment-service", "payment", &pay_listen, &db_url, &[]).await?,
+        spawn("inventory-service", "inventory", &inv_listen, db, &[]).await?,
+        spawn("payment-service", "payment", &pay_listen, db, &[]).await?,
     ];
     let downstreams = vec![
         "--inventory-url".to_owned(),
@@ -126,21 +140,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "--payment-url".to_owned(),
         format!("http://{pay_listen}"),
     ];
-    procs.push(
-        spawn(
-            "order-service",
-            "order",
-            &order_listen,
-            &db_url,
-            &downstreams,
-        )
-        .await?,
-    );
+    procs.push(spawn("order-service", "order", &order_listen, db, &downstreams).await?);
     for p in &mut procs {
         wait_healthy(p, Duration::from_secs(30)).await?;
     }
+    let upstreams = [
+        "--order-url".to_owned(),
+        format!("http://{order_listen}"),
+        "--inventory-url".to_owned(),
+        format!("http://{inv_listen}"),
+        "--payment-url".to_owned(),
+        format!("http://{pay_listen}"),
+    ];
+    // First in the list: it is where a person starts.
+    procs.insert(
+        0,
+        spawn("api-gateway", "gateway", &gw_listen, None, &upstreams).await?,
+    );
+    wait_healthy(&mut procs[0], Duration::from_secs(30)).await?;
     if !args.no_seed {
-        let created = crate::seed::seed(&procs[0].url).await?;
+        let created = crate::seed::seed(&format!("http://{inv_listen}")).await?;
         if !created.is_empty() {
             println!("Seeded demo products: {}", created.join(", "));
         }
@@ -149,16 +168,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!();
     println!("Valerix is up.");
     for p in &procs {
-        println!(
-            "  {:<18} {}   (Swagger UI: {}/docs, metrics: {}/metrics)",
-            p.name, p.url, p.url, p.url
-        );
+        let url = &p.url;
+        if p.name == "api-gateway" {
+            println!(
+                "  {:<18} {url}   (dashboard; APIs under {url}/api/...; Swagger UI: {url}/docs)",
+                p.name
+            );
+        } else {
+            println!(
+                "  {:<18} {url}   (Swagger UI: {url}/docs, metrics: {url}/metrics)",
+                p.name
+            );
+        }
     }
     println!("  {:<18} {db_url}", "database");
     println!();
     println!(
-        "Try:  curl -s -X POST {}/orders -H 'content-type: application/json' \\",
-        procs[2].url
+        "Try:  curl -s -X POST {}/api/orders -H 'content-type: application/json' \\",
+        procs[0].url
     );
     println!("        -d '{{\"product_id\":\"PROD-1\",\"quantity\":1}}'");
     println!(

@@ -576,7 +576,8 @@ async fn hostile_input_on_every_service_is_a_4xx_problem_that_says_what() {
 #[tokio::test]
 async fn a_method_the_path_does_not_take_is_a_405_with_allow() {
     let stack = Stack::start().await;
-    let (o, i) = (&stack.order.url, &stack.inventory.url);
+    let gateway = stack.gateway().await;
+    let (o, i, g) = (&stack.order.url, &stack.inventory.url, &gateway.url);
     for (method, url, allow) in [
         ("DELETE", format!("{o}/orders"), "POST, GET, HEAD"),
         (
@@ -591,6 +592,8 @@ async fn a_method_the_path_does_not_take_is_a_405_with_allow() {
             format!("{}/payments/void", stack.payment.url),
             "POST",
         ),
+        ("POST", format!("{g}/health"), "GET, HEAD"),
+        ("DELETE", format!("{g}/api/orders"), "POST, GET, HEAD"),
     ] {
         let resp = stack
             .http
