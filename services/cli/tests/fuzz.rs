@@ -9,6 +9,7 @@
 mod common;
 
 use std::{
+    io::Write,
     path::PathBuf,
     process::{Command, Stdio},
     time::Instant,
@@ -40,6 +41,12 @@ fn find_schemathesis() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// Straight to stderr, past the test harness' capture, so CI logs show the
+/// numbers of a passing run too.
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// "N generated, ..." from schemathesis' summary.
 fn cases_generated(output: &str) -> Option<u64> {
     output.lines().find_map(|l| {
@@ -57,9 +64,9 @@ fn operations_tested(output: &str) -> Option<u64> {
 #[test]
 fn schemathesis_finds_nothing_wrong_with_any_service() {
     if !wanted() {
-        eprintln!(
+        report(&format!(
             "fuzz: skipped; set VALERIX_FUZZ=1 to run schemathesis (pip install {SCHEMATHESIS})"
-        );
+        ));
         return;
     }
     let st = find_schemathesis().unwrap_or_else(|| {
@@ -69,7 +76,9 @@ fn schemathesis_finds_nothing_wrong_with_any_service() {
         |e| format!("cannot run {}: {e}", st.display()),
         |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
     );
-    eprintln!("fuzz: {version} (pinned: {SCHEMATHESIS}), seed {SEED}");
+    report(&format!(
+        "fuzz: {version} (pinned: {SCHEMATHESIS}), seed {SEED}"
+    ));
     let up = common::Up::start();
     let workdir = std::env::temp_dir().join(format!("valerix-fuzz-{}", up.base));
     std::fs::create_dir_all(&workdir).expect("work dir");
@@ -115,7 +124,7 @@ fn schemathesis_finds_nothing_wrong_with_any_service() {
             started.elapsed(),
             if out.status.success() { "ok" } else { "FAILED" },
         );
-        eprintln!("{line}");
+        report(&line);
         summary.push(line);
         if !out.status.success() {
             failed.push(format!("{name}:\n{text}"));
