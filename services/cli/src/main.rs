@@ -44,16 +44,21 @@ enum Cmd {
         #[arg(long, default_value = "openapi")]
         out: PathBuf,
     },
-    /// Run one service in this process (what `up` starts)
-    #[command(subcommand, hide = true)]
+    /// Run one service in this process (what `up` starts); `--help` on each
+    #[command(subcommand)]
     Service(Service),
 }
 
 #[derive(Subcommand)]
 enum Service {
+    /// The order service (:5001)
     Order(order_service::Config),
+    /// The inventory service (:5002)
     Inventory(inventory_service::Config),
+    /// The payment service (:5003)
     Payment(payment_service::Config),
+    /// The API gateway (:5000): the dashboard and the services' APIs under /api
+    Gateway(api_gateway::Config),
 }
 
 async fn service(s: Service) -> ExitCode {
@@ -74,6 +79,12 @@ async fn service(s: Service) -> ExitCode {
         Service::Payment(c) => {
             main(payment_service::NAME, c.listen, |l| {
                 payment_service::run(c, l, signal())
+            })
+            .await
+        }
+        Service::Gateway(c) => {
+            main(api_gateway::NAME, c.listen, |l| {
+                api_gateway::run(c, l, signal())
             })
             .await
         }

@@ -5,6 +5,7 @@ use std::path::Path;
 /// File name and spec of each service.
 pub fn specs() -> Vec<(&'static str, String)> {
     vec![
+        ("api-gateway.json", api_gateway::spec()),
         ("order-service.json", order_service::spec()),
         ("inventory-service.json", inventory_service::spec()),
         ("payment-service.json", payment_service::spec()),

@@ -30,7 +30,8 @@ pub struct UpArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
 
-    /// Port of the order service; inventory and payment use the next two
+    /// Port of the order service; inventory and payment use the next two,
+    /// the API gateway the one before
     #[arg(long, default_value_t = 5001)]
     pub base_port: u16,
 
@@ -82,13 +83,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await;
 
     let host = &args.host;
-    let listen = |offset: u16| format!("{host}:{}", args.base_port + offset);
-    let (order_listen, inv_listen, pay_listen) = (listen(0), listen(1), listen(2));
+    if args.base_port < 2 || args.base_port > u16::MAX - 2 {
+        bail!("--base-port must leave room for the gateway before it and two services after it");
+    }
+    let listen = |port: u16| format!("{host}:{port}");
+    let (gw_listen, order_listen, inv_listen, pay_listen) = (
+        listen(args.base_port - 1),
+        listen(args.base_port),
+        listen(args.base_port + 1),
+        listen(args.base_port + 2),
+    );
     let state_dir = std::env::temp_dir().join(format!("valerix-up-{}", std::process::id()));
     let obs = if args.no_observability {
         observe::Observability::default()
     } else {
         let targets = [
+            ("api-gateway", &gw_listen),
             ("order-service", &order_listen),
             ("inventory-service", &inv_listen),
             ("payment-service", &pay_listen),
@@ -101,18 +111,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
 
     let exe = std::env::current_exe().context("locating the valerix binary")?;
-    let mut common = vec!["--database-url".to_owned(), db_url.clone()];
-    if !args.no_gremlins {
-        common.push("--gremlins".to_owned());
-    }
+    let database = vec!["--database-url".to_owned(), db_url.clone()];
+    let with_gremlins = !args.no_gremlins;
     let service = |name, sub, listen: &String, extra: &[String]| {
-        let mut p = ServiceProcess::new(
-            &exe,
-            name,
-            sub,
-            listen.clone(),
-            [common.clone(), extra.to_vec()].concat(),
-        );
+        let mut args = extra.to_vec();
+        if with_gremlins {
+            args.push("--gremlins".to_owned());
+        }
+        let mut p = ServiceProcess::new(&exe, name, sub, listen.clone(), args);
         if obs.jaeger_running() {
             p = p
                 .env("OTEL_EXPORTER_OTLP_ENDPOINT", observe::JAEGER_OTLP)
@@ -126,18 +132,35 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "--payment-url".to_owned(),
         format!("http://{pay_listen}"),
     ];
+    let upstreams = [
+        "--order-url".to_owned(),
+        format!("http://{order_listen}"),
+        "--inventory-url".to_owned(),
+        format!("http://{inv_listen}"),
+        "--payment-url".to_owned(),
+        format!("http://{pay_listen}"),
+    ];
+    // Started in dependency order; the gateway is listed first: it is
+    // where a person starts.
     let mut procs = vec![
-        service("inventory-service", "inventory", &inv_listen, &[]),
-        service("payment-service", "payment", &pay_listen, &[]),
-        service("order-service", "order", &order_listen, &downstreams),
+        service("inventory-service", "inventory", &inv_listen, &database),
+        service("payment-service", "payment", &pay_listen, &database),
+        service(
+            "order-service",
+            "order",
+            &order_listen,
+            &[database.clone(), downstreams.to_vec()].concat(),
+        ),
+        service("api-gateway", "gateway", &gw_listen, &upstreams),
     ];
     let http = reqwest::Client::new();
     for p in &mut procs {
         p.start()?;
         p.wait_healthy(&http, Duration::from_secs(30)).await?;
     }
+    procs.rotate_right(1);
     if !args.no_seed {
-        let created = crate::seed::seed(&procs[0].url()).await?;
+        let created = crate::seed::seed(&format!("http://{inv_listen}")).await?;
         if !created.is_empty() {
             println!("Seeded demo products: {}", created.join(", "));
         }
@@ -150,7 +173,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("Valerix is up.");
     for p in &procs {
         let url = p.url();
-        println!("  {:<18} {url}   (Swagger UI: {url}/docs)", p.name);
+        if p.name == "api-gateway" {
+            println!(
+                "  {:<18} {url}   (dashboard; APIs under {url}/api/...; Swagger UI: {url}/docs)",
+                p.name
+            );
+        } else {
+            println!(
+                "  {:<18} {url}   (Swagger UI: {url}/docs, metrics: {url}/metrics)",
+                p.name
+            );
+        }
     }
     println!("  {:<18} {db_url}", "database");
     for tool in &obs.running {
@@ -161,14 +194,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "Try:  curl -s -X POST {}/orders -H 'content-type: application/json' \\",
-        procs[2].url()
+        "Try:  curl -s -X POST {}/api/orders -H 'content-type: application/json' \\",
+        procs[0].url()
     );
     println!("        -d '{{\"product_id\":\"PROD-1\",\"quantity\":1}}'");
     if !args.no_gremlins {
         println!(
-            "      curl -s -X POST {}/gremlin/latency -H 'content-type: application/json' -d '{{\"delay_ms\":3000,\"enabled\":true}}'",
-            procs[0].url()
+            "      curl -s -X POST http://{inv_listen}/gremlin/latency -H 'content-type: application/json' -d '{{\"delay_ms\":3000,\"enabled\":true}}'"
         );
     }
     println!(

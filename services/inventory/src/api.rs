@@ -6,9 +6,11 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags, param::Path, payloa
 use sqlx::PgPool;
 use uuid::Uuid;
 use valerix_runtime::{
-    ProblemResponse, db,
+    ProblemResponse, Problems, db,
     domain::{Cents, ProductId, Quantity},
     health::{Health, HealthResponse},
+    problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
+    problem_set,
 };
 
 use crate::{
@@ -43,13 +45,27 @@ pub struct Product {
 
 /// Create or restock a product.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct PutProduct {
-    #[oai(validator(max_length = 200))]
+    /// Up to 200 characters, no control characters.
+    #[oai(validator(max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f]*$"))]
     pub name: String,
-    pub price_cents: Cents,
+    /// Unit price in cents, at most 1000000 (10000.00).
+    #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
+    pub price_cents: i64,
+    /// Units in the warehouse; not below what is reserved now.
     #[oai(validator(minimum(value = "0"), maximum(value = "100000000")))]
     pub stock: i32,
+}
+
+impl poem_openapi::types::Example for PutProduct {
+    fn example() -> Self {
+        Self {
+            name: "Widget".into(),
+            price_cents: 1999,
+            stock: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Object)]
@@ -84,13 +100,24 @@ pub struct Reservation {
 /// Reserve or release stock for an order. Repeating a call for the same
 /// order is a no-op that returns the first answer.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct ReservationRequest {
     pub order_id: Uuid,
     pub product_id: ProductId,
     pub quantity: Quantity,
 }
 
+impl poem_openapi::types::Example for ReservationRequest {
+    fn example() -> Self {
+        Self {
+            order_id: Uuid::from_u128(0x6a0c1d9e_2b4f_4a59_9d4e_1c2b3a4d5e6f),
+            product_id: ProductId::parse("PROD-1").expect("a valid example"),
+            quantity: Quantity::new(1).expect("a valid example"),
+        }
+    }
+}
+
+/// The order whose reservation is committed.
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct CommitRequest {
@@ -175,7 +202,60 @@ impl From<StoreError> for ProblemResponse {
     }
 }
 
-type Answer<T> = Result<T, ProblemResponse>;
+problem_set!(ListErrors { 500 => INTERNAL, 503 => UNAVAILABLE });
+problem_set!(GetErrors {
+    400 => INVALID_PARAMS,
+    404 => "No product has this id (`unknown-product`).",
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+problem_set!(PutErrors {
+    400 => INVALID_BODY,
+    409 => "The new stock is below the units reserved now (`stock-below-reserved`).",
+    413 => TOO_LARGE,
+    415 => NOT_JSON,
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+problem_set!(ReserveErrors {
+    400 => INVALID_BODY,
+    404 => "No product has this id (`unknown-product`).",
+    409 => "Not enough stock (`out-of-stock`); the order's reservation was released \
+            (`reservation-released`) or is for another product or quantity \
+            (`reservation-mismatch`).",
+    413 => TOO_LARGE,
+    415 => NOT_JSON,
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+problem_set!(ReleaseErrors {
+    400 => INVALID_BODY,
+    404 => "No product has this id (`unknown-product`).",
+    409 => "The reservation is for another product or quantity (`reservation-mismatch`), \
+            or already committed (`reservation-committed`).",
+    413 => TOO_LARGE,
+    415 => NOT_JSON,
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+problem_set!(CommitErrors {
+    400 => INVALID_BODY,
+    404 => "The order has no reservation (`no-reservation`).",
+    409 => "The reservation is not held: released or rejected (`reservation-released`, \
+            `reservation-rejected`).",
+    413 => TOO_LARGE,
+    415 => NOT_JSON,
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+problem_set!(ReservationErrors {
+    400 => INVALID_PARAMS,
+    404 => "The order has no reservation (`no-reservation`).",
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+
+type Answer<T, E> = Result<T, Problems<E>>;
 
 pub struct InventoryApi {
     store: Store,
@@ -205,7 +285,7 @@ impl InventoryApi {
 
     /// All products with their stock.
     #[oai(path = "/inventory", method = "get", tag = "Tag::Inventory")]
-    async fn list(&self) -> Answer<Json<ProductList>> {
+    async fn list(&self) -> Answer<Json<ProductList>, ListErrors> {
         let products = self
             .store
             .products(1000)
@@ -222,7 +302,7 @@ impl InventoryApi {
         method = "get",
         tag = "Tag::Inventory"
     )]
-    async fn get(&self, product_id: Path<ProductId>) -> Answer<Json<Product>> {
+    async fn get(&self, product_id: Path<ProductId>) -> Answer<Json<Product>, GetErrors> {
         Ok(Json(self.store.product(&product_id).await?.try_into()?))
     }
 
@@ -236,10 +316,11 @@ impl InventoryApi {
         &self,
         product_id: Path<ProductId>,
         body: Json<PutProduct>,
-    ) -> Answer<ProductResponse> {
+    ) -> Answer<ProductResponse, PutErrors> {
+        let price = Cents::new(body.price_cents).map_err(ProblemResponse::internal)?;
         let (row, created) = self
             .store
-            .upsert_product(&product_id, &body.name, body.price_cents, body.stock)
+            .upsert_product(&product_id, &body.name, price, body.stock)
             .await?;
         let product = row.try_into()?;
         Ok(if created {
@@ -249,14 +330,19 @@ impl InventoryApi {
         })
     }
 
-    /// Reserve stock for an order: 201 when reserved now, 200 when the order
-    /// already had it, 409 `out-of-stock` when there is not enough.
+    /// Reserve stock for an order.
+    ///
+    /// 201 when reserved now, 200 when the order already had it, 409
+    /// `out-of-stock` when there is not enough.
     #[oai(
         path = "/inventory/reserve",
         method = "post",
         tag = "Tag::Reservations"
     )]
-    async fn reserve(&self, body: Json<ReservationRequest>) -> Answer<ReserveResponse> {
+    async fn reserve(
+        &self,
+        body: Json<ReservationRequest>,
+    ) -> Answer<ReserveResponse, ReserveErrors> {
         let r = self
             .store
             .reserve(body.order_id, &body.product_id, body.quantity)
@@ -268,24 +354,31 @@ impl InventoryApi {
                     "not enough stock of {} for {} units",
                     r.row.product_id, r.row.quantity
                 ),
-            )),
+            )
+            .into()),
             "RELEASED" => Err(ProblemResponse::conflict(
                 "reservation-released",
                 format!("the reservation for order {} was released", r.row.order_id),
-            )),
+            )
+            .into()),
             _ if r.created => Ok(ReserveResponse::Created(Json(r.row.into()))),
             _ => Ok(ReserveResponse::Existing(Json(r.row.into()))),
         }
     }
 
-    /// Release an order's reservation. Without one, records the release so a
-    /// late reserve for the order cannot take stock.
+    /// Release an order's reservation.
+    ///
+    /// Without one, records the release so a late reserve for the order
+    /// cannot take stock.
     #[oai(
         path = "/inventory/release",
         method = "post",
         tag = "Tag::Reservations"
     )]
-    async fn release(&self, body: Json<ReservationRequest>) -> Answer<ReservationResponse> {
+    async fn release(
+        &self,
+        body: Json<ReservationRequest>,
+    ) -> Answer<ReservationResponse, ReleaseErrors> {
         let row = self
             .store
             .release(body.order_id, &body.product_id, body.quantity)
@@ -295,7 +388,7 @@ impl InventoryApi {
 
     /// Commit an order's reservation: the units leave stock.
     #[oai(path = "/inventory/commit", method = "post", tag = "Tag::Reservations")]
-    async fn commit(&self, body: Json<CommitRequest>) -> Answer<ReservationResponse> {
+    async fn commit(&self, body: Json<CommitRequest>) -> Answer<ReservationResponse, CommitErrors> {
         let row = self.store.commit(body.order_id).await?;
         Ok(ReservationResponse::Ok(Json(row.into())))
     }
@@ -306,7 +399,10 @@ impl InventoryApi {
         method = "get",
         tag = "Tag::Reservations"
     )]
-    async fn reservation(&self, order_id: Path<Uuid>) -> Answer<ReservationResponse> {
+    async fn reservation(
+        &self,
+        order_id: Path<Uuid>,
+    ) -> Answer<ReservationResponse, ReservationErrors> {
         let row = self.store.reservation(order_id.0).await?;
         Ok(ReservationResponse::Ok(Json(row.into())))
     }

@@ -9,9 +9,11 @@ use poem_openapi::{
 };
 use uuid::Uuid;
 use valerix_runtime::{
-    ProblemResponse, db,
+    ProblemResponse, Problems, db,
     domain::{ProductId, Quantity},
     health::{Health, HealthResponse},
+    problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
+    problem_set,
 };
 
 use crate::{
@@ -32,17 +34,29 @@ enum Tag {
 
 /// Place an order for one product.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct CreateOrder {
-    /// Who orders; user ids starting with `decline` are declined by the payment service.
-    #[oai(validator(min_length = 1, max_length = 255))]
+    /// Who orders (1 to 255 characters, no control characters); user ids
+    /// starting with `decline` are declined by the payment service.
+    #[oai(validator(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f]+$"))]
     pub user_id: Option<String>,
     pub product_id: ProductId,
     pub quantity: Quantity,
 }
 
-/// An order and where it stands.
+impl poem_openapi::types::Example for CreateOrder {
+    fn example() -> Self {
+        Self {
+            user_id: Some("alice".into()),
+            product_id: ProductId::parse("PROD-1").expect("a valid example"),
+            quantity: Quantity::new(1).expect("a valid example"),
+        }
+    }
+}
+
+/// An order and where it stands. Absent optional fields are left out.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Order {
     pub id: Uuid,
     pub user_id: Option<String>,
@@ -61,6 +75,7 @@ pub struct Order {
 
 /// One page of orders, newest first.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrderPage {
     pub orders: Vec<Order>,
     /// Pass as `before` to get the next page; absent on the last page.
@@ -120,7 +135,27 @@ impl From<StoreError> for ProblemResponse {
     }
 }
 
-type Answer<T> = Result<T, ProblemResponse>;
+problem_set!(
+    /// What `POST /orders` answers when it takes no order.
+    CreateErrors {
+        400 => INVALID_BODY,
+        413 => TOO_LARGE,
+        415 => NOT_JSON,
+        422 => "The product does not exist (`unknown-product`), or the Idempotency-Key \
+                was used before with a different body (`idempotency-key-reused`).",
+        500 => INTERNAL,
+        503 => UNAVAILABLE,
+    }
+);
+problem_set!(ListErrors { 400 => INVALID_PARAMS, 500 => INTERNAL, 503 => UNAVAILABLE });
+problem_set!(GetErrors {
+    400 => INVALID_PARAMS,
+    404 => "No order has this id (`no-order`).",
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+
+type Answer<T, E> = Result<T, Problems<E>>;
 
 pub struct OrderApi {
     saga: Arc<Saga>,
@@ -154,10 +189,12 @@ impl OrderApi {
             .into_response()
     }
 
-    /// Place an order. It is stored first, then stock is reserved and the
-    /// amount charged. 201 when it settled, 202 when it is still processing
-    /// (a downstream was slow or down; it settles by itself). A repeated
-    /// request with the same `Idempotency-Key` returns the same order.
+    /// Place an order.
+    ///
+    /// It is stored first, then stock is reserved and the amount charged.
+    /// 201 when it settled, 202 when it is still processing (a downstream was
+    /// slow or down; it settles by itself). A repeated request with the same
+    /// `Idempotency-Key` returns the same order.
     #[oai(path = "/orders", method = "post", tag = "Tag::Orders")]
     async fn create(
         &self,
@@ -167,7 +204,17 @@ impl OrderApi {
             validator(min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+$")
         )]
         idempotency_key: Header<Option<String>>,
-    ) -> Answer<CreateResponse> {
+        req: &poem::Request,
+    ) -> Answer<CreateResponse, CreateErrors> {
+        // A key that is not ASCII reads as no key at all, and a retry would
+        // then place a second order: refuse it instead.
+        if idempotency_key.0.is_none() && req.headers().contains_key("idempotency-key") {
+            return Err(ProblemResponse::bad_request(
+                "invalid-request",
+                "the Idempotency-Key header must be 1 to 255 printable ASCII characters",
+            )
+            .into());
+        }
         let Json(body) = body;
         let new = NewOrder {
             user_id: body.user_id,
@@ -205,7 +252,7 @@ impl OrderApi {
         before: Query<Option<Uuid>>,
         /// Only orders in this status.
         status: Query<Option<OrderStatus>>,
-    ) -> Answer<Json<OrderPage>> {
+    ) -> Answer<Json<OrderPage>, ListErrors> {
         let rows = self.saga.store.list(limit.0, before.0, status.0).await?;
         let next_before = if rows.len() as i64 == limit.0 {
             rows.last().map(|r| r.id)
@@ -220,7 +267,7 @@ impl OrderApi {
 
     /// One order.
     #[oai(path = "/orders/:id", method = "get", tag = "Tag::Orders")]
-    async fn get(&self, id: Path<Uuid>) -> Answer<Json<Order>> {
+    async fn get(&self, id: Path<Uuid>) -> Answer<Json<Order>, GetErrors> {
         Ok(Json(self.saga.store.get(id.0).await?.into()))
     }
 }

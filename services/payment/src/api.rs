@@ -10,9 +10,11 @@ use poem_openapi::{
 use sqlx::PgPool;
 use uuid::Uuid;
 use valerix_runtime::{
-    ProblemResponse, db,
+    ProblemResponse, Problems, db,
     domain::Cents,
     health::{Health, HealthResponse},
+    problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
+    problem_set,
 };
 
 use crate::{
@@ -44,8 +46,9 @@ pub enum PaymentStatus {
     Pending,
 }
 
-/// A payment for one order.
+/// A payment for one order. Absent optional fields are left out.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Payment {
     pub id: Uuid,
     pub order_id: Uuid,
@@ -60,14 +63,26 @@ pub struct Payment {
 /// payment. Declined when `amount_cents` is over the service's limit
 /// (default 1000000) or `user_id` starts with `decline`.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct ChargeRequest {
     pub order_id: Uuid,
     pub amount_cents: Cents,
-    #[oai(validator(min_length = 1, max_length = 255))]
+    /// 1 to 255 characters, no control characters.
+    #[oai(validator(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f]+$"))]
     pub user_id: Option<String>,
 }
 
+impl poem_openapi::types::Example for ChargeRequest {
+    fn example() -> Self {
+        Self {
+            order_id: Uuid::from_u128(0x6a0c1d9e_2b4f_4a59_9d4e_1c2b3a4d5e6f),
+            amount_cents: Cents::new(1999).expect("a valid example"),
+            user_id: Some("alice".into()),
+        }
+    }
+}
+
+/// The order whose payment is meant.
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct OrderRef {
@@ -126,7 +141,40 @@ impl From<StoreError> for ProblemResponse {
     }
 }
 
-type Answer<T> = Result<T, ProblemResponse>;
+problem_set!(ChargeErrors {
+    400 => INVALID_BODY,
+    409 => "The order was already charged another amount (`amount-mismatch`).",
+    413 => TOO_LARGE,
+    415 => NOT_JSON,
+    422 => "No order has this id (`unknown-order`).",
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+problem_set!(ByOrderErrors { 400 => INVALID_PARAMS, 500 => INTERNAL, 503 => UNAVAILABLE });
+problem_set!(GetErrors {
+    400 => INVALID_PARAMS,
+    404 => "No payment has this id (`no-payment`).",
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+problem_set!(VoidErrors {
+    400 => INVALID_BODY,
+    413 => TOO_LARGE,
+    415 => NOT_JSON,
+    422 => "No order has this id (`unknown-order`).",
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+problem_set!(RefundErrors {
+    400 => INVALID_BODY,
+    404 => "The order has no payment (`no-payment`).",
+    413 => TOO_LARGE,
+    415 => NOT_JSON,
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+
+type Answer<T, E> = Result<T, Problems<E>>;
 
 pub struct PaymentApi {
     store: Store,
@@ -157,7 +205,7 @@ impl PaymentApi {
 
     /// Charge an order (idempotent per order).
     #[oai(path = "/payments", method = "post", tag = "Tag::Payments")]
-    async fn charge(&self, body: Json<ChargeRequest>) -> Answer<ChargeResponse> {
+    async fn charge(&self, body: Json<ChargeRequest>) -> Answer<ChargeResponse, ChargeErrors> {
         let amount = body.amount_cents.get();
         let reason = self.decline.reason(amount, body.user_id.as_deref());
         let (row, created) = self.store.charge(body.order_id, amount, reason).await?;
@@ -170,7 +218,7 @@ impl PaymentApi {
 
     /// The payments of an order (zero or one).
     #[oai(path = "/payments", method = "get", tag = "Tag::Payments")]
-    async fn by_order(&self, order_id: Query<Uuid>) -> Answer<Json<PaymentList>> {
+    async fn by_order(&self, order_id: Query<Uuid>) -> Answer<Json<PaymentList>, ByOrderErrors> {
         let payments = self
             .store
             .find_by_order(order_id.0)
@@ -183,20 +231,22 @@ impl PaymentApi {
 
     /// One payment.
     #[oai(path = "/payments/:id", method = "get", tag = "Tag::Payments")]
-    async fn get(&self, id: Path<Uuid>) -> Answer<Json<Payment>> {
+    async fn get(&self, id: Path<Uuid>) -> Answer<Json<Payment>, GetErrors> {
         Ok(Json(self.store.get(id.0).await?.into()))
     }
 
-    /// Give up on an order's payment: fences off any later charge when there
-    /// is none yet, otherwise returns the existing payment unchanged.
+    /// Give up on an order's payment.
+    ///
+    /// Fences off any later charge when there is none yet, otherwise returns
+    /// the existing payment unchanged.
     #[oai(path = "/payments/void", method = "post", tag = "Tag::Payments")]
-    async fn void(&self, body: Json<OrderRef>) -> Answer<Json<Payment>> {
+    async fn void(&self, body: Json<OrderRef>) -> Answer<Json<Payment>, VoidErrors> {
         Ok(Json(self.store.void(body.order_id).await?.into()))
     }
 
     /// Refund an order's completed payment (other states are returned as they are).
     #[oai(path = "/payments/refund", method = "post", tag = "Tag::Payments")]
-    async fn refund(&self, body: Json<OrderRef>) -> Answer<Json<Payment>> {
+    async fn refund(&self, body: Json<OrderRef>) -> Answer<Json<Payment>, RefundErrors> {
         Ok(Json(self.store.refund(body.order_id).await?.into()))
     }
 }

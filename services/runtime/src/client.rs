@@ -255,6 +255,19 @@ impl Downstream {
         )
     }
 
+    /// The service's health document, whatever its status (a 503 still says
+    /// which dependency is down); None when it did not answer with one.
+    pub async fn health(&self, timeout: Duration) -> Option<crate::health::Health> {
+        let resp = self
+            .http
+            .get(format!("{}/health", self.base))
+            .timeout(timeout)
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
     fn transport_error(&self, err: reqwest::Error, timeout: Duration) -> CallError {
         if err.is_timeout() {
             CallError::Timeout {

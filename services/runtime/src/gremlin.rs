@@ -16,7 +16,7 @@ use std::{
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Response, http::Method};
 use poem_openapi::{Object, OpenApi, Tags, payload::Json};
 
-use crate::problem::ProblemResponse;
+use crate::problem::{ProblemResponse, ProblemSet, Problems};
 
 /// `POST /gremlin/latency`: delay requests before they are handled.
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
@@ -205,7 +205,17 @@ enum Tag {
 /// The gremlin controls, mounted on every service.
 pub struct GremlinApi(pub Gremlins);
 
-type Answer = Result<Json<GremlinSettings>, ProblemResponse>;
+crate::problem_set!(ShowErrors {
+    403 => "Gremlins are disabled on this service (`gremlins-disabled`).",
+});
+crate::problem_set!(SetErrors {
+    400 => crate::problem::INVALID_BODY,
+    403 => "Gremlins are disabled on this service (`gremlins-disabled`).",
+    413 => crate::problem::TOO_LARGE,
+    415 => crate::problem::NOT_JSON,
+});
+
+type Answer<E = SetErrors> = Result<Json<GremlinSettings>, Problems<E>>;
 
 impl GremlinApi {
     fn guard(&self) -> Result<(), ProblemResponse> {
@@ -219,7 +229,7 @@ impl GremlinApi {
         }
     }
 
-    fn set(&self, f: impl FnOnce(&mut GremlinSettings)) -> Answer {
+    fn set<E: ProblemSet>(&self, f: impl FnOnce(&mut GremlinSettings)) -> Answer<E> {
         self.guard()?;
         self.0.update(f);
         let s = self.0.settings();
@@ -232,14 +242,14 @@ impl GremlinApi {
 impl GremlinApi {
     /// The current gremlins.
     #[oai(path = "/gremlin", method = "get", tag = "Tag::Gremlin")]
-    async fn show(&self) -> Answer {
+    async fn show(&self) -> Answer<ShowErrors> {
         self.guard()?;
         Ok(Json(self.0.settings()))
     }
 
     /// Remove every gremlin.
     #[oai(path = "/gremlin", method = "delete", tag = "Tag::Gremlin")]
-    async fn clear(&self) -> Answer {
+    async fn clear(&self) -> Answer<ShowErrors> {
         self.set(|s| *s = GremlinSettings::default())
     }
 

@@ -1,5 +1,6 @@
 //! What every Valerix service shares, each concern in one place.
 
+pub mod allow;
 pub mod client;
 pub mod config;
 pub mod db;
@@ -17,4 +18,4 @@ pub mod systemd;
 pub mod telemetry;
 pub mod window;
 
-pub use problem::{Problem, ProblemResponse};
+pub use problem::{Problem, ProblemResponse, Problems};

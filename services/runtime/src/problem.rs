@@ -1,12 +1,18 @@
 //! Errors on the wire: RFC 9457 problem details, one mapping for every service.
 
-use std::fmt::Display;
+use std::{fmt::Display, marker::PhantomData};
 
 use poem::{IntoResponse, PathPattern, Response, http::StatusCode};
-use poem_openapi::{ApiResponse, Object, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object,
+    payload::Json,
+    registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
+    types::Type,
+};
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(example)]
 pub struct Problem {
     /// A short machine-readable kind, e.g. `out-of-stock`, `invalid-request`.
     #[oai(rename = "type")]
@@ -20,6 +26,16 @@ pub struct Problem {
     pub detail: String,
 }
 
+impl poem_openapi::types::Example for Problem {
+    fn example() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "failed to parse \"Quantity\": quantity must be between 1 and 1000, got 0",
+        )
+    }
+}
+
 impl Problem {
     pub fn new(status: StatusCode, kind: &str, detail: impl Display) -> Self {
         Self {
@@ -28,6 +44,17 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.to_string(),
         }
+    }
+}
+
+/// A problem on its own is a complete answer: its status, problem JSON.
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Json(self)
+            .with_content_type("application/problem+json")
+            .with_status(status)
+            .into_response()
     }
 }
 
@@ -59,6 +86,18 @@ pub enum ProblemResponse {
 }
 
 impl ProblemResponse {
+    pub fn problem(&self) -> &Problem {
+        match self {
+            Self::BadRequest(p)
+            | Self::Forbidden(p)
+            | Self::NotFound(p)
+            | Self::Conflict(p)
+            | Self::Unprocessable(p)
+            | Self::Unavailable(p)
+            | Self::Internal(p) => &p.0,
+        }
+    }
+
     pub fn bad_request(kind: &str, detail: impl Display) -> Self {
         Self::BadRequest(Json(Problem::new(StatusCode::BAD_REQUEST, kind, detail)))
     }
@@ -109,6 +148,99 @@ impl From<sqlx::Error> for ProblemResponse {
     }
 }
 
+/// What the error answers shared by many operations mean, for the specs.
+pub const INVALID_PARAMS: &str =
+    "A path, query or header parameter is malformed or out of range; `detail` names it.";
+pub const INVALID_BODY: &str = "The request is malformed: a path, query or header parameter, or \
+     the JSON body (syntax, nesting deeper than 128, wrong types, missing or unknown fields, \
+     values out of range); `detail` says which.";
+pub const TOO_LARGE: &str = "The body is larger than the service accepts (64 KiB by default).";
+pub const NOT_JSON: &str = "The body is not declared as JSON (`Content-Type: application/json`).";
+pub const UNAVAILABLE: &str = "The database is unavailable; retry later.";
+pub const INTERNAL: &str = "The service failed; the cause is logged, not returned.";
+
+/// The error answers one operation can give, each with what it means there.
+/// Declared with [`problem_set!`](crate::problem_set).
+pub trait ProblemSet: Send + Sync + 'static {
+    const ANSWERS: &'static [(u16, &'static str)];
+}
+
+/// Declares a [`ProblemSet`]: `problem_set!(pub GetErrors { 404 => "No such order." })`.
+#[macro_export]
+macro_rules! problem_set {
+    ($(#[$doc:meta])* $vis:vis $name:ident { $($status:literal => $what:expr),+ $(,)? }) => {
+        $(#[$doc])*
+        $vis enum $name {}
+        impl $crate::problem::ProblemSet for $name {
+            const ANSWERS: &'static [(u16, &'static str)] = &[$(($status, $what)),+];
+        }
+    };
+}
+
+/// A handler's error: any [`ProblemResponse`], but documented as exactly the
+/// answers `S` lists, so each operation's spec shows the errors it can give
+/// rather than every error any operation can give.
+pub struct Problems<S>(ProblemResponse, PhantomData<S>);
+
+impl<S> std::fmt::Debug for Problems<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<S: ProblemSet, E: Into<ProblemResponse>> From<E> for Problems<S> {
+    fn from(err: E) -> Self {
+        let err = err.into();
+        let status = err.problem().status;
+        // The answer still goes out; the spec is what is wrong, so say so
+        // loudly (the schemathesis run also fails on undocumented statuses).
+        if !S::ANSWERS.iter().any(|(s, _)| *s == status) {
+            tracing::error!(
+                status,
+                set = std::any::type_name::<S>(),
+                "answering with a status the operation does not document"
+            );
+        }
+        Self(err, PhantomData)
+    }
+}
+
+impl<S: Send> IntoResponse for Problems<S> {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl<S: Send> From<Problems<S>> for poem::Error {
+    fn from(p: Problems<S>) -> Self {
+        poem::Error::from_response(p.into_response())
+    }
+}
+
+impl<S: ProblemSet> ApiResponse for Problems<S> {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: S::ANSWERS
+                .iter()
+                .map(|&(status, description)| MetaResponse {
+                    description,
+                    status: Some(status),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: "application/problem+json",
+                        schema: Problem::schema_ref(),
+                    }],
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        Problem::register(registry);
+    }
+}
+
 fn kind_for(status: StatusCode) -> &'static str {
     match status {
         StatusCode::NOT_FOUND => "not-found",
@@ -121,6 +253,26 @@ fn kind_for(status: StatusCode) -> &'static str {
     }
 }
 
+/// Parse errors quote the offending value, which may be most of a 64 KiB
+/// body: enough of it to say what was wrong, not an echo of the whole input.
+/// The middle goes, because the end says where the value was
+/// ("occurred while parsing ...").
+fn clip(detail: String) -> String {
+    const KEEP: usize = 150;
+    if detail.len() <= 2 * KEEP + 20 {
+        return detail;
+    }
+    let mut head = KEEP;
+    while !detail.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = detail.len() - KEEP;
+    while !detail.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{} … {}", &detail[..head], &detail[tail..])
+}
+
 /// The edge: whatever error escaped a handler or the framework (a JSON parse
 /// failure, an unknown route, a body too large) leaves as problem JSON.
 pub async fn error_to_problem(err: poem::Error) -> Response {
@@ -131,17 +283,47 @@ pub async fn error_to_problem(err: poem::Error) -> Response {
     let detail = if status.is_server_error() {
         tracing::error!(error = %err, "unhandled error");
         "the service failed to handle the request; it has been logged".to_owned()
+    } else if let Some(e) = err.downcast_ref::<poem_openapi::error::ParsePathError>() {
+        // poem-openapi names path parameters `param0`, `param1`, ... here,
+        // which would only confuse; every operation has at most one.
+        clip(format!("invalid path parameter: {}", e.reason))
     } else {
-        err.to_string()
+        clip(err.to_string())
     };
-    let problem = Problem::new(status, kind_for(status), detail);
-    let mut resp = Json(problem)
-        .with_content_type("application/problem+json")
-        .with_status(status)
-        .into_response();
+    let mut resp = Problem::new(status, kind_for(status), detail).into_response();
     // The matched route (if any) labels the request's metrics.
     if let Some(route) = err.data::<PathPattern>() {
         resp.set_data(route.clone());
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_details_are_clipped_in_the_middle_on_char_boundaries() {
+        let clipped = clip(format!("start {} end", "é".repeat(400)));
+        assert!(clipped.len() < 320, "{}", clipped.len());
+        assert!(clipped.starts_with("start é") && clipped.ends_with("é end"));
+        assert!(clipped.contains(" … "));
+        assert_eq!(clip("short".into()), "short");
+    }
+
+    problem_set!(Demo { 404 => "gone", 500 => INTERNAL });
+
+    #[test]
+    fn a_problem_set_documents_its_answers_with_the_problem_schema() {
+        let meta = Problems::<Demo>::meta();
+        let statuses: Vec<_> = meta.responses.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [Some(404), Some(500)]);
+        assert!(
+            meta.responses
+                .iter()
+                .all(|r| r.content[0].content_type == "application/problem+json")
+        );
+        let err: Problems<Demo> = ProblemResponse::not_found("no-thing", "no thing").into();
+        assert_eq!(err.into_response().status(), StatusCode::NOT_FOUND);
+    }
 }

@@ -4,11 +4,12 @@
 
 use std::{future::Future, time::Duration};
 
-use poem::{EndpointExt, Route, Server, get, listener::TcpAcceptor};
+use poem::{EndpointExt, IntoEndpoint, Route, Server, get, listener::TcpAcceptor};
 use poem_openapi::{OpenApi, OpenApiService};
 use tokio::net::TcpListener;
 
 use crate::{
+    allow::{Allowed, with_allow},
     config::HttpArgs,
     gremlin::{GremlinApi, Gremlins},
     limits::limit_body,
@@ -48,14 +49,23 @@ impl<T: OpenApi> ServiceApi<T> {
     }
 }
 
+/// A plain OpenAPI service (no gremlins), e.g. for the gateway.
+pub fn openapi_service<T: OpenApi>(api: T, title: &str) -> OpenApiService<T, ()> {
+    OpenApiService::new(api, title, env!("CARGO_PKG_VERSION"))
+}
+
+/// `/docs` (Swagger UI), `/openapi.json` and `/openapi.yaml` for `api`.
+pub fn docs<T: OpenApi>(route: Route, api: &OpenApiService<T, ()>) -> Route {
+    route
+        .nest("/docs", api.swagger_ui())
+        .at("/openapi.json", api.spec_endpoint())
+        .at("/openapi.yaml", api.spec_endpoint_yaml())
+}
+
 /// Builds a service's API and its spec.
 pub fn openapi<T: OpenApi>(api: T, title: &str) -> ServiceApi<T> {
     let gremlins = Gremlins::default();
-    let spec = OpenApiService::new(
-        (api, GremlinApi(gremlins.clone())),
-        title,
-        env!("CARGO_PKG_VERSION"),
-    );
+    let spec = openapi_service((api, GremlinApi(gremlins.clone())), title);
     ServiceApi {
         spec,
         gremlins,
@@ -77,7 +87,6 @@ pub async fn serve<T>(
 where
     T: OpenApi + 'static,
 {
-    prometheus::install();
     let ServiceApi {
         spec,
         gremlins,
@@ -88,13 +97,41 @@ where
         tracing::warn!(service, "gremlins enabled: /gremlin can inject faults");
     }
     let routes = observe::RouteLabels::from_openapi_json(&spec.spec());
+    let allowed = Allowed::of(&<(T, GremlinApi)>::meta());
+    let app = with_allow(docs(Route::new(), &spec).nest("/", spec), allowed);
+    serve_app(
+        service,
+        gremlins.wrap(app),
+        routes,
+        latency_gauge,
+        listener,
+        http,
+        liveness,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves any routes with the same edge as [`serve`]: `/metrics` and the
+/// request telemetry, body limits, errors as problem JSON, readiness,
+/// watchdog and a graceful drain. For a service whose routes are more than
+/// one OpenAPI object (the gateway).
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_app(
+    service: &'static str,
+    app: impl IntoEndpoint<Endpoint: 'static> + 'static,
+    routes: observe::RouteLabels,
+    latency_gauge: Option<LatencyGauge>,
+    listener: TcpListener,
+    http: &HttpArgs,
+    liveness: Probe,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    prometheus::install();
     let app = Route::new()
-        .nest("/docs", spec.swagger_ui())
-        .at("/openapi.json", spec.spec_endpoint())
-        .at("/openapi.yaml", spec.spec_endpoint_yaml())
         .at(prometheus::PATH, get(prometheus::endpoint))
-        .nest("/", spec);
-    let app = limit_body(gremlins.wrap(app), http.max_body_bytes).catch_all_error(error_to_problem);
+        .nest("/", app);
+    let app = limit_body(app, http.max_body_bytes).catch_all_error(error_to_problem);
     let app = observe::requests(service, routes, latency_gauge.clone(), app);
 
     // Requests publish the gauge as they end; the timer lets it decay to 0.

@@ -174,6 +174,16 @@ pub async fn start_order(config: order_service::Config) -> Running {
     })
 }
 
+pub async fn start_gateway(config: api_gateway::Config) -> Running {
+    let (l, url) = listener().await;
+    spawn_service(l, url, |l, rx| async move {
+        api_gateway::run(config, l, async move {
+            let _ = rx.await;
+        })
+        .await
+    })
+}
+
 /// The three services on one fresh database.
 pub struct Stack {
     pub db: TestDb,
@@ -232,6 +242,22 @@ impl Stack {
             payment,
             order,
         }
+    }
+
+    /// The gateway's settings for this stack's services.
+    pub fn gateway_config(&self) -> api_gateway::Config {
+        api_gateway::Config::with_upstreams(&self.order.url, &self.inventory.url, &self.payment.url)
+    }
+
+    /// An API gateway in front of this stack, answering once it is up.
+    pub async fn gateway(&self) -> Running {
+        self.gateway_with(self.gateway_config()).await
+    }
+
+    pub async fn gateway_with(&self, config: api_gateway::Config) -> Running {
+        let gateway = start_gateway(config).await;
+        wait_answering(&self.http, &gateway.url, Duration::from_secs(30)).await;
+        gateway
     }
 
     /// Creates (or restocks) a product through the inventory API.

@@ -3,6 +3,7 @@
 mod bad_input;
 mod concurrency;
 mod downstream_faults;
+mod gateway;
 mod gremlins;
 mod idempotency;
 mod metrics;

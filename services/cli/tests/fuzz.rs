@@ -1,0 +1,142 @@
+//! Schema-driven fuzzing: schemathesis generates requests from each running
+//! service's committed spec (valid ones and deliberately invalid ones) and
+//! checks every answer against that spec. Any 5xx, undocumented status,
+//! wrong content type or body that breaks its schema fails the run.
+//!
+//! Runs under CI (`CI=true`, where `.ci/run` installs schemathesis) or with
+//! `VALERIX_FUZZ=1`; otherwise it says how to run it and passes.
+
+mod common;
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+/// Pinned with `.ci/run`'s `pip install`.
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+const SEED: &str = "20261128";
+/// Test cases per operation and phase: enough to find the bugs it found,
+/// while the whole run stays under two minutes on two cores.
+const EXAMPLES: &str = "300";
+const CHECKS: &str = "not_a_server_error,status_code_conformance,\
+    response_schema_conformance,content_type_conformance,unsupported_method";
+/// Fault injection is for people, not fuzzers (and changes what others see).
+const EXCLUDE: &str = "/gremlin";
+
+fn wanted() -> bool {
+    let on = |name| std::env::var(name).is_ok_and(|v| v == "true" || v == "1");
+    on("CI") || on("VALERIX_FUZZ")
+}
+
+fn find_schemathesis() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("VALERIX_SCHEMATHESIS") {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| [dir.join("st"), dir.join("schemathesis")])
+        .find(|candidate| candidate.is_file())
+}
+
+/// Straight to stderr, past the test harness' capture, so CI logs show the
+/// numbers of a passing run too.
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// "N generated, ..." from schemathesis' summary.
+fn cases_generated(output: &str) -> Option<u64> {
+    output.lines().find_map(|l| {
+        let (n, _) = l.trim().split_once(" generated,")?;
+        n.parse().ok()
+    })
+}
+
+fn operations_tested(output: &str) -> Option<u64> {
+    output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Tested: ")?.parse().ok())
+}
+
+#[test]
+fn schemathesis_finds_nothing_wrong_with_any_service() {
+    if !wanted() {
+        report(&format!(
+            "fuzz: skipped; set VALERIX_FUZZ=1 to run schemathesis (pip install {SCHEMATHESIS})"
+        ));
+        return;
+    }
+    let st = find_schemathesis().unwrap_or_else(|| {
+        panic!("schemathesis is not installed: pip install {SCHEMATHESIS} (as .ci/run does)")
+    });
+    let version = Command::new(&st).arg("--version").output().map_or_else(
+        |e| format!("cannot run {}: {e}", st.display()),
+        |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+    );
+    report(&format!(
+        "fuzz: {version} (pinned: {SCHEMATHESIS}), seed {SEED}"
+    ));
+    let up = common::Up::start();
+    let workdir = std::env::temp_dir().join(format!("valerix-fuzz-{}", up.base));
+    std::fs::create_dir_all(&workdir).expect("work dir");
+    let services = [
+        ("order-service", up.base),
+        ("inventory-service", up.base + 1),
+        ("payment-service", up.base + 2),
+        ("api-gateway", up.base - 1),
+    ];
+    let mut failed = Vec::new();
+    let mut summary = Vec::new();
+    for (name, port) in services {
+        let started = Instant::now();
+        let out = Command::new(&st)
+            .current_dir(&workdir)
+            .args(["run", &format!("{}/openapi.json", up.url(port))])
+            .args([
+                "--checks",
+                CHECKS,
+                "--seed",
+                SEED,
+                "--max-examples",
+                EXAMPLES,
+            ])
+            .args(["--exclude-path-regex", EXCLUDE])
+            // One worker: reproducible, and CPython 3.11's parser is not
+            // thread-safe under hypothesis' lambda introspection.
+            .args(["--workers", "1", "--generation-database", "none"])
+            .args(["--request-timeout", "15", "--no-color"])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run schemathesis");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = format!(
+            "fuzz: {name}: {} operations, {} test cases, {:.0?}: {}",
+            operations_tested(&text).map_or("?".into(), |n| n.to_string()),
+            cases_generated(&text).map_or("?".into(), |n| n.to_string()),
+            started.elapsed(),
+            if out.status.success() { "ok" } else { "FAILED" },
+        );
+        report(&line);
+        summary.push(line);
+        if !out.status.success() {
+            failed.push(format!("{name}:\n{text}"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&workdir);
+    assert!(
+        failed.is_empty(),
+        "schemathesis found problems (seed {SEED}; rerun with VALERIX_FUZZ=1 cargo test -p valerix --test fuzz):\n{}\n\n{}",
+        summary.join("\n"),
+        failed.join("\n\n")
+    );
+    let status = up.interrupt();
+    assert!(status.success(), "valerix up exited {status}");
+}

@@ -1,0 +1,9 @@
+use api_gateway::{Config, NAME, run};
+use clap::Parser;
+use valerix_runtime::{server, shutdown};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    server::main(NAME, config.listen, |l| run(config, l, shutdown::signal())).await
+}

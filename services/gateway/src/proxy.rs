@@ -1,0 +1,183 @@
+//! Forwarding one request to a service: bodies streamed both ways, status and
+//! content type kept, trace context and idempotency key passed on, bounded by
+//! the gateway's own timeout.
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use poem::{
+    Body, Endpoint, IntoResponse, Request, Response,
+    http::{HeaderName, StatusCode, header},
+};
+use valerix_runtime::Problem;
+
+use crate::routes::Route;
+
+/// Request headers the services act on; anything else stays at the gateway.
+const FORWARDED: &[&str] = &[
+    "content-type",
+    "content-length",
+    "accept",
+    "traceparent",
+    "tracestate",
+    "idempotency-key",
+];
+
+/// Headers about one connection, not the message (RFC 9110 §7.6.1).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{service} did not answer within {timeout:?}")]
+    Timeout {
+        service: &'static str,
+        timeout: Duration,
+    },
+    #[error("{service} is unreachable: {reason}")]
+    Unreachable {
+        service: &'static str,
+        reason: String,
+    },
+    /// `..`, `%2e%2e` and the like would leave the routed prefix once the
+    /// URL is normalised: refused rather than resolved.
+    #[error("the path {0} leaves the routed prefix")]
+    EscapingPath(String),
+}
+
+impl ProxyError {
+    fn problem(&self) -> Problem {
+        let (status, kind) = match self {
+            Self::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
+            Self::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream-unreachable"),
+            Self::EscapingPath(_) => (StatusCode::BAD_REQUEST, "invalid-path"),
+        };
+        Problem::new(status, kind, self)
+    }
+}
+
+impl From<ProxyError> for poem::Error {
+    fn from(err: ProxyError) -> Self {
+        if !matches!(err, ProxyError::EscapingPath(_)) {
+            tracing::warn!(%err, "proxying failed");
+        }
+        poem::Error::from_response(err.problem().into_response())
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        source = e.source();
+    }
+    s
+}
+
+/// Everything under one route's prefix, forwarded to one service.
+pub struct Proxy {
+    route: &'static Route,
+    base: reqwest::Url,
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Proxy {
+    pub fn new(
+        route: &'static Route,
+        base: reqwest::Url,
+        http: reqwest::Client,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            route,
+            base,
+            http,
+            timeout,
+        }
+    }
+
+    /// The service URL for this request. Checked after parsing, because URL
+    /// parsing resolves dot segments (also percent-encoded or with `\`), and
+    /// the result must still lie under the route's target.
+    fn target(&self, req: &Request) -> Result<reqwest::Url, ProxyError> {
+        let uri = req.original_uri();
+        let escaping = || ProxyError::EscapingPath(uri.path().to_owned());
+        let path = self.route.upstream_path(uri.path()).ok_or_else(escaping)?;
+        let mut url = self.base.join(&path).map_err(|_| escaping())?;
+        url.set_query(uri.query());
+        let to = self.route.to;
+        let inside = url.path() == to
+            || url
+                .path()
+                .strip_prefix(to)
+                .is_some_and(|r| r.starts_with('/'));
+        if !inside {
+            return Err(escaping());
+        }
+        Ok(url)
+    }
+
+    fn transport_error(&self, err: &reqwest::Error) -> ProxyError {
+        let service = self.route.service.name();
+        // A connect timeout is a host that is not there, not a slow answer.
+        if err.is_timeout() && !err.is_connect() {
+            ProxyError::Timeout {
+                service,
+                timeout: self.timeout,
+            }
+        } else {
+            ProxyError::Unreachable {
+                service,
+                reason: error_chain(err),
+            }
+        }
+    }
+}
+
+impl Endpoint for Proxy {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let url = self.target(&req)?;
+        let mut out = self
+            .http
+            .request(req.method().clone(), url)
+            .timeout(self.timeout);
+        for name in FORWARDED {
+            for value in req.headers().get_all(*name) {
+                out = out.header(*name, value);
+            }
+        }
+        let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
+            || req.headers().contains_key(header::TRANSFER_ENCODING);
+        if has_body {
+            let body = req.take_body().into_bytes_stream();
+            out = out.body(reqwest::Body::wrap_stream(body));
+        }
+        let resp = out.send().await.map_err(|e| self.transport_error(&e))?;
+
+        let mut answer = Response::builder().status(resp.status());
+        for (name, value) in resp.headers() {
+            if !is_hop_by_hop(name) {
+                answer = answer.header(name, value);
+            }
+        }
+        let body = resp.bytes_stream().map_err(std::io::Error::other);
+        Ok(answer.body(Body::from_bytes_stream(body)))
+    }
+}
