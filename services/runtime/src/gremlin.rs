@@ -207,12 +207,14 @@ pub struct GremlinApi(pub Gremlins);
 
 crate::problem_set!(ShowErrors {
     403 => "Gremlins are disabled on this service (`gremlins-disabled`).",
+    500 => crate::problem::INTERNAL,
 });
 crate::problem_set!(SetErrors {
     400 => crate::problem::INVALID_BODY,
     403 => "Gremlins are disabled on this service (`gremlins-disabled`).",
     413 => crate::problem::TOO_LARGE,
     415 => crate::problem::NOT_JSON,
+    500 => crate::problem::INTERNAL,
 });
 
 type Answer<E = SetErrors> = Result<Json<GremlinSettings>, Problems<E>>;
