@@ -9,6 +9,7 @@ pub mod health;
 pub mod limits;
 pub mod problem;
 pub mod server;
+pub mod shed;
 pub mod shutdown;
 pub mod systemd;
 pub mod telemetry;

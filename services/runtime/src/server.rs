@@ -12,6 +12,7 @@ use crate::{
     gremlin::{GremlinApi, Gremlins},
     limits::limit_body,
     problem::error_to_problem,
+    shed,
     systemd::{self, Probe},
 };
 
@@ -72,6 +73,7 @@ where
         .at("/openapi.yaml", spec.spec_endpoint_yaml())
         .nest("/", spec);
     let app = limit_body(gremlins.wrap(app), http.max_body_bytes).catch_all_error(error_to_problem);
+    let app = shed::limit_in_flight(app, http.max_in_flight, http.shed_after());
 
     let addr = listener.local_addr()?;
     let acceptor = TcpAcceptor::from_tokio(listener)?;
