@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod chaos;
+pub mod load;
 pub mod observe;
 pub mod openapi;
 pub mod procs;
