@@ -1,7 +1,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use valerix::{audit, chaos, load, openapi, seed, up};
+use valerix::{audit, bench, chaos, load, openapi, seed, up};
 
 /// Valerix: a fault-tolerant e-commerce backend. The operator's verbs.
 #[derive(Parser)]
@@ -31,6 +31,8 @@ enum Cmd {
     /// Drive orders at the running stack and report what happened to each;
     /// exit 2 when an order was lost or did not settle
     Load(load::LoadArgs),
+    /// The database-only bound against end to end, the ratio table (use a release build)
+    Bench(bench::BenchArgs),
     /// Run the fault schedule with the cure (retries, breaker, reconciler) off and on; print the table
     Chaos {
         #[arg(long, default_value_t = 1000)]
@@ -98,6 +100,7 @@ async fn main() -> ExitCode {
                 }
             };
         }
+        Cmd::Bench(args) => bench::run(args).await,
         Cmd::Up(args) => {
             valerix_runtime::telemetry::init("valerix");
             up::run(args).await
