@@ -75,10 +75,11 @@ pub struct HttpArgs {
 
     /// Requests handled at once; one more waits up to --shed-after-ms for a
     /// slot, then gets 503 + Retry-After (0: no limit)
-    // 128: about 150 ms of work at the order service's peak on two cores
-    // (see bench/README.md), yet above the ~100 requests a 50/s load holds
-    // while a downstream times out before its breaker opens.
-    #[arg(long, env = "VALERIX_MAX_IN_FLIGHT", default_value_t = 128)]
+    // 256: a few hundred ms of work at the order service's peak on two
+    // cores (bench/README.md), so the queue stays short; yet a burst of 200
+    // clients (tests/api/concurrency.rs) or a 50/s load held up by a
+    // downstream timing out before its breaker opens is not shed.
+    #[arg(long, env = "VALERIX_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: usize,
 
     /// How long a request past --max-in-flight may wait before it is shed
@@ -98,7 +99,7 @@ impl Default for HttpArgs {
             max_body_bytes: 64 * 1024,
             drain_secs: 10,
             gremlins: false,
-            max_in_flight: 128,
+            max_in_flight: 256,
             shed_after_ms: 50,
         }
     }
