@@ -25,10 +25,10 @@ use order_service::{
     domain::OrderStatus,
     store::{NewOrder, Store as Orders},
 };
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::PgPool;
 use valerix_runtime::domain::{ProductId, Quantity};
 
-use super::Measured;
+use super::{BenchArgs, Measured, cpu::Roles};
 
 struct Stores {
     orders: Orders,
@@ -74,11 +74,11 @@ pub async fn measure(
     database_url: &str,
     products: &[String],
     concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
+    args: &BenchArgs,
+    roles: &Roles,
 ) -> anyhow::Result<Measured> {
-    let pool: PgPool = PgPoolOptions::new()
-        .max_connections(concurrency as u32)
+    // The services' pool settings, one connection per task.
+    let pool: PgPool = valerix_runtime::db::pool_options(concurrency as u32)
         .min_connections(concurrency as u32)
         .connect(database_url)
         .await
@@ -96,10 +96,15 @@ pub async fn measure(
     );
     // The warm-up fills each connection's statement cache, as a running
     // service's would be.
-    run(&stores, &products, concurrency, warmup).await?;
-    let measured = run(&stores, &products, concurrency, duration).await;
+    run(&stores, &products, concurrency, args.warmup).await?;
+    let before = roles.sample();
+    let measured = run(&stores, &products, concurrency, args.duration).await;
+    // Before the pool closes: its backends' time goes with them.
+    let after = roles.sample();
     pool.close().await;
-    measured
+    let mut measured = measured?;
+    measured.cpu = after.zip(before).map(|(a, b)| a - b);
+    Ok(measured)
 }
 
 async fn run(

@@ -10,6 +10,7 @@
 //! saturation (open model at a multiple of the peak: shed with 503, or
 //! queued). Prints a Markdown report; meaningful only in a release build.
 
+mod cpu;
 mod dbonly;
 mod stack;
 
@@ -27,7 +28,10 @@ use crate::load::{
     target::OrderTarget,
 };
 
-use self::stack::Stack;
+use self::{
+    cpu::{CpuTime, Roles},
+    stack::Stack,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mix {
@@ -54,6 +58,11 @@ pub struct BenchArgs {
     /// Measured time of each cell
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub duration: Duration,
+
+    /// Measurements of each cell; the table shows the median and the range
+    /// (a shared virtual machine varies from run to run)
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 
     /// Unmeasured time before each cell (connections, caches)
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
@@ -100,6 +109,8 @@ pub struct Measured {
     pub latency: Histogram<u64>,
     pub elapsed: Duration,
     pub errors: u64,
+    /// CPU spent meanwhile, by role (when /proc could tell).
+    pub cpu: Option<CpuTime>,
 }
 
 impl Measured {
@@ -108,7 +119,20 @@ impl Measured {
             latency,
             elapsed,
             errors,
+            cpu: None,
         }
+    }
+
+    /// CPU per order, µs: (postgres, services, client).
+    pub fn cpu_per_order(&self) -> Option<(f64, f64, f64)> {
+        let n = self.latency.len().max(1) as f64;
+        self.cpu.map(|c| {
+            (
+                c.postgres.as_secs_f64() * 1e6 / n,
+                c.services.as_secs_f64() * 1e6 / n,
+                c.client.as_secs_f64() * 1e6 / n,
+            )
+        })
     }
 
     pub fn per_s(&self) -> f64 {
@@ -120,16 +144,45 @@ impl Measured {
     }
 }
 
+/// The rounds of one measurement, sorted by throughput.
+struct Runs(Vec<Measured>);
+
+impl Runs {
+    fn new(mut runs: Vec<Measured>) -> Self {
+        runs.sort_by(|a, b| a.per_s().total_cmp(&b.per_s()));
+        Self(runs)
+    }
+
+    fn median(&self) -> &Measured {
+        &self.0[self.0.len() / 2]
+    }
+
+    fn cell(&self) -> String {
+        let m = self.median().per_s();
+        match (self.0.first(), self.0.last()) {
+            (Some(lo), Some(hi)) if self.0.len() > 1 => {
+                format!("{m:.0} ({:.0}–{:.0})", lo.per_s(), hi.per_s())
+            }
+            _ => format!("{m:.0}"),
+        }
+    }
+
+    fn errors(&self) -> u64 {
+        self.0.iter().map(|m| m.errors).sum()
+    }
+}
+
 struct Cell {
     mix: Mix,
     concurrency: usize,
-    db: Measured,
-    e2e: Measured,
+    db: Runs,
+    e2e: Runs,
 }
 
 impl Cell {
+    /// Of the medians.
     fn ratio(&self) -> f64 {
-        self.e2e.per_s() / self.db.per_s().max(1e-9)
+        self.e2e.median().per_s() / self.db.median().per_s().max(1e-9)
     }
 }
 
@@ -184,14 +237,22 @@ async fn e2e(
     target: &OrderTarget,
     products: &[String],
     concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
+    args: &BenchArgs,
+    roles: &Roles,
 ) -> Measured {
     let arrival = Arrival::Clients(concurrency);
-    drive_plan(target, quiet_plan(arrival, warmup, products.to_vec())).await;
-    let (tally, _) = drive_plan(target, quiet_plan(arrival, duration, products.to_vec())).await;
+    drive_plan(target, quiet_plan(arrival, args.warmup, products.to_vec())).await;
+    let before = roles.sample();
+    let (tally, _) = drive_plan(
+        target,
+        quiet_plan(arrival, args.duration, products.to_vec()),
+    )
+    .await;
+    let after = roles.sample();
     let confirmed = tally.statuses.get("CONFIRMED").copied().unwrap_or(0);
-    Measured::new(tally.ok, tally.last_answer, tally.sent - confirmed)
+    let mut m = Measured::new(tally.ok, tally.last_answer, tally.sent - confirmed);
+    m.cpu = after.zip(before).map(|(a, b)| a - b);
+    m
 }
 
 async fn open_run(
@@ -289,25 +350,31 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
     let mut cells = Vec::new();
     for (mix, products) in &mixes {
         for &c in &args.concurrency {
-            stack.reset().await?;
-            let db = dbonly::measure(&stack.database_url, products, c, args.warmup, args.duration)
-                .await?;
-            stack.reset().await?;
-            let e2e = e2e(&target, products, c, args.warmup, args.duration).await;
+            let (mut db, mut e2e_runs) = (Vec::new(), Vec::new());
+            // Alternating, so a slow spell of the machine hits both sides.
+            for _ in 0..args.rounds.max(1) {
+                stack.reset().await?;
+                db.push(
+                    dbonly::measure(&stack.database_url, products, c, args, &stack.roles()).await?,
+                );
+                stack.reset().await?;
+                e2e_runs.push(e2e(&target, products, c, args, &stack.roles()).await);
+            }
             let cell = Cell {
                 mix: *mix,
                 concurrency: c,
-                db,
-                e2e,
+                db: Runs::new(db),
+                e2e: Runs::new(e2e_runs),
             };
+            let (d, e) = (cell.db.median(), cell.e2e.median());
             eprintln!(
-                "{:<20} x{c:<3} database-only {:>7.0}/s (p99 {:>6.1} ms)   end-to-end {:>7.0}/s (p99 {:>6.1} ms, {} not confirmed)   {:>4.0}%",
+                "{:<20} x{c:<3} database-only {:>18}/s (p99 {:>6.1} ms)   end-to-end {:>18}/s (p99 {:>6.1} ms, {} not confirmed)   {:>4.0}%",
                 mix_name(*mix, args.spread),
-                cell.db.per_s(),
-                cell.db.pct().p99,
-                cell.e2e.per_s(),
-                cell.e2e.pct().p99,
-                cell.e2e.errors,
+                cell.db.cell(),
+                d.pct().p99,
+                cell.e2e.cell(),
+                e.pct().p99,
+                cell.e2e.errors(),
                 cell.ratio() * 100.0
             );
             cells.push(cell);
@@ -319,7 +386,7 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
         let peak = cells
             .iter()
             .filter(|c| c.mix == *mix)
-            .map(|c| c.e2e.per_s())
+            .map(|c| c.e2e.median().per_s())
             .fold(0.0, f64::max);
         if peak <= 0.0 {
             continue;
@@ -429,7 +496,7 @@ fn markdown(
     );
     let _ = writeln!(
         m,
-        "- each cell: {:.1} s warm-up, {:.1} s measured, from empty tables; orders of 1 unit; every service and the load generator share the machine{}\n",
+        "- each measurement: {:.1} s warm-up, {:.1} s measured, from empty tables; orders of 1 unit; every service and the load generator share the machine{}\n",
         args.warmup.as_secs_f64(),
         args.duration.as_secs_f64(),
         if args.service_env.is_empty() {
@@ -450,26 +517,58 @@ fn markdown(
         "| mix | N | database-only orders/s | p50 / p99 ms | end-to-end orders/s | p50 / p99 ms | not confirmed | ratio |\n|---|---|---|---|---|---|---|---|"
     );
     for c in cells {
-        let (d, e) = (c.db.pct(), c.e2e.pct());
+        let (d, e) = (c.db.median().pct(), c.e2e.median().pct());
         let _ = writeln!(
             m,
-            "| {} | {} | {:.0} | {:.1} / {:.1} | {:.0} | {:.1} / {:.1} | {} | **{:.0}%** |",
+            "| {} | {} | {} | {:.1} / {:.1} | {} | {:.1} / {:.1} | {} | **{:.0}%** |",
             mix_name(c.mix, args.spread),
             c.concurrency,
-            c.db.per_s(),
+            c.db.cell(),
             d.p50,
             d.p99,
-            c.e2e.per_s(),
+            c.e2e.cell(),
             e.p50,
             e.p99,
-            c.e2e.errors,
+            c.e2e.errors(),
             c.ratio() * 100.0
         );
+    }
+    let _ = writeln!(
+        m,
+        "\nOrders/s: the median of {} rounds (lowest–highest); latencies and CPU from the median round.",
+        args.rounds.max(1)
+    );
+    if cells.iter().any(|c| c.db.median().cpu.is_some()) {
+        let _ = writeln!(
+            m,
+            "\nCPU per confirmed order (µs), from /proc: where the time goes.\n\n| mix | N | database-only: PostgreSQL | client | total | end-to-end: PostgreSQL | services | client | total |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        for c in cells {
+            let (Some(d), Some(e)) = (
+                c.db.median().cpu_per_order(),
+                c.e2e.median().cpu_per_order(),
+            ) else {
+                continue;
+            };
+            let _ = writeln!(
+                m,
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                mix_name(c.mix, args.spread),
+                c.concurrency,
+                d.0,
+                d.2,
+                d.0 + d.1 + d.2,
+                e.0,
+                e.1,
+                e.2,
+                e.0 + e.1 + e.2
+            );
+        }
     }
     if !open.is_empty() {
         let _ = writeln!(
             m,
-            "\nOpen model (orders arrive at a fixed rate; latency from when each was due, so queueing counts):\n\n| mix | load | offered/s | confirmed/s | shed (503) | other errors | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|---|---|---|"
+            "\nOpen model (orders arrive at a fixed rate; latency from when each was due, so queueing counts):\n\n| mix | load | offered/s | confirmed/s | answered 202 (pending) | shed (503) | other errors | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for r in open {
             let p = Percentiles::of(&r.tally.ok);
@@ -483,9 +582,16 @@ fn markdown(
                     if r.shedding { "" } else { ", shedding off" }
                 )
             };
+            let pending: u64 = r
+                .tally
+                .statuses
+                .iter()
+                .filter(|(s, _)| s.starts_with("PENDING"))
+                .map(|(_, n)| n)
+                .sum();
             let _ = writeln!(
                 m,
-                "| {} | {load} | {:.0} | {:.0} | {} ({:.0}%) | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                "| {} | {load} | {:.0} | {:.0} | {pending} | {} ({:.0}%) | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
                 mix_name(r.mix, args.spread),
                 r.rate,
                 confirmed as f64 / r.elapsed.as_secs_f64().max(1e-9),
@@ -500,7 +606,7 @@ fn markdown(
         }
         let _ = writeln!(
             m,
-            "\n(latency columns: confirmed orders only; a shed request is answered at once)"
+            "\n(latency columns: 2xx answers, from when each order was due; a shed request is answered at once; confirmed/s over the time until the last answer)"
         );
     }
     m

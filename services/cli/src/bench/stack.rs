@@ -8,6 +8,7 @@ use anyhow::Context;
 use sqlx::{Connection, PgConnection, PgPool};
 use valerix_devdb::Cluster;
 
+use super::cpu::Roles;
 use crate::procs::{ServiceProcess, free_port};
 
 /// Stock of every bench product: more than any run sells.
@@ -65,6 +66,17 @@ impl Stack {
             log_dir: PathBuf::new(),
             exe: PathBuf::new(),
             env: Vec::new(),
+        }
+    }
+
+    /// The processes whose CPU time counts (none for a stack not ours).
+    pub fn roles(&self) -> Roles {
+        let Some(cluster) = &self.cluster else {
+            return Roles::default();
+        };
+        Roles {
+            postmaster_pid_file: Some(cluster.dir().join("data").join("postmaster.pid")),
+            services: self.procs.iter().filter_map(ServiceProcess::pid).collect(),
         }
     }
 
