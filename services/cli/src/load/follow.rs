@@ -29,6 +29,7 @@ use super::{
 /// Requests in flight while following.
 const PARALLEL: usize = 16;
 const POLL_EVERY: Duration = Duration::from_millis(500);
+const LINE_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Followed {
@@ -192,6 +193,8 @@ pub async fn follow(
         });
     }
     let mut round = 0;
+    // What was last said, and when: a line when the count changes, or every 5 s.
+    let mut said: Option<(usize, Instant)> = None;
     loop {
         let todo: Vec<Uuid> = tracks
             .iter()
@@ -202,13 +205,17 @@ pub async fn follow(
             break;
         }
         if round > 0 {
-            progress.status(&format!(
-                "following {} unsettled order(s), {:.0} s left...",
-                todo.len(),
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .as_secs_f64()
-            ));
+            let quiet = said.is_some_and(|(n, at)| n == todo.len() && at.elapsed() < LINE_EVERY);
+            if !quiet {
+                progress.status(&format!(
+                    "following {} unsettled order(s), {:.0} s left...",
+                    todo.len(),
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .as_secs_f64()
+                ));
+                said = Some((todo.len(), Instant::now()));
+            }
             tokio::select! {
                 _ = tokio::time::sleep(POLL_EVERY) => {}
                 _ = stop.changed() => {}
