@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::{
     audit::{self, Violation},
-    procs::ServiceProcess,
+    procs::{ServiceProcess, free_port},
 };
 
 #[derive(Debug, Clone)]
@@ -116,12 +116,6 @@ impl ChaosReport {
         }
         t
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// Noise and crash-after-commit, re-applied whenever a process restarts

@@ -1,7 +1,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use valerix::{audit, chaos, openapi, seed, up};
+use valerix::{audit, bench, chaos, load, openapi, seed, up};
 
 /// Valerix: a fault-tolerant e-commerce backend. The operator's verbs.
 #[derive(Parser)]
@@ -28,6 +28,11 @@ enum Cmd {
         #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:5002")]
         inventory_url: String,
     },
+    /// Drive orders at the running stack and report what happened to each;
+    /// exit 2 when an order was lost or did not settle
+    Load(load::LoadArgs),
+    /// The database-only bound against end to end, the ratio table (use a release build)
+    Bench(bench::BenchArgs),
     /// Run the fault schedule with the cure (retries, breaker, reconciler) off and on; print the table
     Chaos {
         #[arg(long, default_value_t = 1000)]
@@ -96,6 +101,17 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Service(s) => return service(s).await,
+        Cmd::Load(args) => {
+            return match load::run(args).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(2),
+                Err(err) => {
+                    eprintln!("valerix: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Cmd::Bench(args) => bench::run(args).await,
         Cmd::Up(args) => {
             valerix_runtime::telemetry::init("valerix");
             up::run(args).await

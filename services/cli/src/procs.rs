@@ -63,6 +63,11 @@ impl ServiceProcess {
         format!("http://{}", self.listen)
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     pub fn start(&mut self) -> anyhow::Result<()> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg("service")
@@ -144,4 +149,11 @@ impl ServiceProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

@@ -152,66 +152,50 @@ impl Store {
         Ok(())
     }
 
-    /// Reserves stock for an order, once. The row for the order is claimed
-    /// first (a concurrent repeat waits on it and then sees the first answer);
-    /// the stock check and the increment are one UPDATE, so no interleaving
-    /// can oversell. Out of stock is remembered as REJECTED.
+    /// Reserves stock for an order, once, in one statement: one round trip,
+    /// its own transaction, so the product's row stays locked only while the
+    /// statement runs, never across a round trip to the caller. The stock
+    /// check and the increment are one UPDATE (no interleaving can oversell)
+    /// and the answer is recorded with it: RESERVED, or REJECTED when out of
+    /// stock (remembered too). A repeat for the same order violates the
+    /// order's unique row (a concurrent one waits for the first to commit):
+    /// the statement fails as a whole, so the stock it took goes back, and
+    /// the first answer is returned.
     pub async fn reserve(
         &self,
         order_id: Uuid,
         product: &ProductId,
         quantity: Quantity,
     ) -> Result<Reserved, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO reservations (order_id, product_id, quantity, status)
-             VALUES ($1, $2, $3, 'REJECTED') ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(order_id)
-        .bind(product.as_str())
-        .bind(quantity.get())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if valerix_runtime::db::is_foreign_key_violation(&e) {
-                StoreError::UnknownProduct(product.to_string())
-            } else {
-                e.into()
-            }
-        })?;
-        if claimed.rows_affected() == 0 {
-            let row = Self::existing(&mut tx, order_id)
-                .await?
-                .ok_or(StoreError::NoReservation(order_id))?;
-            tx.commit().await?;
-            Self::check_same(&row, product, quantity)?;
-            return Ok(Reserved {
-                row,
-                created: false,
-            });
-        }
-        let taken = sqlx::query(
-            "UPDATE inventory SET reserved = reserved + $2
-             WHERE product_id = $1 AND stock - reserved >= $2",
-        )
-        .bind(product.as_str())
-        .bind(quantity.get())
-        .execute(&mut *tx)
-        .await?;
-        let status = if taken.rows_affected() == 1 {
-            "RESERVED"
-        } else {
-            "REJECTED"
-        };
-        let row = sqlx::query_as(&format!(
-            "UPDATE reservations SET status = $2, updated_at = NOW() WHERE order_id = $1 RETURNING {RESERVATION_COLUMNS}"
+        let inserted = sqlx::query_as(&format!(
+            "WITH taken AS (
+                 UPDATE inventory SET reserved = reserved + $3
+                 WHERE product_id = $2 AND stock - reserved >= $3
+                 RETURNING 1)
+             INSERT INTO reservations (order_id, product_id, quantity, status)
+             VALUES ($1, $2, $3, CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 'RESERVED' ELSE 'REJECTED' END)
+             RETURNING {RESERVATION_COLUMNS}"
         ))
         .bind(order_id)
-        .bind(status)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Reserved { row, created: true })
+        .bind(product.as_str())
+        .bind(quantity.get())
+        .fetch_one(&self.pool)
+        .await;
+        match inserted {
+            Ok(row) => Ok(Reserved { row, created: true }),
+            Err(e) if valerix_runtime::db::is_unique_violation(&e) => {
+                let row = self.reservation(order_id).await?;
+                Self::check_same(&row, product, quantity)?;
+                Ok(Reserved {
+                    row,
+                    created: false,
+                })
+            }
+            Err(e) if valerix_runtime::db::is_foreign_key_violation(&e) => {
+                Err(StoreError::UnknownProduct(product.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Gives a reservation's stock back. With no reservation yet, writes a
@@ -269,33 +253,36 @@ impl Store {
         Ok(row)
     }
 
-    /// Turns a reservation into a sale: the units leave stock for good.
+    /// Turns a reservation into a sale: the units leave stock for good. One
+    /// statement (one round trip): the reservation row is locked by its
+    /// UPDATE, so a concurrent release or commit of the same order waits and
+    /// then finds it no longer RESERVED. A repeat returns the committed row.
     pub async fn commit(&self, order_id: Uuid) -> Result<ReservationRow, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let row = Self::existing(&mut tx, order_id)
-            .await?
-            .ok_or(StoreError::NoReservation(order_id))?;
-        let row = match row.status.as_str() {
-            "RESERVED" => {
-                sqlx::query(
-                    "UPDATE inventory SET stock = stock - $2, reserved = reserved - $2 WHERE product_id = $1",
-                )
-                .bind(&row.product_id)
-                .bind(row.quantity)
-                .execute(&mut *tx)
-                .await?;
-                Self::set_status(&mut tx, order_id, "COMMITTED").await?
-            }
-            "COMMITTED" => row,
-            _ => {
-                return Err(StoreError::WrongState {
-                    order_id,
-                    status: row.status,
-                });
-            }
-        };
-        tx.commit().await?;
-        Ok(row)
+        let committed: Option<ReservationRow> = sqlx::query_as(&format!(
+            "WITH committed AS (
+                 UPDATE reservations SET status = 'COMMITTED', updated_at = NOW()
+                 WHERE order_id = $1 AND status = 'RESERVED'
+                 RETURNING {RESERVATION_COLUMNS}),
+             sold AS (
+                 UPDATE inventory i SET stock = i.stock - c.quantity, reserved = i.reserved - c.quantity
+                 FROM committed c WHERE i.product_id = c.product_id
+                 RETURNING 1)
+             SELECT {RESERVATION_COLUMNS} FROM committed"
+        ))
+        .bind(order_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = committed {
+            return Ok(row);
+        }
+        let row = self.reservation(order_id).await?;
+        match row.status.as_str() {
+            "COMMITTED" => Ok(row),
+            _ => Err(StoreError::WrongState {
+                order_id,
+                status: row.status,
+            }),
+        }
     }
 
     pub async fn reservation(&self, order_id: Uuid) -> Result<ReservationRow, StoreError> {

@@ -7,7 +7,8 @@ mod config;
 pub mod domain;
 mod reconciler;
 mod saga;
-mod store;
+/// Public so `valerix bench` issues exactly this SQL for its database-only bound.
+pub mod store;
 mod telemetry;
 
 use std::{future::Future, sync::Arc, time::Duration};

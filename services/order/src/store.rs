@@ -100,27 +100,15 @@ impl Store {
     /// caller for `LEASE`. With a key, the key and the order commit together:
     /// a repeat (even a concurrent one) gets the first order back.
     pub async fn create(&self, new: &NewOrder, key: Option<&str>) -> Result<Created, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let order: Option<OrderRow> = sqlx::query_as(&format!(
-            "INSERT INTO orders (user_id, product_id, quantity, amount, next_attempt_at)
-             SELECT $1, product_id, $3, price_cents * $3 / 100.0, NOW() + make_interval(secs => $4)
-             FROM inventory WHERE product_id = $2
-             RETURNING {COLUMNS}"
-        ))
-        .bind(new.user_id.as_deref())
-        .bind(new.product_id.as_str())
-        .bind(new.quantity.get())
-        .bind(LEASE.as_secs_f64())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let order = order.ok_or_else(|| StoreError::UnknownProduct(new.product_id.to_string()))?;
         let Some(key) = key else {
-            tx.commit().await?;
+            // Without a key the insert is the whole transaction: one round trip.
             return Ok(Created {
-                order,
+                order: Self::insert(&self.pool, new).await?,
                 replayed: false,
             });
         };
+        let mut tx = self.pool.begin().await?;
+        let order = Self::insert(&mut *tx, new).await?;
         let fingerprint = new.fingerprint();
         let claimed = sqlx::query(
             "INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3)
@@ -151,6 +139,26 @@ impl Store {
             order: self.get(order_id).await?,
             replayed: true,
         })
+    }
+
+    /// The order, PENDING, priced from the product and leased for `LEASE`.
+    async fn insert<'e>(
+        db: impl sqlx::PgExecutor<'e>,
+        new: &NewOrder,
+    ) -> Result<OrderRow, StoreError> {
+        let order: Option<OrderRow> = sqlx::query_as(&format!(
+            "INSERT INTO orders (user_id, product_id, quantity, amount, next_attempt_at)
+             SELECT $1, product_id, $3, price_cents * $3 / 100.0, NOW() + make_interval(secs => $4)
+             FROM inventory WHERE product_id = $2
+             RETURNING {COLUMNS}"
+        ))
+        .bind(new.user_id.as_deref())
+        .bind(new.product_id.as_str())
+        .bind(new.quantity.get())
+        .bind(LEASE.as_secs_f64())
+        .fetch_optional(db)
+        .await?;
+        order.ok_or_else(|| StoreError::UnknownProduct(new.product_id.to_string()))
     }
 
     pub async fn get(&self, id: Uuid) -> Result<OrderRow, StoreError> {

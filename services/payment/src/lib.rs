@@ -3,7 +3,8 @@
 
 mod api;
 mod config;
-mod store;
+/// Public so `valerix bench` issues exactly this SQL for its database-only bound.
+pub mod store;
 
 use std::future::Future;
 

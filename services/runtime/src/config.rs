@@ -72,6 +72,25 @@ pub struct HttpArgs {
     /// Accept fault injection at /gremlin (never in production)
     #[arg(long, env = "VALERIX_GREMLINS")]
     pub gremlins: bool,
+
+    /// Requests handled at once; one more waits up to --shed-after-ms for a
+    /// slot, then gets 503 + Retry-After (0: no limit)
+    // 256: a few hundred ms of work at the order service's peak on two
+    // cores (bench/README.md), so the queue stays short; yet a burst of 200
+    // clients (tests/api/concurrency.rs) or a 50/s load held up by a
+    // downstream timing out before its breaker opens is not shed.
+    #[arg(long, env = "VALERIX_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+
+    /// How long a request past --max-in-flight may wait before it is shed
+    #[arg(long, env = "VALERIX_SHED_AFTER_MS", default_value_t = 50)]
+    pub shed_after_ms: u64,
+}
+
+impl HttpArgs {
+    pub fn shed_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.shed_after_ms)
+    }
 }
 
 impl Default for HttpArgs {
@@ -80,6 +99,8 @@ impl Default for HttpArgs {
             max_body_bytes: 64 * 1024,
             drain_secs: 10,
             gremlins: false,
+            max_in_flight: 256,
+            shed_after_ms: 50,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod otel;
 pub mod problem;
 pub mod prometheus;
 pub mod server;
+pub mod shed;
 pub mod shutdown;
 pub mod systemd;
 pub mod telemetry;

@@ -15,7 +15,7 @@ use crate::{
     limits::limit_body,
     observe::{self, LatencyGauge},
     problem::error_to_problem,
-    prometheus,
+    prometheus, shed,
     systemd::{self, Probe},
 };
 
@@ -132,6 +132,7 @@ pub async fn serve_app(
         .at(prometheus::PATH, get(prometheus::endpoint))
         .nest("/", app);
     let app = limit_body(app, http.max_body_bytes).catch_all_error(error_to_problem);
+    let app = shed::limit_in_flight(app, http.max_in_flight, http.shed_after());
     let app = observe::requests(service, routes, latency_gauge.clone(), app);
 
     // Requests publish the gauge as they end; the timer lets it decay to 0.

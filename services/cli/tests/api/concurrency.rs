@@ -134,3 +134,72 @@ async fn a_repeated_charge_is_a_no_op_even_concurrently() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(problem["type"], "amount-mismatch");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commit_and_release_of_one_reservation_race_and_exactly_one_wins() {
+    let stack = Stack::start().await;
+    stack.product("P1", 100, 10).await;
+    for round in 0..5 {
+        // An order row to hold stock for; its saga is not run.
+        let id: uuid::Uuid = sqlx::query_scalar(
+            "INSERT INTO orders (product_id, quantity, amount) VALUES ('P1', 2, 2.00) RETURNING id",
+        )
+        .fetch_one(&stack.pool)
+        .await
+        .expect("order");
+        let hold = json!({ "order_id": id, "product_id": "P1", "quantity": 2 });
+        let (status, r) = post(
+            &stack,
+            format!("{}/inventory/reserve", stack.inventory.url),
+            hold.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{r}");
+        let before = product(&stack, "P1").await;
+
+        let commit = format!("{}/inventory/commit", stack.inventory.url);
+        let release = format!("{}/inventory/release", stack.inventory.url);
+        let answers = join_all((0..10).map(|i| {
+            if i % 2 == round % 2 {
+                post(&stack, commit.clone(), json!({ "order_id": id }))
+            } else {
+                post(&stack, release.clone(), hold.clone())
+            }
+        }))
+        .await;
+        let won: std::collections::HashSet<_> = answers
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::OK)
+            .map(|(_, r)| r["status"].as_str().unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(
+            won.len(),
+            1,
+            "one outcome for everyone it answered: {answers:?}"
+        );
+        let after = product(&stack, "P1").await;
+        let stock = before["stock"].as_i64().expect("stock");
+        let expected_stock = if won.contains("COMMITTED") {
+            stock - 2
+        } else {
+            stock
+        };
+        assert_eq!(
+            (after["stock"].as_i64(), after["reserved"].as_i64()),
+            (Some(expected_stock), Some(0)),
+            "{won:?}"
+        );
+        // The losers were told so: the state the winner left.
+        assert!(
+            answers
+                .iter()
+                .filter(|(s, _)| *s != StatusCode::OK)
+                .all(|(s, p)| *s == StatusCode::CONFLICT
+                    && p["type"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("reservation-"))),
+            "{answers:?}"
+        );
+    }
+    assert_audit_clean(&stack).await;
+}

@@ -1,0 +1,80 @@
+//! Where the CPU goes during a measurement: the time PostgreSQL, the
+//! services and this process (the client) spent on the processor, read from
+//! /proc. Divided by the orders done, it says what one order costs each part,
+//! which is what explains the ratio on a machine that is CPU bound.
+
+use std::{fs, path::PathBuf, time::Duration};
+
+/// The processes taking part.
+#[derive(Debug, Clone, Default)]
+pub struct Roles {
+    /// postmaster.pid of the cluster: the postmaster and all its children count.
+    pub postmaster_pid_file: Option<PathBuf>,
+    pub services: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTime {
+    pub postgres: Duration,
+    pub services: Duration,
+    pub client: Duration,
+}
+
+impl std::ops::Sub for CpuTime {
+    type Output = CpuTime;
+    fn sub(self, o: CpuTime) -> CpuTime {
+        CpuTime {
+            postgres: self.postgres.saturating_sub(o.postgres),
+            services: self.services.saturating_sub(o.services),
+            client: self.client.saturating_sub(o.client),
+        }
+    }
+}
+
+/// utime + stime of a process (all its threads), and its parent.
+fn stat(pid: u32) -> Option<(Duration, u32)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: the fields start after its ')'.
+    let rest = s.get(s.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|hz| *hz > 0)
+        .unwrap_or(100) as u64;
+    Some((Duration::from_micros(ticks * 1_000_000 / hz), ppid))
+}
+
+impl Roles {
+    /// Total CPU time so far, by role; None when /proc cannot say.
+    pub fn sample(&self) -> Option<CpuTime> {
+        let postmaster: u32 = fs::read_to_string(self.postmaster_pid_file.as_ref()?)
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()?;
+        let mut t = CpuTime {
+            client: stat(std::process::id())?.0,
+            ..CpuTime::default()
+        };
+        for pid in &self.services {
+            t.services += stat(*pid).map_or(Duration::ZERO, |(d, _)| d);
+        }
+        // Backends come and go with connections: every child of the postmaster.
+        for e in fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some((d, ppid)) = stat(pid)
+                && (pid == postmaster || ppid == postmaster)
+            {
+                t.postgres += d;
+            }
+        }
+        Some(t)
+    }
+}

@@ -1,0 +1,202 @@
+//! What the benchmark measures against: by default its own throwaway
+//! PostgreSQL with the three services as processes (as `valerix up` runs
+//! them), or a running stack and its database.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use sqlx::{Connection, PgConnection, PgPool};
+use valerix_devdb::Cluster;
+
+use super::cpu::Roles;
+use crate::procs::{ServiceProcess, free_port};
+
+/// Stock of every bench product: more than any run sells.
+const STOCK: i32 = 100_000_000;
+
+pub struct Stack {
+    cluster: Option<Cluster>,
+    pub database_url: String,
+    /// The base whose `/orders` takes orders.
+    pub target: String,
+    procs: Vec<ServiceProcess>,
+    log_dir: PathBuf,
+    exe: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Stack {
+    /// A throwaway cluster and the services on free ports, each service
+    /// process with `env` on top of its defaults.
+    pub async fn start(env: Vec<(String, String)>) -> anyhow::Result<Self> {
+        let cluster = tokio::task::spawn_blocking(Cluster::start).await??;
+        let mut admin = PgConnection::connect(&cluster.url("postgres")).await?;
+        sqlx::query("CREATE DATABASE valerix_bench")
+            .execute(&mut admin)
+            .await?;
+        let database_url = cluster.url("valerix_bench");
+        valerix_runtime::db::connect_and_migrate(&valerix_runtime::config::DatabaseArgs::from_url(
+            &database_url,
+        ))
+        .await?
+        .close()
+        .await;
+        let log_dir = cluster.dir().join("logs");
+        std::fs::create_dir_all(&log_dir)?;
+        let mut stack = Self {
+            cluster: Some(cluster),
+            database_url,
+            target: String::new(),
+            procs: Vec::new(),
+            log_dir,
+            exe: std::env::current_exe().context("locating the valerix binary")?,
+            env,
+        };
+        stack.start_services().await?;
+        Ok(stack)
+    }
+
+    /// A running stack: orders to `target`, the bound on `database_url`.
+    pub fn existing(target: String, database_url: String) -> Self {
+        Self {
+            cluster: None,
+            database_url,
+            target,
+            procs: Vec::new(),
+            log_dir: PathBuf::new(),
+            exe: PathBuf::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The processes whose CPU time counts (none for a stack not ours).
+    pub fn roles(&self) -> Roles {
+        let Some(cluster) = &self.cluster else {
+            return Roles::default();
+        };
+        Roles {
+            postmaster_pid_file: Some(cluster.dir().join("data").join("postmaster.pid")),
+            services: self.procs.iter().filter_map(ServiceProcess::pid).collect(),
+        }
+    }
+
+    pub fn is_own(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    async fn start_services(&mut self) -> anyhow::Result<()> {
+        let mk = |name: &'static str, sub: &str, extra: Vec<String>| -> anyhow::Result<_> {
+            let listen = format!("127.0.0.1:{}", free_port()?);
+            let mut args = vec!["--database-url".to_owned(), self.database_url.clone()];
+            args.extend(extra);
+            let mut svc = ServiceProcess::new(&self.exe, name, sub, listen, args)
+                .env("RUST_LOG", "warn")
+                .log_to(self.log_dir.join(format!("{name}.log")));
+            for (k, v) in &self.env {
+                svc = svc.env(k, v);
+            }
+            Ok(svc)
+        };
+        let inventory = mk("inventory-service", "inventory", vec![])?;
+        let payment = mk("payment-service", "payment", vec![])?;
+        let order = mk(
+            "order-service",
+            "order",
+            vec![
+                "--inventory-url".to_owned(),
+                inventory.url(),
+                "--payment-url".to_owned(),
+                payment.url(),
+            ],
+        )?;
+        self.target = order.url();
+        self.procs = vec![inventory, payment, order];
+        let http = reqwest::Client::new();
+        for svc in &mut self.procs {
+            svc.start()?;
+        }
+        for svc in &mut self.procs {
+            svc.wait_healthy(&http, Duration::from_secs(30)).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the services and starts them again with other environment.
+    pub async fn restart_services(&mut self, env: Vec<(String, String)>) -> anyhow::Result<()> {
+        for svc in &mut self.procs {
+            svc.stop(Duration::from_secs(10)).await;
+        }
+        self.env = env;
+        self.start_services().await
+    }
+
+    pub async fn pool(&self) -> anyhow::Result<PgPool> {
+        PgPool::connect(&self.database_url)
+            .await
+            .with_context(|| format!("connecting to {}", self.database_url))
+    }
+
+    /// Creates the bench products (or tops up their stock).
+    pub async fn seed(&self, products: &[String]) -> anyhow::Result<()> {
+        let pool = self.pool().await?;
+        for p in products {
+            sqlx::query(
+                "INSERT INTO inventory (product_id, name, price_cents, stock) VALUES ($1, $1, 1999, $2)
+                 ON CONFLICT (product_id) DO UPDATE SET stock = GREATEST(inventory.stock, EXCLUDED.stock)",
+            )
+            .bind(p)
+            .bind(STOCK)
+            .execute(&pool)
+            .await?;
+        }
+        pool.close().await;
+        Ok(())
+    }
+
+    /// Every measurement starts from the same empty tables, so none pays
+    /// for the rows of the one before (only on our own database).
+    pub async fn reset(&self) -> anyhow::Result<()> {
+        if !self.is_own() {
+            return Ok(());
+        }
+        let pool = self.pool().await?;
+        sqlx::query("TRUNCATE payments, reservations, idempotency_keys, orders")
+            .execute(&pool)
+            .await?;
+        sqlx::query("UPDATE inventory SET stock = $1, reserved = 0")
+            .bind(STOCK)
+            .execute(&pool)
+            .await?;
+        // Only the table that keeps its rows. VACUUM (or ANALYZE) of a
+        // just-emptied table records it as empty, the planner then prefers
+        // sequential scans, and prepared statements keep those plans while
+        // the table grows: each order then costs more than the one before
+        // (that made the first figures both slow and erratic). TRUNCATE
+        // leaves the size unknown, and the planner uses the indexes.
+        sqlx::query("VACUUM ANALYZE inventory")
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+        Ok(())
+    }
+
+    pub async fn postgres_version(&self) -> String {
+        let Ok(pool) = self.pool().await else {
+            return "unknown".into();
+        };
+        let v: Result<String, _> = sqlx::query_scalar("SHOW server_version")
+            .fetch_one(&pool)
+            .await;
+        pool.close().await;
+        v.unwrap_or_else(|_| "unknown".into())
+    }
+
+    pub async fn stop(mut self) {
+        for svc in &mut self.procs {
+            svc.stop(Duration::from_secs(10)).await;
+        }
+        if let Some(mut c) = self.cluster.take() {
+            let _ = tokio::task::spawn_blocking(move || c.stop()).await;
+        }
+    }
+}
