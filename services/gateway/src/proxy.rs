@@ -77,17 +77,6 @@ impl From<ProxyError> for poem::Error {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        source = e.source();
-    }
-    s
-}
-
 /// Everything under one route's prefix, forwarded to one service.
 pub struct Proxy {
     route: &'static Route,
@@ -143,7 +132,7 @@ impl Proxy {
         } else {
             ProxyError::Unreachable {
                 service,
-                reason: error_chain(err),
+                reason: valerix_runtime::client::error_chain(err),
             }
         }
     }

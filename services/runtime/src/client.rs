@@ -283,7 +283,8 @@ impl Downstream {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error and its causes on one line (reqwest's own message hides them).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();
     let mut source = err.source();
     while let Some(e) = source {
