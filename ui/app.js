@@ -42,12 +42,13 @@ async function refreshOverview() {
     li.title = state || (r.ok ? "unknown" : "gateway unreachable");
   }
   const sla = $("#sla");
-  if (r.ok && r.body.sla) {
+  if (r.ok && r.body.sla && typeof r.body.sla.avg_latency_30s === "number") {
     const v = r.body.sla.avg_latency_30s;
     text($("#sla-value"), `${v.toFixed(3)} s`);
     sla.className = `pill ${r.body.sla.breached ? "bad" : "ok"}`;
     sla.dataset.state = r.body.sla.breached ? "breached" : "ok";
   } else {
+    text($("#sla-value"), "–");
     sla.className = "pill unknown";
     sla.dataset.state = "unknown";
   }
@@ -55,9 +56,16 @@ async function refreshOverview() {
     const el = document.getElementById(`breaker-${name}`);
     if (el) text(el, state).dataset.state = state;
   }
-  const gremlinsOn = Boolean(r.ok && r.body.gremlins);
-  $("#gremlins-off").hidden = gremlinsOn;
-  $("#gremlin-grid").hidden = !gremlinsOn;
+  // Controls only for the services that accept gremlins (--gremlins).
+  const accepts = (r.ok && r.body.gremlins) || {};
+  let any = false;
+  for (const card of document.querySelectorAll("#gremlin-grid .gremlin")) {
+    const on = Boolean(accepts[`${card.dataset.service}-service`]);
+    card.hidden = !on;
+    any ||= on;
+  }
+  $("#gremlins-off").hidden = any || !r.ok;
+  $("#gremlin-grid").hidden = !any;
 }
 
 async function refreshOrders() {

@@ -62,7 +62,7 @@ test("a gremlin episode, caused and watched from the page", async () => {
     { timeout: 20_000 },
   );
   await page.waitForSelector("#sla[data-state=ok]", { timeout: 20_000 });
-  await page.waitForSelector("#product option", { timeout: 10_000 });
+  await page.waitForSelector("#product option", { state: "attached", timeout: 10_000 });
   await page.waitForSelector("#breaker-inventory-service[data-state=closed]");
   await shot("01-loaded");
 
@@ -87,6 +87,7 @@ test("a gremlin episode, caused and watched from the page", async () => {
   await shot("03-gremlin-sla-red");
 
   // Lift it: the pending orders confirm by themselves, the SLA turns green.
+  const lifted = Date.now();
   await page.uncheck("#inventory-latency");
   for (const id of pendingIds) {
     await page.waitForFunction(
@@ -96,19 +97,35 @@ test("a gremlin episode, caused and watched from the page", async () => {
     );
     assert.equal(await orderStatus(id), "CONFIRMED");
   }
+  const confirmedAfter = (Date.now() - lifted) / 1000;
   await page.waitForSelector("#sla[data-state=ok]", { timeout: 60_000 });
+  const greenAfter = (Date.now() - lifted) / 1000;
+  console.log(`after lifting the gremlin: pending orders CONFIRMED in ${confirmedAfter.toFixed(1)} s, SLA green in ${greenAfter.toFixed(1)} s`);
   await shot("04-healed");
 });
 
 test("usable at phone width", async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(BASE);
-  await page.waitForSelector("#product option", { timeout: 10_000 });
+  await page.waitForSelector("#product option", { state: "attached", timeout: 10_000 });
   for (const id of ["#product", "#quantity", "#place"]) {
     const box = await page.locator(id).boundingBox();
     assert.ok(box && box.width > 0 && box.x + box.width <= 390, `${id} fits: ${JSON.stringify(box)}`);
   }
   const labels = await page.locator("label[for=product], label[for=quantity]").count();
   assert.equal(labels, 2);
+  // Nothing makes the page scroll sideways on a phone.
+  const { width, wide } = await page.evaluate(() => ({
+    width: document.documentElement.scrollWidth,
+    wide: [...document.querySelectorAll("body *")]
+      .filter((el) => el.getBoundingClientRect().right > 390)
+      .map((el) => `${el.tagName.toLowerCase()}#${el.id}.${el.className}`),
+  }));
+  assert.ok(width <= 390, `page is ${width}px wide at a 390px viewport: ${wide.join(", ")}`);
+  // Every gremlin control has a label a screen reader can announce.
+  const unlabelled = await page.evaluate(() =>
+    [...document.querySelectorAll("#gremlin-grid input")].filter((i) => !i.closest("label")).length,
+  );
+  assert.equal(unlabelled, 0);
   await shot("05-phone");
 });

@@ -3,7 +3,10 @@
 //! services as child processes on the plan's ports, demo products; Ctrl-C
 //! stops everything and removes what it created.
 
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -50,6 +53,28 @@ pub struct UpArgs {
     /// Port of Prometheus (Grafana's datasource expects the default)
     #[arg(long, default_value_t = observe::PROMETHEUS_PORT)]
     pub prometheus_port: u16,
+
+    /// The dashboard's files [default: ./ui, else share/valerix/ui beside
+    /// the binary as installed, else the source tree's ui/]
+    #[arg(long, env = "VALERIX_UI_DIR")]
+    pub ui_dir: Option<PathBuf>,
+}
+
+/// Where the dashboard is, for a person who runs `valerix up` from a
+/// checkout, from an installed package, or from `cargo test` (whose working
+/// directory is the crate's).
+fn find_ui_dir(exe: &Path) -> Option<PathBuf> {
+    let installed = std::fs::canonicalize(exe)
+        .ok()
+        .and_then(|real| Some(real.parent()?.parent()?.join("share/valerix/ui")));
+    [
+        Some(PathBuf::from("ui")),
+        installed,
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|dir| dir.join("index.html").is_file())
 }
 
 async fn create_database(cluster: &Cluster) -> anyhow::Result<String> {
@@ -132,6 +157,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "--payment-url".to_owned(),
         format!("http://{pay_listen}"),
     ];
+    let ui_dir = args.ui_dir.clone().or_else(|| find_ui_dir(&exe));
+    let ui = match &ui_dir {
+        Some(dir) => vec!["--ui-dir".to_owned(), dir.display().to_string()],
+        None => {
+            println!(
+                "Dashboard: no ui/ directory found (give --ui-dir); the gateway serves the APIs only"
+            );
+            Vec::new()
+        }
+    };
     let upstreams = [
         "--order-url".to_owned(),
         format!("http://{order_listen}"),
@@ -151,7 +186,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             &order_listen,
             &[database.clone(), downstreams.to_vec()].concat(),
         ),
-        service("api-gateway", "gateway", &gw_listen, &upstreams),
+        service(
+            "api-gateway",
+            "gateway",
+            &gw_listen,
+            &[upstreams.to_vec(), ui].concat(),
+        ),
     ];
     let http = reqwest::Client::new();
     for p in &mut procs {

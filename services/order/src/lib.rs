@@ -15,6 +15,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 pub use api::OrderApi;
 pub use config::Config;
+use poem::http::Method;
 use tokio::net::TcpListener;
 use valerix_runtime::{db, server, systemd};
 
@@ -54,8 +55,12 @@ pub async fn run(
         )
     });
     let pending_gauge = telemetry::spawn_pending_gauge(saga.store.clone());
-    let api = server::openapi(OrderApi::new(saga), "Valerix order service")
-        .with_avg_latency_gauge(telemetry::AVG_LATENCY_GAUGE, telemetry::AVG_LATENCY_WINDOW);
+    let api = server::openapi(OrderApi::new(saga), "Valerix order service").with_avg_latency_gauge(
+        telemetry::AVG_LATENCY_GAUGE,
+        telemetry::AVG_LATENCY_WINDOW,
+        Method::POST,
+        telemetry::AVG_LATENCY_ROUTE,
+    );
     let served = server::serve(
         NAME,
         api,

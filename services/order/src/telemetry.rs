@@ -10,9 +10,12 @@ use crate::{
     store::Store,
 };
 
-/// The order service's view of the SLA: mean latency over 30 s.
+/// The order service's view of the SLA: mean latency of placing an order
+/// (`POST /orders`) over 30 s, the same scope as the OrderServiceSLABreach
+/// rule in grafana/prometheus/valerix-rules.yml.
 pub const AVG_LATENCY_GAUGE: &str = "order_service_avg_latency_30s";
 pub const AVG_LATENCY_WINDOW: Duration = Duration::from_secs(30);
+pub const AVG_LATENCY_ROUTE: &str = "/orders";
 
 /// How often the pending backlog is counted in the database.
 const PENDING_EVERY: Duration = Duration::from_secs(2);

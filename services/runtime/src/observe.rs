@@ -76,19 +76,31 @@ impl RouteLabels {
 }
 
 /// An average-latency gauge fed by the middleware, e.g. the order service's
-/// `order_service_avg_latency_30s`.
+/// `order_service_avg_latency_30s`, over one operation only: an SLA is about
+/// one thing users wait for (placing an order), and averaging every request
+/// would let fast reads, such as a dashboard polling the order list, hide a
+/// breach.
 #[derive(Debug, Clone)]
 pub struct LatencyGauge {
     name: &'static str,
+    method: Method,
+    route: &'static str,
     window: Arc<SlidingMean>,
 }
 
 impl LatencyGauge {
-    pub fn new(name: &'static str, window: Duration) -> Self {
+    /// `route` is the route template as labelled (`/orders`, `/orders/{id}`).
+    pub fn new(name: &'static str, window: Duration, method: Method, route: &'static str) -> Self {
         Self {
             name,
+            method,
+            route,
             window: Arc::new(SlidingMean::new(window)),
         }
+    }
+
+    fn covers(&self, method: &Method, route: &str) -> bool {
+        *method == self.method && route == self.route
     }
 
     fn record(&self, seconds: f64) {
@@ -155,7 +167,8 @@ where
                 if req.uri().path() == prometheus::PATH {
                     return ep.call(req).await;
                 }
-                let method = method_label(req.method());
+                let http_method = req.method().clone();
+                let method = method_label(&http_method);
                 let span = tracing::info_span!(
                     "request",
                     otel.name = method,
@@ -191,12 +204,15 @@ where
                     "service" => service, "method" => method, "path" => path.clone(),
                     "status_code" => status.as_str().to_owned())
                 .increment(1);
+                if let Some(g) = latency_gauge
+                    .as_ref()
+                    .filter(|g| g.covers(&http_method, &path))
+                {
+                    g.record(seconds);
+                }
                 metrics::histogram!("http_request_duration_seconds",
                     "service" => service, "method" => method, "path" => path)
                 .record(seconds);
-                if let Some(g) = &latency_gauge {
-                    g.record(seconds);
-                }
                 result
             }
         })

@@ -4,7 +4,7 @@
 
 use std::{future::Future, time::Duration};
 
-use poem::{EndpointExt, IntoEndpoint, Route, Server, get, listener::TcpAcceptor};
+use poem::{EndpointExt, IntoEndpoint, Route, Server, get, http::Method, listener::TcpAcceptor};
 use poem_openapi::{OpenApi, OpenApiService};
 use tokio::net::TcpListener;
 
@@ -41,10 +41,17 @@ impl<T: OpenApi> ServiceApi<T> {
         self.spec.spec()
     }
 
-    /// Also publish the mean latency of this service's requests over the
-    /// last `window` as the gauge `name` (0 when idle).
-    pub fn with_avg_latency_gauge(mut self, name: &'static str, window: Duration) -> Self {
-        self.latency_gauge = Some(LatencyGauge::new(name, window));
+    /// Also publish the mean latency of one operation (`method` on the route
+    /// template `route`) over the last `window` as the gauge `name` (0 when
+    /// idle).
+    pub fn with_avg_latency_gauge(
+        mut self,
+        name: &'static str,
+        window: Duration,
+        method: Method,
+        route: &'static str,
+    ) -> Self {
+        self.latency_gauge = Some(LatencyGauge::new(name, window, method, route));
         self
     }
 }

@@ -10,7 +10,7 @@ use poem::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use valerix_testkit::{Stack, addr_of, black_hole, dead_address, listener};
+use valerix_testkit::{Stack, StackOptions, addr_of, black_hole, dead_address, listener};
 
 /// Answers 418 `application/x-echo+json` with what it received.
 async fn echo_upstream() -> (String, tokio::task::JoinHandle<()>) {
@@ -391,4 +391,82 @@ async fn the_dashboard_docs_and_spec_are_served() {
         .expect("note");
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.expect("text").contains("/docs"));
+}
+
+async fn overview(stack: &Stack, gateway: &str) -> Value {
+    let resp = stack
+        .http
+        .get(format!("{gateway}/api/overview"))
+        .send()
+        .await
+        .expect("overview");
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn the_overview_shows_health_sla_breakers_and_gremlins() {
+    let stack = Stack::start_with(StackOptions {
+        gremlins: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let gw = stack.gateway().await;
+    let o = overview(&stack, &gw.url).await;
+    assert_eq!(
+        o["services"],
+        json!({
+            "api-gateway": "healthy",
+            "database": "connected",
+            "inventory-service": "reachable",
+            "order-service": "reachable",
+            "payment-service": "reachable",
+        })
+    );
+    assert_eq!(
+        o["breakers"],
+        json!({ "inventory-service": "closed", "payment-service": "closed" })
+    );
+    assert_eq!(
+        o["gremlins"],
+        json!({ "inventory-service": true, "order-service": true, "payment-service": true })
+    );
+    // In-process, every order service of this test binary writes the one
+    // gauge, so only its shape is certain here; its value is checked against
+    // a process of its own in the dashboard and Prometheus tests.
+    assert!(
+        o["sla"]["avg_latency_30s"]
+            .as_f64()
+            .is_some_and(|v| v >= 0.0),
+        "{o}"
+    );
+    assert_eq!(o["sla"]["limit"], 1.0);
+    assert!(o["sla"]["breached"].is_boolean());
+
+    // The order service gone: it and the database show as down, no SLA
+    // figure and no breakers are made up.
+    let mut config = stack.gateway_config();
+    config.order_url = dead_address().await;
+    let gw = stack.gateway_with(config).await;
+    let o = overview(&stack, &gw.url).await;
+    assert_eq!(o["services"]["order-service"], "unreachable");
+    assert_eq!(o["services"]["database"], "unknown");
+    assert_eq!(o["services"]["inventory-service"], "reachable");
+    assert_eq!(o["services"]["api-gateway"], "healthy");
+    assert!(o["sla"].get("avg_latency_30s").is_none(), "{o}");
+    assert_eq!(o["sla"]["breached"], false);
+    assert_eq!(o["breakers"], json!({}));
+    assert_eq!(o["gremlins"]["order-service"], false);
+    assert_eq!(o["gremlins"]["inventory-service"], true);
+}
+
+#[tokio::test]
+async fn the_overview_says_when_gremlins_are_off() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway().await;
+    let o = overview(&stack, &gw.url).await;
+    assert_eq!(
+        o["gremlins"],
+        json!({ "inventory-service": false, "order-service": false, "payment-service": false })
+    );
 }

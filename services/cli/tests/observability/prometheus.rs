@@ -232,6 +232,22 @@ async fn prometheus_fires_and_resolves_the_sla_alert_and_every_dashboard_query_h
         assert_eq!(status, 202, "{o}");
         assert_eq!(o["status"], "PENDING_INVENTORY");
     }
+    // A dashboard polling the order list and health (50 fast reads) must
+    // not hide the breach: the SLA is over placing orders only.
+    for i in 0..50 {
+        let path = match i % 3 {
+            0 => "/orders?limit=20".to_owned(),
+            1 => format!("/orders/{}", ids[0]),
+            _ => "/health".to_owned(),
+        };
+        let resp = stack
+            .http
+            .get(format!("{}{path}", stack.order.url))
+            .send()
+            .await
+            .expect("read");
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    }
     // The order service's own gauge sees it too.
     let own = stack
         .http
