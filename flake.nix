@@ -170,9 +170,7 @@
         {
           imports = [ ./nixos/module.nix ];
           services.valerix.package = lib.mkDefault packages.valerix;
-          services.valerix.jaeger.package = lib.mkIf (packages ? jaeger) (
-            lib.mkDefault packages.jaeger
-          );
+          services.valerix.jaeger.package = lib.mkIf (packages ? jaeger) (lib.mkDefault packages.jaeger);
         };
 
       nixosConfigurations.example = nixpkgs.lib.nixosSystem {

@@ -147,9 +147,7 @@ let
   mkServiceUnit =
     name: def:
     let
-      upstreamUnits = map (u: "valerix-${u}.service") (
-        lib.filter (u: cfg.${u}.enable) def.upstreams
-      );
+      upstreamUnits = map (u: "valerix-${u}.service") (lib.filter (u: cfg.${u}.enable) def.upstreams);
       localDb = def.usesDatabase && cfg.database.createLocally;
       remoteDb = def.usesDatabase && !cfg.database.createLocally;
     in
@@ -221,8 +219,7 @@ let
       cfg.grafana.secretKeyFile
     else
       "${grafanaSecretsDir}/secret-key";
-  generateGrafanaSecrets =
-    cfg.grafana.adminPasswordFile == null || cfg.grafana.secretKeyFile == null;
+  generateGrafanaSecrets = cfg.grafana.adminPasswordFile == null || cfg.grafana.secretKeyFile == null;
   grafanaShare = "${cfg.package}/share/valerix/grafana";
 in
 {
