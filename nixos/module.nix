@@ -117,6 +117,11 @@ let
     UMask = "0077";
   };
 
+  # Each VALERIX_*, DATABASE_URL*, *_URL variable is the `env` of a clap flag of
+  # the binary (`<binary> --help` lists them: VALERIX_LISTEN is --listen,
+  # VALERIX_UI_DIR is --ui-dir, VALERIX_GREMLINS=true is --gremlins, ...); the
+  # OTEL_* and RUST_LOG ones are read by the OpenTelemetry SDK and tracing.
+  # A variable, unlike a repeated flag, can be overridden by extraEnvironment.
   serviceEnvironment =
     name: def:
     {
