@@ -32,6 +32,7 @@ lint:
     for f in $(git ls-files '*.nix'); do nix-instantiate --parse "$f" > /dev/null; done
     nixfmt --check $(git ls-files '*.nix')
     deadnix --fail $(git ls-files '*.nix')
+    nixos/check-module-env.py
     grafana/check.sh
 
 # The NixOS VM tests and everything else Nix checks (needs Nix with KVM)
