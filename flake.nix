@@ -53,9 +53,15 @@
             export HOME=$TMPDIR
           '';
 
+          # Read at run time: ui/ by the gateway (--ui-dir, VALERIX_UI_DIR; the
+          # browser tests and npm files stay behind) and grafana/ by the NixOS
+          # module (Prometheus rule file, Grafana dashboard and alert).
+          # migrations/ is compiled into the binaries (sqlx::migrate!); this
+          # copy is for reading only.
           postInstall = ''
             mkdir -p $out/share/valerix
             cp -r ui grafana migrations $out/share/valerix/
+            rm -rf $out/share/valerix/ui/{tests,package.json,package-lock.json,node_modules}
           '';
 
           meta = {
@@ -170,9 +176,7 @@
         {
           imports = [ ./nixos/module.nix ];
           services.valerix.package = lib.mkDefault packages.valerix;
-          services.valerix.jaeger.package = lib.mkIf (packages ? jaeger) (
-            lib.mkDefault packages.jaeger
-          );
+          services.valerix.jaeger.package = lib.mkIf (packages ? jaeger) (lib.mkDefault packages.jaeger);
         };
 
       nixosConfigurations.example = nixpkgs.lib.nixosSystem {

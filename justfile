@@ -24,11 +24,15 @@ chaos *args:
 openapi:
     cargo run -p valerix -- openapi --out openapi
 
-# Formatting, lints, Nix parse, Prometheus rules
+# nixfmt and deadnix: `cargo install --locked nixfmt_rs@0.5.3 deadnix@1.3.1` (what .ci/run installs)
+# Formatting, lints, Nix parse/format/dead code, Prometheus rules
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     for f in $(git ls-files '*.nix'); do nix-instantiate --parse "$f" > /dev/null; done
+    nixfmt --check $(git ls-files '*.nix')
+    deadnix --fail $(git ls-files '*.nix')
+    nixos/check-module-env.py
     grafana/check.sh
 
 # The NixOS VM tests and everything else Nix checks (needs Nix with KVM)

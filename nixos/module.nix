@@ -117,6 +117,11 @@ let
     UMask = "0077";
   };
 
+  # Each VALERIX_*, DATABASE_URL*, *_URL variable is the `env` of a clap flag of
+  # the binary (`<binary> --help` lists them: VALERIX_LISTEN is --listen,
+  # VALERIX_UI_DIR is --ui-dir, VALERIX_GREMLINS=true is --gremlins, ...); the
+  # OTEL_* and RUST_LOG ones are read by the OpenTelemetry SDK and tracing.
+  # A variable, unlike a repeated flag, can be overridden by extraEnvironment.
   serviceEnvironment =
     name: def:
     {
@@ -147,9 +152,7 @@ let
   mkServiceUnit =
     name: def:
     let
-      upstreamUnits = map (u: "valerix-${u}.service") (
-        lib.filter (u: cfg.${u}.enable) def.upstreams
-      );
+      upstreamUnits = map (u: "valerix-${u}.service") (lib.filter (u: cfg.${u}.enable) def.upstreams);
       localDb = def.usesDatabase && cfg.database.createLocally;
       remoteDb = def.usesDatabase && !cfg.database.createLocally;
     in
@@ -221,8 +224,7 @@ let
       cfg.grafana.secretKeyFile
     else
       "${grafanaSecretsDir}/secret-key";
-  generateGrafanaSecrets =
-    cfg.grafana.adminPasswordFile == null || cfg.grafana.secretKeyFile == null;
+  generateGrafanaSecrets = cfg.grafana.adminPasswordFile == null || cfg.grafana.secretKeyFile == null;
   grafanaShare = "${cfg.package}/share/valerix/grafana";
 in
 {
