@@ -519,9 +519,15 @@ fn markdown(
     }
     let _ = writeln!(
         m,
-        "- each measurement: {:.1} s warm-up, {:.1} s measured, from empty tables; orders of 1 unit; every service and the load generator share the machine{}\n",
+        "- each measurement: {:.1} s warm-up, {:.1} s measured, {}; orders of 1 unit; every service and the load generator share the machine{}\n",
         args.warmup.as_secs_f64(),
         args.duration.as_secs_f64(),
+        // `reset` empties only a cluster of our own.
+        if stack.is_own() {
+            "from empty tables"
+        } else {
+            "on the running stack's tables as they are (not emptied)"
+        },
         if args.service_env.is_empty() {
             String::new()
         } else {
