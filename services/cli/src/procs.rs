@@ -23,7 +23,7 @@ pub const WORKER_THREADS: &str = "TOKIO_WORKER_THREADS";
 /// service runs a worker per CPU, and on a small machine the services'
 /// workers mostly wake each other and the PostgreSQL backends off the few
 /// cores: with one worker each instead of two, `valerix bench` measured
-/// 15-25% less CPU per order in the services on 2 CPUs (bench/README.md).
+/// 10-30% less CPU per order in the services on 2 CPUs (bench/README.md).
 /// The services are I/O bound; one worker keeps up with what the database
 /// can do here. Set TOKIO_WORKER_THREADS to override (it is passed through).
 pub fn colocated_worker_threads() -> usize {

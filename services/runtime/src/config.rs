@@ -37,7 +37,7 @@ pub struct DatabaseArgs {
 /// services' pools together must not keep many more backends busy than
 /// there are cores, or each backend's statements run on caches the others
 /// just evicted. With 4 connections per service instead of 10 on 2 CPUs,
-/// `valerix bench` measured PostgreSQL's CPU per order 10-20% lower and
+/// `valerix bench` measured PostgreSQL's CPU per order 7-20% lower and
 /// 12% more orders/s at 8 clients (bench/README.md); more connections
 /// only queue inside PostgreSQL instead of in the pool.
 pub fn default_pool_size() -> u32 {
