@@ -15,6 +15,22 @@ use nix::{
 };
 use tokio::process::{Child, Command};
 
+/// tokio's own setting for its worker threads (default: one per CPU).
+pub const WORKER_THREADS: &str = "TOKIO_WORKER_THREADS";
+
+/// Worker threads per service when the whole stack shares one machine: a
+/// quarter of its CPUs each, at least one. With tokio's default every
+/// service runs a worker per CPU, and on a small machine the services'
+/// workers mostly wake each other and the PostgreSQL backends off the few
+/// cores: with one worker each instead of two, `valerix bench` measured
+/// 10-30% less CPU per order in the services on 2 CPUs (bench/README.md).
+/// The services are I/O bound; one worker keeps up with what the database
+/// can do here. Set TOKIO_WORKER_THREADS to override (it is passed through).
+pub fn colocated_worker_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / 4).max(1)
+}
+
 pub struct ServiceProcess {
     pub name: &'static str,
     /// host:port it listens on.
@@ -70,9 +86,11 @@ impl ServiceProcess {
 
     pub fn start(&mut self) -> anyhow::Result<()> {
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("service")
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+        cmd.arg("service").args(&self.args);
+        if std::env::var_os(WORKER_THREADS).is_none() {
+            cmd.env(WORKER_THREADS, colocated_worker_threads().to_string());
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if let Some(path) = &self.log {

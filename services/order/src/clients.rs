@@ -2,8 +2,8 @@
 //! turned into the few outcomes the saga decides on.
 
 use reqwest::Method;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 use valerix_runtime::client::{CallError, CallPolicy, Downstream};
 
 use crate::store::OrderRow;
@@ -55,8 +55,35 @@ impl Paid {
     }
 }
 
-fn reservation_body(o: &OrderRow) -> serde_json::Value {
-    json!({ "order_id": o.id, "product_id": o.product_id, "quantity": o.quantity })
+// The request bodies as types: serialised straight from the order row,
+// where a `serde_json::Value` first built a map of owned strings per call.
+
+#[derive(Serialize)]
+struct ReservationBody<'a> {
+    order_id: Uuid,
+    product_id: &'a str,
+    quantity: i32,
+}
+
+fn reservation_body(o: &OrderRow) -> ReservationBody<'_> {
+    ReservationBody {
+        order_id: o.id,
+        product_id: &o.product_id,
+        quantity: o.quantity,
+    }
+}
+
+#[derive(Serialize)]
+struct OrderRef {
+    order_id: Uuid,
+}
+
+#[derive(Serialize)]
+struct ChargeBody<'a> {
+    order_id: Uuid,
+    amount_cents: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
 }
 
 fn is_conflict(err: &CallError, kinds: &[&str]) -> bool {
@@ -112,7 +139,7 @@ impl Inventory {
             .call::<_, StatusOnly>(
                 Method::POST,
                 "/inventory/commit",
-                Some(&json!({ "order_id": o.id })),
+                Some(&OrderRef { order_id: o.id }),
             )
             .await
         {
@@ -148,32 +175,33 @@ impl Payments {
         &self.0
     }
 
-    async fn post(&self, path: &str, body: serde_json::Value) -> Result<Paid, CallError> {
+    async fn post(&self, path: &str, body: &impl Serialize) -> Result<Paid, CallError> {
         let answer = self
             .0
-            .call::<_, StatusOnly>(Method::POST, path, Some(&body))
+            .call::<_, StatusOnly>(Method::POST, path, Some(body))
             .await?;
         Paid::parse(&answer.body.status, Self::NAME)
     }
 
     /// Charges the order's amount, once per order.
     pub async fn charge(&self, o: &OrderRow) -> Result<Paid, CallError> {
-        let mut body = json!({ "order_id": o.id, "amount_cents": o.amount_cents });
-        if let Some(user) = &o.user_id {
-            body["user_id"] = json!(user);
-        }
-        self.post("/payments", body).await
+        let body = ChargeBody {
+            order_id: o.id,
+            amount_cents: o.amount_cents,
+            user_id: o.user_id.as_deref(),
+        };
+        self.post("/payments", &body).await
     }
 
     /// Learns the payment's outcome for good: fences off a charge that has
     /// not arrived yet, or returns the payment as it is.
     pub async fn void(&self, o: &OrderRow) -> Result<Paid, CallError> {
-        self.post("/payments/void", json!({ "order_id": o.id }))
+        self.post("/payments/void", &OrderRef { order_id: o.id })
             .await
     }
 
     pub async fn refund(&self, o: &OrderRow) -> Result<Paid, CallError> {
-        self.post("/payments/refund", json!({ "order_id": o.id }))
+        self.post("/payments/refund", &OrderRef { order_id: o.id })
             .await
     }
 }

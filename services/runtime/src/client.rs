@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio_retry::{RetryIf, strategy::FixedInterval};
 
@@ -99,6 +99,11 @@ impl Default for CallPolicy {
 pub struct Downstream {
     name: &'static str,
     base: String,
+    /// `base` parsed once. Parsing a URL runs its host through IDNA, which
+    /// cost more instructions than anything else the order service does per
+    /// call; each call now only sets the path on a copy. None when `base`
+    /// is not a URL (every call then fails as unreachable, as before).
+    base_url: Option<Url>,
     http: reqwest::Client,
     policy: CallPolicy,
     breaker: Option<Arc<Breaker>>,
@@ -118,9 +123,11 @@ impl Downstream {
             .connect_timeout(policy.timeout)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
+        let base = base.trim_end_matches('/').to_owned();
         Self {
             name,
-            base: base.trim_end_matches('/').to_owned(),
+            base_url: Url::parse(&base).ok().filter(|u| !u.cannot_be_a_base()),
+            base,
             http,
             policy,
             breaker: policy.breaker.map(|p| Arc::new(Breaker::new(name, p))),
@@ -205,10 +212,12 @@ impl Downstream {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let mut req = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .timeout(timeout);
+        let mut req = match self.url(path) {
+            Some(url) => self.http.request(method, url),
+            // reqwest reports the bad URL when the request is sent.
+            None => self.http.request(method, format!("{}{}", self.base, path)),
+        }
+        .timeout(timeout);
         // The callee's server span becomes a child of the current (client) span.
         let mut trace = reqwest::header::HeaderMap::new();
         crate::otel::inject_current(&mut trace);
@@ -241,6 +250,20 @@ impl Downstream {
             reason: e.to_string(),
         })?;
         Ok(Answer { status, body })
+    }
+
+    /// `base` + `path` (which may carry a query), from the parsed base.
+    fn url(&self, path: &str) -> Option<Url> {
+        let mut url = self.base_url.clone()?;
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let prefix = url.path().trim_end_matches('/');
+        let full = format!("{prefix}{path}");
+        url.set_path(&full);
+        url.set_query(query);
+        Some(url)
     }
 
     /// Whether the service answers its health endpoint with 200.
@@ -436,6 +459,27 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn call_urls_are_the_base_and_the_path() {
+        let d = |base: &str| Downstream::new("test", base, CallPolicy::default());
+        let url = |d: &Downstream, p: &str| d.url(p).map(String::from);
+        let plain = d("http://127.0.0.1:5002/");
+        assert_eq!(
+            url(&plain, "/inventory/reserve").as_deref(),
+            Some("http://127.0.0.1:5002/inventory/reserve")
+        );
+        assert_eq!(
+            url(&plain, "/payments?order_id=x").as_deref(),
+            Some("http://127.0.0.1:5002/payments?order_id=x")
+        );
+        let prefixed = d("http://localhost:5000/api");
+        assert_eq!(
+            url(&prefixed, "/orders/1").as_deref(),
+            Some("http://localhost:5000/api/orders/1")
+        );
+        assert_eq!(url(&d("not a url"), "/x"), None);
+    }
 
     fn breaker(open_ms: u64) -> Breaker {
         Breaker::new(

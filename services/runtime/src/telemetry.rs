@@ -103,6 +103,25 @@ where
     }
 }
 
+/// The OpenTelemetry layer without the per-poll and per-span extras that
+/// nobody reads: every span is entered and left on each poll of its future,
+/// many times per request, and with inactivity tracking (`busy_ns`/`idle_ns`
+/// attributes) each of those read the clock and locked the span, and with
+/// context activation each pushed a context onto a thread-local stack (only
+/// OpenTelemetry-native instrumentation reads that; we have none: trace
+/// context goes out through `otel::inject_current`, which asks the tracing
+/// span). Thread attributes allocate the thread's name for every span.
+fn otel_layer<S>(tracer: opentelemetry_sdk::trace::Tracer) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
+        .with_threads(false)
+}
+
 /// Safe to call more than once: tests start several services in one process.
 pub fn init(service: &'static str) {
     crate::prometheus::install();
@@ -111,7 +130,7 @@ pub fn init(service: &'static str) {
     let (logs, note) = log_layer(service);
     let installed = tracing_subscriber::registry()
         .with(logs)
-        .with(tracing_opentelemetry::layer().with_tracer(traces.tracer))
+        .with(otel_layer(traces.tracer))
         .with(LogsAndTraces(filter))
         .try_init()
         .is_ok();

@@ -32,6 +32,7 @@ use self::{
     cpu::{CpuTime, Roles},
     stack::Stack,
 };
+use crate::procs::{WORKER_THREADS, colocated_worker_threads};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mix {
@@ -492,13 +493,41 @@ fn markdown(
     );
     let _ = writeln!(
         m,
-        "- database-only: the same SQL through the services' store code (create, reserve tx, charge, commit tx, settle), N tasks on N connections, no HTTP"
+        "- database-only: the same SQL through the services' store code (create, reserve, charge, commit, settle), N tasks on N connections, no HTTP"
     );
+    if stack.is_own() {
+        // What a service process sees: --service-env, else our environment
+        // (inherited), else the default.
+        let setting = |key: &str, default: String| {
+            args.service_env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(key).ok())
+                .unwrap_or(default)
+        };
+        let workers = setting(WORKER_THREADS, colocated_worker_threads().to_string());
+        let pool = setting(
+            "VALERIX_DB_POOL_SIZE",
+            valerix_runtime::config::default_pool_size().to_string(),
+        );
+        let _ = writeln!(
+            m,
+            "- each service process: {workers} tokio worker thread(s) (`{WORKER_THREADS}`), a pool of up to {pool} database connections (`VALERIX_DB_POOL_SIZE`)"
+        );
+    }
     let _ = writeln!(
         m,
-        "- each measurement: {:.1} s warm-up, {:.1} s measured, from empty tables; orders of 1 unit; every service and the load generator share the machine{}\n",
+        "- each measurement: {:.1} s warm-up, {:.1} s measured, {}; orders of 1 unit; every service and the load generator share the machine{}\n",
         args.warmup.as_secs_f64(),
         args.duration.as_secs_f64(),
+        // `reset` empties only a cluster of our own.
+        if stack.is_own() {
+            "from empty tables"
+        } else {
+            "on the running stack's tables as they are (not emptied)"
+        },
         if args.service_env.is_empty() {
             String::new()
         } else {
