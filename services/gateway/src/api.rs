@@ -84,8 +84,6 @@ pub struct Upstreams {
     pub inventory: Downstream,
     pub payment: Downstream,
     pub health_timeout: Duration,
-    /// For the order service's `/metrics`, which is text, not JSON.
-    http: reqwest::Client,
 }
 
 impl Upstreams {
@@ -100,7 +98,6 @@ impl Upstreams {
             inventory: Downstream::new(Service::Inventory.name(), &config.inventory_url, policy),
             payment: Downstream::new(Service::Payment.name(), &config.payment_url, policy),
             health_timeout: config.health_timeout(),
-            http: reqwest::Client::new(),
         }
     }
 
@@ -138,17 +135,8 @@ impl Upstreams {
 
     /// The SLA gauge from the order service's `/metrics`.
     async fn sla_seconds(&self) -> Option<f64> {
-        let resp = self
-            .http
-            .get(format!("{}/metrics", self.order.base_url()))
-            .timeout(self.health_timeout)
-            .send()
-            .await
-            .ok()?;
-        if !resp.status().is_success() {
-            return None;
-        }
-        gauge_value(&resp.text().await.ok()?, SLA_GAUGE)
+        let exposition = self.order.text("/metrics", self.health_timeout).await?;
+        gauge_value(&exposition, SLA_GAUGE)
     }
 
     /// Whether the service accepts gremlins: its `GET /gremlin` answers

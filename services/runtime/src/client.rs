@@ -266,6 +266,16 @@ impl Downstream {
         Some(url)
     }
 
+    /// A GET's body as text (e.g. `/metrics`), when it answers 2xx in time.
+    pub async fn text(&self, path: &str, timeout: Duration) -> Option<String> {
+        let url = self.url(path)?;
+        let resp = self.http.get(url).timeout(timeout).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.text().await.ok()
+    }
+
     /// Whether the service answers its health endpoint with 200.
     pub async fn is_healthy(&self, timeout: Duration) -> bool {
         matches!(
