@@ -136,14 +136,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
 
     let exe = std::env::current_exe().context("locating the valerix binary")?;
-    let database = vec!["--database-url".to_owned(), db_url.clone()];
+    // Our own cluster is on this host: the services reach it through its
+    // Unix socket (people get the TCP URL printed below).
+    let services_db_url = cluster
+        .as_ref()
+        .map_or_else(|| db_url.clone(), |c| c.socket_url("valerix"));
+    let database = vec!["--database-url".to_owned(), services_db_url];
     let with_gremlins = !args.no_gremlins;
+    // The services call each other over Unix sockets beside the state
+    // files; their TCP ports stay for people, Prometheus and the tests.
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
     let service = |name, sub, listen: &String, extra: &[String]| {
         let mut args = extra.to_vec();
         if with_gremlins {
             args.push("--gremlins".to_owned());
         }
-        let mut p = ServiceProcess::new(&exe, name, sub, listen.clone(), args);
+        let mut p =
+            ServiceProcess::new(&exe, name, sub, listen.clone(), args).unix_socket_in(&state_dir);
         if obs.jaeger_running() {
             p = p
                 .env("OTEL_EXPORTER_OTLP_ENDPOINT", observe::JAEGER_OTLP)
@@ -151,12 +161,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         p
     };
+    let inventory = service("inventory-service", "inventory", &inv_listen, &database);
+    let payment = service("payment-service", "payment", &pay_listen, &database);
     let downstreams = [
         "--inventory-url".to_owned(),
-        format!("http://{inv_listen}"),
+        inventory.local_address(),
         "--payment-url".to_owned(),
-        format!("http://{pay_listen}"),
+        payment.local_address(),
     ];
+    let order = service(
+        "order-service",
+        "order",
+        &order_listen,
+        &[database.clone(), downstreams.to_vec()].concat(),
+    );
     let ui_dir = args.ui_dir.clone().or_else(|| find_ui_dir(&exe));
     let ui = match &ui_dir {
         Some(dir) => vec!["--ui-dir".to_owned(), dir.display().to_string()],
@@ -169,30 +187,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let upstreams = [
         "--order-url".to_owned(),
-        format!("http://{order_listen}"),
+        order.local_address(),
         "--inventory-url".to_owned(),
-        format!("http://{inv_listen}"),
+        inventory.local_address(),
         "--payment-url".to_owned(),
-        format!("http://{pay_listen}"),
+        payment.local_address(),
     ];
-    // Started in dependency order; the gateway is listed first: it is
-    // where a person starts.
-    let mut procs = vec![
-        service("inventory-service", "inventory", &inv_listen, &database),
-        service("payment-service", "payment", &pay_listen, &database),
-        service(
-            "order-service",
-            "order",
-            &order_listen,
-            &[database.clone(), downstreams.to_vec()].concat(),
-        ),
-        service(
-            "api-gateway",
-            "gateway",
-            &gw_listen,
-            &[upstreams.to_vec(), ui].concat(),
-        ),
-    ];
+    let gateway = service(
+        "api-gateway",
+        "gateway",
+        &gw_listen,
+        &[upstreams.to_vec(), ui].concat(),
+    );
+    // Started in dependency order, then listed with the gateway first: it
+    // is where a person starts.
+    let mut procs = vec![inventory, payment, order, gateway];
     let http = reqwest::Client::new();
     for p in &mut procs {
         p.start()?;

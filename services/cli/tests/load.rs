@@ -18,6 +18,7 @@ async fn a_run_through_a_gremlin_window_settles_every_affected_order_and_loses_n
             c.breaker_open_ms = 1000;
             c.reconcile_interval_ms = 100;
         }),
+        ..StackOptions::default()
     })
     .await;
     for p in ["LOAD-1", "LOAD-2", "LOAD-3"] {

@@ -298,6 +298,16 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// The same database reached through the server's Unix socket in the
+    /// cluster's directory: no loopback TCP for a client on this host.
+    pub fn socket_url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@localhost:{}/{database}?host={}",
+            self.port,
+            self.root.display()
+        )
+    }
+
     pub fn dir(&self) -> &Path {
         &self.root
     }

@@ -20,6 +20,7 @@ use valerix_runtime::observe::RouteLabels;
 use valerix_runtime::{
     allow::{Allowed, with_allow},
     server, systemd,
+    upstream::{Upstream, UpstreamError},
 };
 
 use crate::{
@@ -31,7 +32,7 @@ pub const NAME: &str = "api-gateway";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{name} is not a valid URL: {reason}")]
+    #[error("{name} is not a valid address: {reason}")]
     Url { name: &'static str, reason: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
@@ -80,20 +81,25 @@ fn poem_path(path: &str) -> String {
 /// The gateway's routes: docs, its own operations, a proxy per prefix of
 /// the route table, and the dashboard for everything else.
 pub fn app(config: &Config) -> Result<impl Endpoint<Output = Response> + 'static, Error> {
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2).min(config.upstream_timeout()))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()?;
-    let base = |name: &'static str, url: &str| {
-        reqwest::Url::parse(url).map_err(|e| Error::Url {
-            name,
-            reason: e.to_string(),
-        })
-    };
+    // One client per service: a client reaching a Unix socket sends every
+    // request to it.
+    let upstream =
+        |name: &'static str, address: &str| -> Result<(reqwest::Url, reqwest::Client), Error> {
+            let upstream: Upstream = address.parse().map_err(|e: UpstreamError| Error::Url {
+                name,
+                reason: e.to_string(),
+            })?;
+            let http = upstream.client(
+                reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(2).min(config.upstream_timeout()))
+                    .pool_idle_timeout(Duration::from_secs(30)),
+            )?;
+            Ok((upstream.url().clone(), http))
+        };
     let (order, inventory, payment) = (
-        base("ORDER_URL", &config.order_url)?,
-        base("INVENTORY_URL", &config.inventory_url)?,
-        base("PAYMENT_URL", &config.payment_url)?,
+        upstream("ORDER_URL", &config.order_url)?,
+        upstream("INVENTORY_URL", &config.inventory_url)?,
+        upstream("PAYMENT_URL", &config.payment_url)?,
     );
 
     let api = openapi(GatewayApi::new(Arc::new(Upstreams::new(config))));
@@ -103,12 +109,12 @@ pub fn app(config: &Config) -> Result<impl Endpoint<Output = Response> + 'static
         app = app.at(poem_path(&path.path), own.clone());
     }
     for route in ROUTES {
-        let base = match route.service {
+        let (base, http) = match route.service {
             Service::Order => order.clone(),
             Service::Inventory => inventory.clone(),
             Service::Payment => payment.clone(),
         };
-        let proxy = Proxy::new(route, base, http.clone(), config.upstream_timeout());
+        let proxy = Proxy::new(route, base, http, config.upstream_timeout());
         app = app.nest(route.prefix, proxy);
     }
     let app = app.nest("/", ui::endpoint(&config.ui_dir));

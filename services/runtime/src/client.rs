@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio_retry::{RetryIf, strategy::FixedInterval};
 
-use crate::problem::Problem;
+use crate::{problem::Problem, upstream::Upstream};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
@@ -102,8 +102,8 @@ pub struct Downstream {
     /// `base` parsed once. Parsing a URL runs its host through IDNA, which
     /// cost more instructions than anything else the order service does per
     /// call; each call now only sets the path on a copy. None when `base`
-    /// is not a URL (every call then fails as unreachable, as before).
-    base_url: Option<Url>,
+    /// is not an address (every call then fails as unreachable).
+    upstream: Option<Upstream>,
     http: reqwest::Client,
     policy: CallPolicy,
     breaker: Option<Arc<Breaker>>,
@@ -118,16 +118,20 @@ pub struct Answer<T> {
 
 impl Downstream {
     pub fn new(name: &'static str, base: &str, policy: CallPolicy) -> Self {
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(30))
-            .connect_timeout(policy.timeout)
-            .build()
+        let builder = || {
+            reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(30))
+                .connect_timeout(policy.timeout)
+        };
+        let upstream = base.parse::<Upstream>().ok();
+        let http = upstream
+            .as_ref()
+            .map_or_else(|| builder().build(), |u| u.client(builder()))
             .unwrap_or_else(|_| reqwest::Client::new());
-        let base = base.trim_end_matches('/').to_owned();
         Self {
             name,
-            base_url: Url::parse(&base).ok().filter(|u| !u.cannot_be_a_base()),
-            base,
+            base: base.trim_end_matches('/').to_owned(),
+            upstream,
             http,
             policy,
             breaker: policy.breaker.map(|p| Arc::new(Breaker::new(name, p))),
@@ -254,16 +258,7 @@ impl Downstream {
 
     /// `base` + `path` (which may carry a query), from the parsed base.
     fn url(&self, path: &str) -> Option<Url> {
-        let mut url = self.base_url.clone()?;
-        let (path, query) = match path.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (path, None),
-        };
-        let prefix = url.path().trim_end_matches('/');
-        let full = format!("{prefix}{path}");
-        url.set_path(&full);
-        url.set_query(query);
-        Some(url)
+        self.upstream.as_ref().map(|u| u.join(path))
     }
 
     /// A GET's body as text (e.g. `/metrics`), when it answers 2xx in time.
@@ -278,12 +273,11 @@ impl Downstream {
 
     /// Whether the service answers its health endpoint with 200.
     pub async fn is_healthy(&self, timeout: Duration) -> bool {
+        let Some(url) = self.url("/health") else {
+            return false;
+        };
         matches!(
-            self.http
-                .get(format!("{}/health", self.base))
-                .timeout(timeout)
-                .send()
-                .await,
+            self.http.get(url).timeout(timeout).send().await,
             Ok(r) if r.status().is_success()
         )
     }
@@ -291,13 +285,8 @@ impl Downstream {
     /// The service's health document, whatever its status (a 503 still says
     /// which dependency is down); None when it did not answer with one.
     pub async fn health(&self, timeout: Duration) -> Option<crate::health::Health> {
-        let resp = self
-            .http
-            .get(format!("{}/health", self.base))
-            .timeout(timeout)
-            .send()
-            .await
-            .ok()?;
+        let url = self.url("/health")?;
+        let resp = self.http.get(url).timeout(timeout).send().await.ok()?;
         resp.json().await.ok()
     }
 
@@ -487,6 +476,11 @@ mod tests {
         assert_eq!(
             url(&prefixed, "/orders/1").as_deref(),
             Some("http://localhost:5000/api/orders/1")
+        );
+        assert_eq!(
+            url(&d("unix:/run/valerix/inventory.sock"), "/inventory/reserve").as_deref(),
+            Some("http://localhost/inventory/reserve"),
+            "over a socket the URL only carries the path"
         );
         assert_eq!(url(&d("not a url"), "/x"), None);
     }

@@ -98,6 +98,11 @@ pub struct HttpArgs {
     /// How long a request past --max-in-flight may wait before it is shed
     #[arg(long, env = "VALERIX_SHED_AFTER_MS", default_value_t = 50)]
     pub shed_after_ms: u64,
+
+    /// Also serve on this Unix domain socket, for callers on the same host
+    /// (they use the address unix:PATH); the TCP address stays as it is
+    #[arg(long, env = "VALERIX_UNIX_SOCKET")]
+    pub unix_socket: Option<PathBuf>,
 }
 
 impl HttpArgs {
@@ -114,6 +119,7 @@ impl Default for HttpArgs {
             gremlins: false,
             max_in_flight: 256,
             shed_after_ms: 50,
+            unix_socket: None,
         }
     }
 }

@@ -156,7 +156,9 @@ pub const INVALID_BODY: &str = "The request is malformed: a path, query or heade
      values out of range); `detail` says which.";
 pub const TOO_LARGE: &str = "The body is larger than the service accepts (64 KiB by default).";
 pub const NOT_JSON: &str = "The body is not declared as JSON (`Content-Type: application/json`).";
-pub const UNAVAILABLE: &str = "The database is unavailable; retry later.";
+pub const UNAVAILABLE: &str = "Not now; retry later. `database-unavailable`: the database cannot \
+     be reached. `overloaded`: the service is at its limit of requests in flight \
+     (`--max-in-flight`) and sheds this one at once, with `Retry-After` in seconds.";
 pub const INTERNAL: &str = "The service failed; the cause is logged, not returned.";
 
 /// The error answers one operation can give, each with what it means there.

@@ -2,9 +2,13 @@
 //! request telemetry, the edge error mapping, body limits, readiness and a
 //! graceful drain on shutdown.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, path::Path, time::Duration};
 
-use poem::{EndpointExt, IntoEndpoint, Route, Server, get, http::Method, listener::TcpAcceptor};
+use poem::{
+    Endpoint, EndpointExt, IntoEndpoint, Route, Server, get,
+    http::Method,
+    listener::{Acceptor, AcceptorExt, TcpAcceptor, UnixAcceptor},
+};
 use poem_openapi::{OpenApi, OpenApiService};
 use tokio::net::TcpListener;
 
@@ -154,28 +158,70 @@ pub async fn serve_app(
     });
 
     let addr = listener.local_addr()?;
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
-    tracing::info!(%addr, service, "serving");
+    let tcp = TcpAcceptor::from_tokio(listener)?;
+    let socket = http.unix_socket.as_deref().map(bind_unix).transpose()?;
+    let serving = match &socket {
+        Some((_, path)) => format!("serving on {addr} and {}", path.display()),
+        None => format!("serving on {addr}"),
+    };
+    tracing::info!(service, "{serving}");
     // By now the socket is bound and the caller has connected to the
     // database and applied the migrations: ready in systemd's sense.
-    let serving = format!("serving on {addr}");
     systemd::ready(&serving);
     let watchdog = systemd::spawn_watchdog(liveness, serving.clone());
-    let served = Server::new_with_acceptor(acceptor)
-        .name(service)
-        .run_with_graceful_shutdown(
-            app,
-            async move {
-                shutdown.await;
-                systemd::stopping();
-            },
-            Some(Duration::from_secs(http.drain_secs)),
-        )
-        .await;
+    let shutdown = async move {
+        shutdown.await;
+        systemd::stopping();
+    };
+    let drain = Some(Duration::from_secs(http.drain_secs));
+    let served = match socket {
+        Some((unix, path)) => {
+            let served = run(service, tcp.combine(unix), app, shutdown, drain).await;
+            let _ = std::fs::remove_file(path);
+            served
+        }
+        None => run(service, tcp, app, shutdown, drain).await,
+    };
     for task in [gauge_timer, watchdog].into_iter().flatten() {
         task.abort();
     }
     served
+}
+
+async fn run(
+    service: &'static str,
+    acceptor: impl Acceptor + 'static,
+    app: impl Endpoint + 'static,
+    shutdown: impl Future<Output = ()> + Send,
+    drain: Option<Duration>,
+) -> std::io::Result<()> {
+    Server::new_with_acceptor(acceptor)
+        .name(service)
+        .run_with_graceful_shutdown(app, shutdown, drain)
+        .await
+}
+
+/// Binds the Unix domain socket at `path`. A socket file left behind by a
+/// process that was killed is replaced; one that still answers is in use.
+fn bind_unix(path: &Path) -> std::io::Result<(UnixAcceptor, &Path)> {
+    use std::os::unix::{
+        fs::FileTypeExt,
+        net::{UnixListener, UnixStream},
+    };
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use by another process", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display()))
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok((UnixAcceptor::from_std(listener)?, path))
 }
 
 /// What a service binary's `main` does: logs, bind, run until SIGTERM.

@@ -20,12 +20,20 @@ use crate::problem::Problem;
 /// Seconds a shed client is asked to wait.
 const RETRY_AFTER_SECS: u64 = 1;
 
-/// Probes, metrics and the fault controls must answer under overload:
-/// that is when they are needed.
+/// Probes, metrics, the fault controls and the gateway's overview (the
+/// dashboard's health view) must answer under overload: that is when they
+/// are needed.
 fn exempt(path: &str) -> bool {
-    ["/health", "/metrics", "/gremlin", "/docs", "/openapi"]
-        .iter()
-        .any(|p| path.starts_with(p))
+    [
+        "/health",
+        "/metrics",
+        "/gremlin",
+        "/docs",
+        "/openapi",
+        "/api/overview",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
 }
 
 fn overloaded(limit: usize) -> Response {

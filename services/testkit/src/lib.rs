@@ -4,6 +4,7 @@
 
 use std::{
     net::SocketAddr,
+    path::PathBuf,
     sync::OnceLock,
     time::{Duration, Instant},
 };
@@ -141,9 +142,13 @@ where
 }
 
 pub async fn start_inventory(db: &TestDb, gremlins: bool) -> Running {
-    let (l, url) = listener().await;
     let mut config = inventory_service::Config::with_database(&db.url);
     config.http.gremlins = gremlins;
+    start_inventory_with(config).await
+}
+
+pub async fn start_inventory_with(config: inventory_service::Config) -> Running {
+    let (l, url) = listener().await;
     spawn_service(l, url, |l, rx| async move {
         inventory_service::run(config, l, async move {
             let _ = rx.await;
@@ -153,9 +158,13 @@ pub async fn start_inventory(db: &TestDb, gremlins: bool) -> Running {
 }
 
 pub async fn start_payment(db: &TestDb, gremlins: bool) -> Running {
-    let (l, url) = listener().await;
     let mut config = payment_service::Config::with_database(&db.url);
     config.http.gremlins = gremlins;
+    start_payment_with(config).await
+}
+
+pub async fn start_payment_with(config: payment_service::Config) -> Running {
+    let (l, url) = listener().await;
     spawn_service(l, url, |l, rx| async move {
         payment_service::run(config, l, async move {
             let _ = rx.await;
@@ -199,6 +208,9 @@ pub struct StackOptions {
     pub order: Box<dyn FnOnce(&mut order_service::Config) + Send>,
     /// Start every service with the /gremlin endpoints enabled.
     pub gremlins: bool,
+    /// Each service also serves on `<dir>/<service>.sock`, and the order
+    /// service calls inventory and payment through their sockets.
+    pub unix_sockets: Option<PathBuf>,
 }
 
 impl Default for StackOptions {
@@ -206,6 +218,7 @@ impl Default for StackOptions {
         Self {
             order: Box::new(|_| {}),
             gremlins: false,
+            unix_sockets: None,
         }
     }
 }
@@ -218,11 +231,26 @@ impl Stack {
     pub async fn start_with(opts: StackOptions) -> Self {
         let db = TestDb::new().await;
         let pool = db.pool().await;
-        let inventory = start_inventory(&db, opts.gremlins).await;
-        let payment = start_payment(&db, opts.gremlins).await;
+        let socket = |name: &str| {
+            opts.unix_sockets
+                .as_ref()
+                .map(|d| d.join(format!("{name}.sock")))
+        };
+        let mut inventory_config = inventory_service::Config::with_database(&db.url);
+        inventory_config.http.gremlins = opts.gremlins;
+        inventory_config.http.unix_socket = socket("inventory");
+        let inventory = start_inventory_with(inventory_config).await;
+        let mut payment_config = payment_service::Config::with_database(&db.url);
+        payment_config.http.gremlins = opts.gremlins;
+        payment_config.http.unix_socket = socket("payment");
+        let payment = start_payment_with(payment_config).await;
         let mut config = order_service::Config::with_database(&db.url);
-        config.inventory_url = inventory.url.clone();
-        config.payment_url = payment.url.clone();
+        let address = |name: &str, url: &String| {
+            socket(name).map_or_else(|| url.clone(), |p| format!("unix:{}", p.display()))
+        };
+        config.inventory_url = address("inventory", &inventory.url);
+        config.payment_url = address("payment", &payment.url);
+        config.http.unix_socket = socket("order");
         config.reconcile_interval_ms = 100;
         config.http.gremlins = opts.gremlins;
         (opts.order)(&mut config);

@@ -42,6 +42,15 @@ pub enum Mix {
     Spread,
 }
 
+/// How the services reach each other and PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// Unix domain sockets, as `valerix up` runs them
+    Unix,
+    /// Loopback TCP, as services on separate hosts would
+    Tcp,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Concurrency levels (clients, and connections for the database-only bound)
@@ -76,6 +85,11 @@ pub struct BenchArgs {
     /// Also run the overload with shedding off (services restarted with VALERIX_MAX_IN_FLIGHT=0)
     #[arg(long)]
     pub compare_unshed: bool,
+
+    /// How the services call each other and reach PostgreSQL; the
+    /// database-only bound uses the same way to PostgreSQL
+    #[arg(long, value_enum, default_value = "unix")]
+    pub transport: Transport,
 
     /// KEY=VALUE in every service's environment, e.g. VALERIX_DB_POOL_SIZE=32 (repeatable)
     #[arg(long = "service-env", value_parser = parse_env)]
@@ -320,7 +334,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (Some(_), None) => bail!("--target needs --database-url (the bound runs on that database)"),
         _ => {
             eprintln!("starting a throwaway PostgreSQL and the services...");
-            Stack::start(args.service_env.clone()).await?
+            Stack::start(args.service_env.clone(), args.transport).await?
         }
     };
     let result = measure_all(&args, &mut stack).await;
@@ -515,6 +529,14 @@ fn markdown(
         let _ = writeln!(
             m,
             "- each service process: {workers} tokio worker thread(s) (`{WORKER_THREADS}`), a pool of up to {pool} database connections (`VALERIX_DB_POOL_SIZE`)"
+        );
+        let _ = writeln!(
+            m,
+            "- the services call each other and reach PostgreSQL (as does the bound) over {}",
+            match args.transport {
+                Transport::Unix => "Unix domain sockets (`--transport unix`)",
+                Transport::Tcp => "loopback TCP (`--transport tcp`)",
+            }
         );
     }
     let _ = writeln!(

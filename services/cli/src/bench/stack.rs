@@ -8,7 +8,7 @@ use anyhow::Context;
 use sqlx::{Connection, PgConnection, PgPool};
 use valerix_devdb::Cluster;
 
-use super::cpu::Roles;
+use super::{Transport, cpu::Roles};
 use crate::procs::{ServiceProcess, free_port};
 
 /// Stock of every bench product: more than any run sells.
@@ -23,18 +23,22 @@ pub struct Stack {
     log_dir: PathBuf,
     exe: PathBuf,
     env: Vec<(String, String)>,
+    transport: Transport,
 }
 
 impl Stack {
     /// A throwaway cluster and the services on free ports, each service
     /// process with `env` on top of its defaults.
-    pub async fn start(env: Vec<(String, String)>) -> anyhow::Result<Self> {
+    pub async fn start(env: Vec<(String, String)>, transport: Transport) -> anyhow::Result<Self> {
         let cluster = tokio::task::spawn_blocking(Cluster::start).await??;
         let mut admin = PgConnection::connect(&cluster.url("postgres")).await?;
         sqlx::query("CREATE DATABASE valerix_bench")
             .execute(&mut admin)
             .await?;
-        let database_url = cluster.url("valerix_bench");
+        let database_url = match transport {
+            Transport::Unix => cluster.socket_url("valerix_bench"),
+            Transport::Tcp => cluster.url("valerix_bench"),
+        };
         valerix_runtime::db::connect_and_migrate(&valerix_runtime::config::DatabaseArgs::from_url(
             &database_url,
         ))
@@ -51,6 +55,7 @@ impl Stack {
             log_dir,
             exe: std::env::current_exe().context("locating the valerix binary")?,
             env,
+            transport,
         };
         stack.start_services().await?;
         Ok(stack)
@@ -66,6 +71,7 @@ impl Stack {
             log_dir: PathBuf::new(),
             exe: PathBuf::new(),
             env: Vec::new(),
+            transport: Transport::Tcp,
         }
     }
 
@@ -95,6 +101,9 @@ impl Stack {
             for (k, v) in &self.env {
                 svc = svc.env(k, v);
             }
+            if self.transport == Transport::Unix {
+                svc = svc.unix_socket_in(&self.log_dir);
+            }
             Ok(svc)
         };
         let inventory = mk("inventory-service", "inventory", vec![])?;
@@ -104,9 +113,9 @@ impl Stack {
             "order",
             vec![
                 "--inventory-url".to_owned(),
-                inventory.url(),
+                inventory.local_address(),
                 "--payment-url".to_owned(),
-                payment.url(),
+                payment.local_address(),
             ],
         )?;
         self.target = order.url();

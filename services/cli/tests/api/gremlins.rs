@@ -16,6 +16,7 @@ fn fast_failing() -> StackOptions {
             c.breaker_failures = 4;
             c.breaker_open_ms = 1000;
         }),
+        ..StackOptions::default()
     }
 }
 

@@ -9,3 +9,4 @@ mod idempotency;
 mod metrics;
 mod orders;
 mod support;
+mod unix_sockets;
