@@ -119,7 +119,10 @@ mod tests {
     #[tokio::test]
     async fn past_the_limit_requests_are_shed_with_retry_after() {
         let app = Arc::new(limit_in_flight(
-            poem::Route::new().at("/orders", slow).at("/health", slow),
+            poem::Route::new()
+                .at("/orders", slow)
+                .at("/health", slow)
+                .at("/api/overview", slow),
             2,
             Duration::from_millis(20),
         ));
@@ -129,8 +132,14 @@ mod tests {
             burst(&app, "/orders", 4).await,
             [ok.clone(), ok.clone(), shed.clone(), shed]
         );
-        // Probes are never shed.
+        // Probes and the dashboard's health view are never shed.
         assert!(burst(&app, "/health", 4).await.iter().all(|r| r == &ok));
+        assert!(
+            burst(&app, "/api/overview", 4)
+                .await
+                .iter()
+                .all(|r| r == &ok)
+        );
     }
 
     #[tokio::test]
