@@ -2,7 +2,7 @@
 """Every environment variable nixos/module.nix sets for a service is one the
 services read: an `env = "NAME"` of a clap flag in services/*/src/config.rs or
 services/runtime/src/config.rs, or a variable the runtime's telemetry reads
-itself (OTEL_*, RUST_LOG). A name the binaries do not know would be ignored
+itself (OTEL_*, RUST_LOG), or tokio's TOKIO_WORKER_THREADS. A name the binaries do not know would be ignored
 silently and the unit would run on a default; Nix cannot run here, so this
 reads the files as text. Run from anywhere: nixos/check-module-env.py
 """
@@ -28,6 +28,8 @@ runtime = "\n".join(
     (root / "services/runtime/src" / f).read_text() for f in ("otel.rs", "telemetry.rs")
 )
 sdk = {name for name in set_by_module - clap_envs if name in runtime}
+# Read by tokio's multi-threaded runtime builder (#[tokio::main]).
+sdk |= set_by_module & {"TOKIO_WORKER_THREADS"}
 
 unknown = sorted(set_by_module - clap_envs - sdk)
 if not set_by_module or unknown:

@@ -67,7 +67,17 @@ let
       addr;
 
   localTarget = name: hostPort (connectHost cfg.${name}.listenAddress) cfg.${name}.port;
-  urlOf = name: "http://${localTarget name}";
+
+  # Each service also serves on a Unix socket in its RuntimeDirectory; the
+  # services call each other through it (mode 0600 under UMask 0077: only the
+  # valerix user can connect). The TCP ports stay for people and Prometheus.
+  socketOf = name: "/run/valerix/${name}/http.sock";
+  urlOf =
+    name:
+    if cfg.unixSockets && cfg.${name}.enable then
+      "unix:${socketOf name}"
+    else
+      "http://${localTarget name}";
 
   localDatabaseUrl = "postgres:///valerix?host=/run/postgresql&user=valerix";
 
@@ -129,6 +139,10 @@ let
       OTEL_SERVICE_NAME = def.binary;
       RUST_LOG = cfg.logLevel;
     }
+    // optionalAttrs cfg.unixSockets { VALERIX_UNIX_SOCKET = socketOf name; }
+    // optionalAttrs (cfg.workerThreads != null) {
+      TOKIO_WORKER_THREADS = toString cfg.workerThreads;
+    }
     // optionalAttrs def.usesDatabase (
       if cfg.database.createLocally then
         { DATABASE_URL = localDatabaseUrl; }
@@ -183,6 +197,7 @@ let
           User = "valerix";
           Group = "valerix";
         }
+        // optionalAttrs cfg.unixSockets { RuntimeDirectory = "valerix/${name}"; }
         // optionalAttrs remoteDb { LoadCredential = [ "database-url:${cfg.database.urlFile}" ]; };
     };
 
@@ -270,6 +285,27 @@ in
           string: a Nix path literal would copy the secret into the Nix store.
         '';
       };
+    };
+
+    unixSockets = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Let each service also serve on /run/valerix/<service>/http.sock (VALERIX_UNIX_SOCKET),
+        and have the order service and the gateway call the other services through those
+        sockets instead of loopback TCP. Only the valerix user can connect to them.
+      '';
+    };
+
+    workerThreads = mkOption {
+      type = types.nullOr types.ints.positive;
+      default = null;
+      example = 1;
+      description = ''
+        TOKIO_WORKER_THREADS of every service; null keeps tokio's default of one per CPU.
+        When the four services and PostgreSQL share a small host, a quarter of the CPUs
+        each (what `valerix up` uses) cost 10-30% less CPU per order in `valerix bench`.
+      '';
     };
 
     otlpEndpoint = mkOption {
