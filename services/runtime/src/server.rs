@@ -146,6 +146,10 @@ pub async fn serve_app(
     let app = shed::limit_in_flight(app, http.max_in_flight, http.shed_after());
     let app = observe::requests(service, routes, latency_gauge.clone(), app);
 
+    let addr = listener.local_addr()?;
+    let tcp = TcpAcceptor::from_tokio(listener)?;
+    let socket = http.unix_socket.as_deref().map(bind_unix).transpose()?;
+
     // Requests publish the gauge as they end; the timer lets it decay to 0.
     let gauge_timer = latency_gauge.map(|g| {
         tokio::spawn(async move {
@@ -157,9 +161,6 @@ pub async fn serve_app(
         })
     });
 
-    let addr = listener.local_addr()?;
-    let tcp = TcpAcceptor::from_tokio(listener)?;
-    let socket = http.unix_socket.as_deref().map(bind_unix).transpose()?;
     let serving = match &socket {
         Some((_, path)) => format!("serving on {addr} and {}", path.display()),
         None => format!("serving on {addr}"),
