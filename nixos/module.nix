@@ -69,7 +69,7 @@ let
   localTarget = name: hostPort (connectHost cfg.${name}.listenAddress) cfg.${name}.port;
 
   # Each service also serves on a Unix socket in its RuntimeDirectory; the
-  # services call each other through it (mode 0600 under UMask 0077: only the
+  # services call each other through it (mode 0700 under UMask 0077: only the
   # valerix user can connect). The TCP ports stay for people and Prometheus.
   socketOf = name: "/run/valerix/${name}/http.sock";
   urlOf =

@@ -128,6 +128,19 @@ pkgs.testers.runNixOSTest {
         code, order = post_order()
         assert code == 201 and order["status"] == "CONFIRMED", (code, order)
 
+    with subtest("the services call each other over their Unix sockets, the valerix user's only"):
+        for name in ["order", "inventory", "payment", "gateway"]:
+            path = f"/run/valerix/{name}/http.sock"
+            mode = machine.succeed(f"stat -c '%F %a %U' {path}").strip()
+            assert mode == "socket 700 valerix", (path, mode)
+        machine.succeed(
+            "systemctl show --property=Environment valerix-order.service"
+            + " | grep -F 'INVENTORY_URL=unix:/run/valerix/inventory/http.sock'"
+        )
+        sock = "--unix-socket /run/valerix/inventory/http.sock http://localhost/health"
+        machine.succeed(f"runuser -u valerix -- curl -sf {sock}")
+        machine.fail(f"runuser -u nobody -- curl -sf {sock}")
+
     with subtest("the 3 s inventory gremlin: orders PENDING_INVENTORY, SLA alert firing"):
         machine.succeed("gremlin-on")
         pending = []
