@@ -11,6 +11,8 @@ struct Cli {
     command: Cmd,
 }
 
+// Parsed once per process; its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the whole stack on localhost (throwaway PostgreSQL, services, demo data)

@@ -1,7 +1,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
-use valerix_runtime::config::HttpArgs;
+use valerix_runtime::{config::HttpArgs, upstream::Upstream};
 
 /// The API gateway: the dashboard and the services' APIs behind one address.
 #[derive(Debug, Clone, Parser)]
@@ -14,17 +14,17 @@ pub struct Config {
     #[command(flatten)]
     pub http: HttpArgs,
 
-    /// Base URL of the order service
+    /// The order service: http://HOST:PORT, or unix:/path/to.sock (its --unix-socket)
     #[arg(long, env = "ORDER_URL", default_value = "http://127.0.0.1:5001")]
-    pub order_url: String,
+    pub order_url: Upstream,
 
-    /// Base URL of the inventory service
+    /// The inventory service: http://HOST:PORT, or unix:/path/to.sock
     #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:5002")]
-    pub inventory_url: String,
+    pub inventory_url: Upstream,
 
-    /// Base URL of the payment service
+    /// The payment service: http://HOST:PORT, or unix:/path/to.sock
     #[arg(long, env = "PAYMENT_URL", default_value = "http://127.0.0.1:5003")]
-    pub payment_url: String,
+    pub payment_url: Upstream,
 
     /// Directory of the dashboard served at `/` (index.html and its assets)
     #[arg(long, env = "VALERIX_UI_DIR", default_value = "ui")]
@@ -40,14 +40,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults, with the services at the given base URLs (for tests).
-    pub fn with_upstreams(order: &str, inventory: &str, payment: &str) -> Self {
+    /// The defaults, with the services at the given addresses (for tests).
+    pub fn with_upstreams(order: Upstream, inventory: Upstream, payment: Upstream) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             http: HttpArgs::default(),
-            order_url: order.to_owned(),
-            inventory_url: inventory.to_owned(),
-            payment_url: payment.to_owned(),
+            order_url: order,
+            inventory_url: inventory,
+            payment_url: payment,
             ui_dir: PathBuf::from("ui"),
             upstream_timeout_ms: 10_000,
             health_timeout_ms: 1_000,

@@ -20,7 +20,7 @@ use valerix_runtime::observe::RouteLabels;
 use valerix_runtime::{
     allow::{Allowed, with_allow},
     server, systemd,
-    upstream::{Upstream, UpstreamError},
+    upstream::Upstream,
 };
 
 use crate::{
@@ -32,8 +32,6 @@ pub const NAME: &str = "api-gateway";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{name} is not a valid address: {reason}")]
-    Url { name: &'static str, reason: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
     #[error("serving failed: {0}")]
@@ -83,23 +81,18 @@ fn poem_path(path: &str) -> String {
 pub fn app(config: &Config) -> Result<impl Endpoint<Output = Response> + 'static, Error> {
     // One client per service: a client reaching a Unix socket sends every
     // request to it.
-    let upstream =
-        |name: &'static str, address: &str| -> Result<(reqwest::Url, reqwest::Client), Error> {
-            let upstream: Upstream = address.parse().map_err(|e: UpstreamError| Error::Url {
-                name,
-                reason: e.to_string(),
-            })?;
-            let http = upstream.client(
-                reqwest::Client::builder()
-                    .connect_timeout(Duration::from_secs(2).min(config.upstream_timeout()))
-                    .pool_idle_timeout(Duration::from_secs(30)),
-            )?;
-            Ok((upstream.url().clone(), http))
-        };
+    let upstream = |upstream: &Upstream| -> Result<(reqwest::Url, reqwest::Client), Error> {
+        let http = upstream.client(
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(2).min(config.upstream_timeout()))
+                .pool_idle_timeout(Duration::from_secs(30)),
+        )?;
+        Ok((upstream.url().clone(), http))
+    };
     let (order, inventory, payment) = (
-        upstream("ORDER_URL", &config.order_url)?,
-        upstream("INVENTORY_URL", &config.inventory_url)?,
-        upstream("PAYMENT_URL", &config.payment_url)?,
+        upstream(&config.order_url)?,
+        upstream(&config.inventory_url)?,
+        upstream(&config.payment_url)?,
     );
 
     let api = openapi(GatewayApi::new(Arc::new(Upstreams::new(config))));
@@ -148,9 +141,9 @@ pub async fn run(
 /// The OpenAPI document, for `valerix openapi` and the drift test.
 pub fn spec() -> String {
     let config = Config::with_upstreams(
-        "http://127.0.0.1:5001",
-        "http://127.0.0.1:5002",
-        "http://127.0.0.1:5003",
+        Upstream::local(5001),
+        Upstream::local(5002),
+        Upstream::local(5003),
     );
     openapi(GatewayApi::new(Arc::new(Upstreams::new(&config)))).spec()
 }

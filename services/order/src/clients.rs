@@ -4,7 +4,10 @@
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use valerix_runtime::client::{CallError, CallPolicy, Downstream};
+use valerix_runtime::{
+    client::{CallError, CallPolicy, Downstream},
+    upstream::Upstream,
+};
 
 use crate::store::OrderRow;
 
@@ -96,7 +99,7 @@ pub struct Inventory(Downstream);
 impl Inventory {
     pub const NAME: &'static str = "inventory-service";
 
-    pub fn new(base: &str, policy: CallPolicy) -> Self {
+    pub fn new(base: &Upstream, policy: CallPolicy) -> Self {
         Self(Downstream::new(Self::NAME, base, policy))
     }
 
@@ -167,7 +170,7 @@ pub struct Payments(Downstream);
 impl Payments {
     pub const NAME: &'static str = "payment-service";
 
-    pub fn new(base: &str, policy: CallPolicy) -> Self {
+    pub fn new(base: &Upstream, policy: CallPolicy) -> Self {
         Self(Downstream::new(Self::NAME, base, policy))
     }
 

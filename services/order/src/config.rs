@@ -4,6 +4,7 @@ use clap::{ArgAction, Parser};
 use valerix_runtime::{
     client::{BreakerPolicy, CallPolicy},
     config::{DatabaseArgs, HttpArgs},
+    upstream::Upstream,
 };
 
 /// Orders: takes them, reserves stock, charges, and settles every one.
@@ -20,13 +21,13 @@ pub struct Config {
     #[command(flatten)]
     pub http: HttpArgs,
 
-    /// Base URL of the inventory service
+    /// The inventory service: http://HOST:PORT, or unix:/path/to.sock (its --unix-socket)
     #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:5002")]
-    pub inventory_url: String,
+    pub inventory_url: Upstream,
 
-    /// Base URL of the payment service
+    /// The payment service: http://HOST:PORT, or unix:/path/to.sock (its --unix-socket)
     #[arg(long, env = "PAYMENT_URL", default_value = "http://127.0.0.1:5003")]
-    pub payment_url: String,
+    pub payment_url: Upstream,
 
     /// Timeout of one call to inventory or payment, in milliseconds
     #[arg(long, env = "VALERIX_CALL_TIMEOUT_MS", default_value_t = 2000)]
@@ -67,8 +68,8 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
             db: DatabaseArgs::from_url(url),
             http: HttpArgs::default(),
-            inventory_url: "http://127.0.0.1:5002".into(),
-            payment_url: "http://127.0.0.1:5003".into(),
+            inventory_url: Upstream::local(5002),
+            payment_url: Upstream::local(5003),
             call_timeout_ms: 2000,
             call_retries: 1,
             order_deadline_secs: 300,
@@ -90,5 +91,33 @@ impl Config {
             }),
             ..CallPolicy::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn downstream_addresses_are_checked_when_the_service_starts() {
+        let parse = |flags: &[&str]| {
+            Config::try_parse_from(["order-service"].iter().chain(flags)).map(|c| {
+                (
+                    c.inventory_url.to_string(),
+                    c.payment_url.socket().is_some(),
+                )
+            })
+        };
+        assert_eq!(
+            parse(&["--payment-url", "unix:/run/valerix/payment/http.sock"]).ok(),
+            Some(("http://127.0.0.1:5002".to_owned(), true))
+        );
+        let err = parse(&["--inventory-url", "127.0.0.1:5002"])
+            .expect_err("a host:port without a scheme is not an address")
+            .to_string();
+        assert!(err.contains("--inventory-url"), "{err}");
+        assert!(parse(&["--payment-url", "unix:payment.sock"]).is_err());
     }
 }

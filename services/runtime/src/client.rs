@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio_retry::{RetryIf, strategy::FixedInterval};
 
@@ -98,12 +98,10 @@ impl Default for CallPolicy {
 #[derive(Debug, Clone)]
 pub struct Downstream {
     name: &'static str,
-    base: String,
-    /// `base` parsed once. Parsing a URL runs its host through IDNA, which
-    /// cost more instructions than anything else the order service does per
-    /// call; each call now only sets the path on a copy. None when `base`
-    /// is not an address (every call then fails as unreachable).
-    upstream: Option<Upstream>,
+    /// Parsed once, at configuration: parsing a URL runs its host through
+    /// IDNA, which cost more instructions than anything else the order
+    /// service does per call; each call only sets the path on a copy.
+    upstream: Upstream,
     http: reqwest::Client,
     policy: CallPolicy,
     breaker: Option<Arc<Breaker>>,
@@ -117,21 +115,17 @@ pub struct Answer<T> {
 }
 
 impl Downstream {
-    pub fn new(name: &'static str, base: &str, policy: CallPolicy) -> Self {
-        let builder = || {
-            reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(30))
-                .connect_timeout(policy.timeout)
-        };
-        let upstream = base.parse::<Upstream>().ok();
+    pub fn new(name: &'static str, upstream: &Upstream, policy: CallPolicy) -> Self {
         let http = upstream
-            .as_ref()
-            .map_or_else(|| builder().build(), |u| u.client(builder()))
+            .client(
+                reqwest::Client::builder()
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .connect_timeout(policy.timeout),
+            )
             .unwrap_or_else(|_| reqwest::Client::new());
         Self {
             name,
-            base: base.trim_end_matches('/').to_owned(),
-            upstream,
+            upstream: upstream.clone(),
             http,
             policy,
             breaker: policy.breaker.map(|p| Arc::new(Breaker::new(name, p))),
@@ -149,8 +143,8 @@ impl Downstream {
         self.name
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.base
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
     pub fn policy(&self) -> CallPolicy {
@@ -216,12 +210,10 @@ impl Downstream {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let mut req = match self.url(path) {
-            Some(url) => self.http.request(method, url),
-            // reqwest reports the bad URL when the request is sent.
-            None => self.http.request(method, format!("{}{}", self.base, path)),
-        }
-        .timeout(timeout);
+        let mut req = self
+            .http
+            .request(method, self.upstream.join(path))
+            .timeout(timeout);
         // The callee's server span becomes a child of the current (client) span.
         let mut trace = reqwest::header::HeaderMap::new();
         crate::otel::inject_current(&mut trace);
@@ -256,14 +248,9 @@ impl Downstream {
         Ok(Answer { status, body })
     }
 
-    /// `base` + `path` (which may carry a query), from the parsed base.
-    fn url(&self, path: &str) -> Option<Url> {
-        self.upstream.as_ref().map(|u| u.join(path))
-    }
-
     /// A GET's body as text (e.g. `/metrics`), when it answers 2xx in time.
     pub async fn text(&self, path: &str, timeout: Duration) -> Option<String> {
-        let url = self.url(path)?;
+        let url = self.upstream.join(path);
         let resp = self.http.get(url).timeout(timeout).send().await.ok()?;
         if !resp.status().is_success() {
             return None;
@@ -273,9 +260,7 @@ impl Downstream {
 
     /// Whether the service answers its health endpoint with 200.
     pub async fn is_healthy(&self, timeout: Duration) -> bool {
-        let Some(url) = self.url("/health") else {
-            return false;
-        };
+        let url = self.upstream.join("/health");
         matches!(
             self.http.get(url).timeout(timeout).send().await,
             Ok(r) if r.status().is_success()
@@ -285,7 +270,7 @@ impl Downstream {
     /// The service's health document, whatever its status (a 503 still says
     /// which dependency is down); None when it did not answer with one.
     pub async fn health(&self, timeout: Duration) -> Option<crate::health::Health> {
-        let url = self.url("/health")?;
+        let url = self.upstream.join("/health");
         let resp = self.http.get(url).timeout(timeout).send().await.ok()?;
         resp.json().await.ok()
     }
@@ -458,32 +443,6 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn call_urls_are_the_base_and_the_path() {
-        let d = |base: &str| Downstream::new("test", base, CallPolicy::default());
-        let url = |d: &Downstream, p: &str| d.url(p).map(String::from);
-        let plain = d("http://127.0.0.1:5002/");
-        assert_eq!(
-            url(&plain, "/inventory/reserve").as_deref(),
-            Some("http://127.0.0.1:5002/inventory/reserve")
-        );
-        assert_eq!(
-            url(&plain, "/payments?order_id=x").as_deref(),
-            Some("http://127.0.0.1:5002/payments?order_id=x")
-        );
-        let prefixed = d("http://localhost:5000/api");
-        assert_eq!(
-            url(&prefixed, "/orders/1").as_deref(),
-            Some("http://localhost:5000/api/orders/1")
-        );
-        assert_eq!(
-            url(&d("unix:/run/valerix/inventory.sock"), "/inventory/reserve").as_deref(),
-            Some("http://localhost/inventory/reserve"),
-            "over a socket the URL only carries the path"
-        );
-        assert_eq!(url(&d("not a url"), "/x"), None);
-    }
 
     fn breaker(open_ms: u64) -> Breaker {
         Breaker::new(

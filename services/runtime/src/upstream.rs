@@ -74,6 +74,17 @@ impl fmt::Display for Upstream {
 }
 
 impl Upstream {
+    /// `http://127.0.0.1:<port>`, the plan's address of a service on this host.
+    pub fn local(port: u16) -> Self {
+        let text = format!("http://127.0.0.1:{port}");
+        let url = Url::from_str(&text).unwrap_or_else(|_| unreachable!("a loopback URL parses"));
+        Self {
+            text,
+            url,
+            socket: None,
+        }
+    }
+
     /// The base URL requests are built on (`http://localhost` for a socket).
     pub fn url(&self) -> &Url {
         &self.url

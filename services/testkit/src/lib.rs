@@ -12,6 +12,7 @@ use std::{
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use valerix_devdb::Cluster;
+use valerix_runtime::upstream::Upstream;
 
 pub use valerix_devdb as devdb;
 
@@ -100,7 +101,19 @@ pub struct Running {
     task: JoinHandle<()>,
 }
 
+/// An address a test made up or was given (`http://...`, `unix:/...`).
+pub fn upstream(address: &str) -> Upstream {
+    address
+        .parse()
+        .unwrap_or_else(|e| panic!("test address {address}: {e}"))
+}
+
 impl Running {
+    /// Its TCP address, as a service's configuration takes it.
+    pub fn upstream(&self) -> Upstream {
+        upstream(&self.url)
+    }
+
     /// Stops the service and waits until its socket is closed.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
@@ -245,11 +258,14 @@ impl Stack {
         payment_config.http.unix_socket = socket("payment");
         let payment = start_payment_with(payment_config).await;
         let mut config = order_service::Config::with_database(&db.url);
-        let address = |name: &str, url: &String| {
-            socket(name).map_or_else(|| url.clone(), |p| format!("unix:{}", p.display()))
+        let address = |name: &str, svc: &Running| {
+            socket(name).map_or_else(
+                || svc.upstream(),
+                |p| upstream(&format!("unix:{}", p.display())),
+            )
         };
-        config.inventory_url = address("inventory", &inventory.url);
-        config.payment_url = address("payment", &payment.url);
+        config.inventory_url = address("inventory", &inventory);
+        config.payment_url = address("payment", &payment);
         config.http.unix_socket = socket("order");
         config.reconcile_interval_ms = 100;
         config.http.gremlins = opts.gremlins;
@@ -274,7 +290,11 @@ impl Stack {
 
     /// The gateway's settings for this stack's services.
     pub fn gateway_config(&self) -> api_gateway::Config {
-        api_gateway::Config::with_upstreams(&self.order.url, &self.inventory.url, &self.payment.url)
+        api_gateway::Config::with_upstreams(
+            self.order.upstream(),
+            self.inventory.upstream(),
+            self.payment.upstream(),
+        )
     }
 
     /// An API gateway in front of this stack, answering once it is up.

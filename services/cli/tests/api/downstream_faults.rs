@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use valerix_testkit::{Stack, StackOptions, black_hole, dead_address, eventually};
+use valerix_testkit::{Stack, StackOptions, black_hole, dead_address, eventually, upstream};
 
 use crate::support::*;
 
@@ -12,7 +12,7 @@ use crate::support::*;
 async fn hanging_inventory_answers_202_pending_inventory_within_the_bound() {
     let (hole, _task) = black_hole().await;
     let stack = Stack::start_with(StackOptions {
-        order: Box::new(move |c| c.inventory_url = hole),
+        order: Box::new(move |c| c.inventory_url = upstream(&hole)),
         ..Default::default()
     })
     .await;
@@ -39,7 +39,7 @@ async fn hanging_inventory_answers_202_pending_inventory_within_the_bound() {
 async fn hanging_payment_keeps_the_stock_and_answers_202_pending_payment() {
     let (hole, _task) = black_hole().await;
     let stack = Stack::start_with(StackOptions {
-        order: Box::new(move |c| c.payment_url = hole),
+        order: Box::new(move |c| c.payment_url = upstream(&hole)),
         ..Default::default()
     })
     .await;
@@ -61,7 +61,7 @@ async fn the_reconciler_confirms_once_the_payment_service_is_back() {
     let url = payment_url.clone();
     let stack = Stack::start_with(StackOptions {
         order: Box::new(move |c| {
-            c.payment_url = url;
+            c.payment_url = upstream(&url);
             c.call_timeout_ms = 300;
         }),
         ..Default::default()
@@ -105,7 +105,7 @@ async fn the_reconciler_confirms_once_the_payment_service_is_back() {
 async fn order_health_reports_an_unreachable_downstream() {
     let dead = dead_address().await;
     let stack = Stack::start_with(StackOptions {
-        order: Box::new(move |c| c.inventory_url = dead),
+        order: Box::new(move |c| c.inventory_url = upstream(&dead)),
         ..Default::default()
     })
     .await;

@@ -10,7 +10,7 @@ use poem::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use valerix_testkit::{Stack, StackOptions, addr_of, black_hole, dead_address, listener};
+use valerix_testkit::{Stack, StackOptions, addr_of, black_hole, dead_address, listener, upstream};
 
 /// Answers 418 `application/x-echo+json` with what it received.
 async fn echo_upstream() -> (String, tokio::task::JoinHandle<()>) {
@@ -134,7 +134,7 @@ async fn the_gateway_forwards_paths_headers_bodies_and_answers_unchanged() {
     let stack = Stack::start().await;
     let (echo, _task) = echo_upstream().await;
     let mut config = stack.gateway_config();
-    config.order_url = echo.clone();
+    config.order_url = upstream(&echo);
     let gw = stack.gateway_with(config).await;
 
     let body = "x".repeat(60_000);
@@ -218,7 +218,7 @@ async fn paths_that_would_leave_their_prefix_are_refused() {
     let stack = Stack::start().await;
     let (echo, _task) = echo_upstream().await;
     let mut config = stack.gateway_config();
-    config.order_url = echo;
+    config.order_url = upstream(&echo);
     let gw = stack.gateway_with(config).await;
     for path in [
         "/api/orders/../health",
@@ -248,8 +248,8 @@ async fn a_slow_service_is_a_504_and_a_dead_one_a_502() {
     let stack = Stack::start().await;
     let (hole, _task) = black_hole().await;
     let mut config = stack.gateway_config();
-    config.order_url = hole;
-    config.inventory_url = dead_address().await;
+    config.order_url = upstream(&hole);
+    config.inventory_url = upstream(&dead_address().await);
     config.upstream_timeout_ms = 300;
     let gw = stack.gateway_with(config).await;
 
@@ -316,7 +316,7 @@ async fn health_aggregates_the_services_and_the_database() {
     assert!(health["timestamp"].is_string());
 
     let mut config = stack.gateway_config();
-    config.order_url = dead_address().await;
+    config.order_url = upstream(&dead_address().await);
     let gw = stack.gateway_with(config).await;
     let resp = stack
         .http
@@ -446,7 +446,7 @@ async fn the_overview_shows_health_sla_breakers_and_gremlins() {
     // The order service gone: it and the database show as down, no SLA
     // figure and no breakers are made up.
     let mut config = stack.gateway_config();
-    config.order_url = dead_address().await;
+    config.order_url = upstream(&dead_address().await);
     let gw = stack.gateway_with(config).await;
     let o = overview(&stack, &gw.url).await;
     assert_eq!(o["services"]["order-service"], "unreachable");

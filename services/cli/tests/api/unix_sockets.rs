@@ -61,12 +61,17 @@ async fn an_order_goes_through_the_sockets_only() {
     );
 
     // The gateway reaches all three through their sockets.
-    let socket = |name: &str| format!("unix:{}", dir.join(format!("{name}.sock")).display());
+    let socket = |name: &str| {
+        valerix_testkit::upstream(&format!(
+            "unix:{}",
+            dir.join(format!("{name}.sock")).display()
+        ))
+    };
     let gateway = stack
         .gateway_with(api_gateway::Config::with_upstreams(
-            &socket("order"),
-            &socket("inventory"),
-            &socket("payment"),
+            socket("order"),
+            socket("inventory"),
+            socket("payment"),
         ))
         .await;
     let (status, placed) = json_of(
