@@ -1,7 +1,9 @@
 //! Where the CPU goes during a measurement: the time PostgreSQL, the
-//! services and this process (the client) spent on the processor, read from
-//! /proc. Divided by the orders done, it says what one order costs each part,
-//! which is what explains the ratio on a machine that is CPU bound.
+//! services and this process (the client) spent on the processor, and how
+//! often their threads were switched out (put to sleep to wait for a message,
+//! or preempted), read from /proc. Divided by the orders done, it says what
+//! one order costs each part, which is what explains the ratio on a machine
+//! that is CPU bound: every hand-over between processes is a switch.
 
 use std::{fs, path::PathBuf, time::Duration};
 
@@ -18,6 +20,10 @@ pub struct CpuTime {
     pub postgres: Duration,
     pub services: Duration,
     pub client: Duration,
+    /// Context switches (voluntary and not) of all their threads.
+    pub postgres_switches: u64,
+    pub services_switches: u64,
+    pub client_switches: u64,
 }
 
 impl std::ops::Sub for CpuTime {
@@ -27,8 +33,33 @@ impl std::ops::Sub for CpuTime {
             postgres: self.postgres.saturating_sub(o.postgres),
             services: self.services.saturating_sub(o.services),
             client: self.client.saturating_sub(o.client),
+            postgres_switches: self.postgres_switches.saturating_sub(o.postgres_switches),
+            services_switches: self.services_switches.saturating_sub(o.services_switches),
+            client_switches: self.client_switches.saturating_sub(o.client_switches),
         }
     }
+}
+
+/// Context switches of every thread of a process so far (a thread that
+/// already exited no longer counts; the ones here live as long as the run).
+fn switches(pid: u32) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| {
+                    l.starts_with("voluntary_ctxt_switches:")
+                        || l.starts_with("nonvoluntary_ctxt_switches:")
+                })
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 /// utime + stime of a process (all its threads), and its parent.
@@ -57,12 +88,15 @@ impl Roles {
             .trim()
             .parse()
             .ok()?;
+        let me = std::process::id();
         let mut t = CpuTime {
-            client: stat(std::process::id())?.0,
+            client: stat(me)?.0,
+            client_switches: switches(me),
             ..CpuTime::default()
         };
         for pid in &self.services {
             t.services += stat(*pid).map_or(Duration::ZERO, |(d, _)| d);
+            t.services_switches += switches(*pid);
         }
         // Backends come and go with connections: every child of the postmaster.
         for e in fs::read_dir("/proc").ok()?.flatten() {
@@ -73,6 +107,7 @@ impl Roles {
                 && (pid == postmaster || ppid == postmaster)
             {
                 t.postgres += d;
+                t.postgres_switches += switches(pid);
             }
         }
         Some(t)

@@ -150,6 +150,18 @@ impl Measured {
         })
     }
 
+    /// Context switches per order: (postgres, services, client).
+    pub fn switches_per_order(&self) -> Option<(f64, f64, f64)> {
+        let n = self.latency.len().max(1) as f64;
+        self.cpu.map(|c| {
+            (
+                c.postgres_switches as f64 / n,
+                c.services_switches as f64 / n,
+                c.client_switches as f64 / n,
+            )
+        })
+    }
+
     pub fn per_s(&self) -> f64 {
         self.latency.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -613,6 +625,31 @@ fn markdown(
                 e.1,
                 e.2,
                 e.0 + e.1 + e.2
+            );
+        }
+    }
+    if cells.iter().any(|c| c.db.median().cpu.is_some()) {
+        let _ = writeln!(
+            m,
+            "\nContext switches per confirmed order, from /proc (a thread put to sleep to wait for a message and woken again, or preempted): the hand-overs.\n\n| mix | N | database-only: PostgreSQL | client | end-to-end: PostgreSQL | services | client |\n|---|---|---|---|---|---|---|"
+        );
+        for c in cells {
+            let (Some(d), Some(e)) = (
+                c.db.median().switches_per_order(),
+                c.e2e.median().switches_per_order(),
+            ) else {
+                continue;
+            };
+            let _ = writeln!(
+                m,
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                mix_name(c.mix, args.spread),
+                c.concurrency,
+                d.0,
+                d.2,
+                e.0,
+                e.1,
+                e.2
             );
         }
     }
