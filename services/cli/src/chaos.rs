@@ -154,17 +154,20 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
             cfg.database_url.clone(),
         ];
         args.extend(extra);
+        // Over Unix sockets, as `valerix up` runs them: a killed service
+        // leaves its socket file behind, and its restart must replace it.
         ServiceProcess::new(&cfg.exe, name, sub, format!("127.0.0.1:{port}"), args)
             .env("RUST_LOG", "warn")
             .log_to(cfg.log_dir.join(format!("{name}-{port}.log")))
+            .unix_socket(cfg.log_dir.join(format!("{name}-{port}.sock")))
     };
     let mut inventory = mk("inventory-service", "inventory", free_port()?, vec![]);
     let mut payment = mk("payment-service", "payment", free_port()?, vec![]);
     let mut order_args = vec![
         "--inventory-url".to_owned(),
-        inventory.url(),
+        inventory.local_address(),
         "--payment-url".to_owned(),
-        payment.url(),
+        payment.local_address(),
         "--call-timeout-ms".to_owned(),
         "500".to_owned(),
         "--breaker-open-ms".to_owned(),

@@ -78,10 +78,9 @@ impl ServiceProcess {
         self
     }
 
-    /// Also serve on `<dir>/<name>.sock`, which [`Self::local_address`]
+    /// Also serve on the Unix socket `path`, which [`Self::local_address`]
     /// then gives to the services that call this one.
-    pub fn unix_socket_in(mut self, dir: &Path) -> Self {
-        let path = dir.join(format!("{}.sock", self.name));
+    pub fn unix_socket(mut self, path: PathBuf) -> Self {
         self = self.env("VALERIX_UNIX_SOCKET", &path.display().to_string());
         self.socket = Some(path);
         self

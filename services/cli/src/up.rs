@@ -152,8 +152,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         if with_gremlins {
             args.push("--gremlins".to_owned());
         }
-        let mut p =
-            ServiceProcess::new(&exe, name, sub, listen.clone(), args).unix_socket_in(&state_dir);
+        let mut p = ServiceProcess::new(&exe, name, sub, listen.clone(), args)
+            .unix_socket(state_dir.join(format!("{name}.sock")));
         if obs.jaeger_running() {
             p = p
                 .env("OTEL_EXPORTER_OTLP_ENDPOINT", observe::JAEGER_OTLP)

@@ -102,7 +102,7 @@ impl Stack {
                 svc = svc.env(k, v);
             }
             if self.transport == Transport::Unix {
-                svc = svc.unix_socket_in(&self.log_dir);
+                svc = svc.unix_socket(self.log_dir.join(format!("{name}.sock")));
             }
             Ok(svc)
         };
