@@ -2,9 +2,12 @@
 //! (`http://127.0.0.1:5002`), or HTTP over a Unix domain socket
 //! (`unix:/run/valerix/inventory.sock`) when both run on one host.
 //!
-//! The socket form exists for speed: on a small machine shared with the
-//! database, loopback TCP was about 40% of the services' CPU per order
-//! (bench/README.md), and a Unix socket skips the TCP stack entirely.
+//! The socket form is for services on one host: only users with write
+//! permission on the socket file can connect (the NixOS module gives it to
+//! the `valerix` user alone), and no TCP stack is on the path. It is not
+//! much faster: `valerix bench` measured the services' CPU per order within
+//! the noise of loopback TCP (bench/README.md); the wake-ups of each
+//! exchange cost the same either way.
 
 use std::{
     fmt,
