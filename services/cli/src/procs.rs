@@ -92,7 +92,7 @@ impl ServiceProcess {
     }
 
     /// How another service on this host reaches it: its Unix socket when it
-    /// has one (no loopback TCP: less CPU per call), else its TCP address.
+    /// has one, else its TCP address.
     pub fn local_address(&self) -> String {
         match &self.socket {
             Some(path) => format!("unix:{}", path.display()),
