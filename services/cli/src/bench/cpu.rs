@@ -49,7 +49,7 @@ fn switches(pid: u32) -> u64 {
     tasks
         .flatten()
         .filter_map(|t| fs::read_to_string(t.path().join("status")).ok())
-        .flat_map(|status| {
+        .map(|status| {
             status
                 .lines()
                 .filter(|l| {
@@ -57,7 +57,7 @@ fn switches(pid: u32) -> u64 {
                         || l.starts_with("nonvoluntary_ctxt_switches:")
                 })
                 .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
+                .sum::<u64>()
         })
         .sum()
 }

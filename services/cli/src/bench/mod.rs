@@ -138,27 +138,25 @@ impl Measured {
         }
     }
 
-    /// CPU per order, µs: (postgres, services, client).
-    pub fn cpu_per_order(&self) -> Option<(f64, f64, f64)> {
+    /// `parts` of the /proc figures, each divided by the orders done:
+    /// (postgres, services, client).
+    fn per_order(&self, parts: impl Fn(&CpuTime) -> [f64; 3]) -> Option<(f64, f64, f64)> {
         let n = self.latency.len().max(1) as f64;
         self.cpu.map(|c| {
-            (
-                c.postgres.as_secs_f64() * 1e6 / n,
-                c.services.as_secs_f64() * 1e6 / n,
-                c.client.as_secs_f64() * 1e6 / n,
-            )
+            let [p, s, cl] = parts(&c);
+            (p / n, s / n, cl / n)
         })
+    }
+
+    /// CPU per order, µs: (postgres, services, client).
+    pub fn cpu_per_order(&self) -> Option<(f64, f64, f64)> {
+        self.per_order(|c| [c.postgres, c.services, c.client].map(|d| d.as_secs_f64() * 1e6))
     }
 
     /// Context switches per order: (postgres, services, client).
     pub fn switches_per_order(&self) -> Option<(f64, f64, f64)> {
-        let n = self.latency.len().max(1) as f64;
-        self.cpu.map(|c| {
-            (
-                c.postgres_switches as f64 / n,
-                c.services_switches as f64 / n,
-                c.client_switches as f64 / n,
-            )
+        self.per_order(|c| {
+            [c.postgres_switches, c.services_switches, c.client_switches].map(|n| n as f64)
         })
     }
 
@@ -627,8 +625,6 @@ fn markdown(
                 e.0 + e.1 + e.2
             );
         }
-    }
-    if cells.iter().any(|c| c.db.median().cpu.is_some()) {
         let _ = writeln!(
             m,
             "\nContext switches per confirmed order, from /proc (a thread put to sleep to wait for a message and woken again, or preempted): the hand-overs.\n\n| mix | N | database-only: PostgreSQL | client | end-to-end: PostgreSQL | services | client |\n|---|---|---|---|---|---|---|"
