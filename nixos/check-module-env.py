@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Every environment variable nixos/module.nix sets for a service is one the
 services read: an `env = "NAME"` of a clap flag in services/*/src/config.rs or
-services/runtime/src/config.rs, or a variable the runtime's telemetry reads
+services/lib/runtime/src/config.rs, or a variable the runtime's telemetry reads
 itself (OTEL_*, RUST_LOG), or tokio's TOKIO_WORKER_THREADS. A name the binaries do not know would be ignored
 silently and the unit would run on a default; Nix cannot run here, so this
 reads the files as text. Run from anywhere: nixos/check-module-env.py
@@ -23,9 +23,9 @@ clap_envs = set()
 for path in configs:
     clap_envs |= set(re.findall(r'env = "([A-Z0-9_]+)"', path.read_text()))
 
-# Read by the runtime outside clap (services/runtime/src/{otel,telemetry}.rs).
+# Read by the runtime outside clap (services/lib/runtime/src/{otel,telemetry}.rs).
 runtime = "\n".join(
-    (root / "services/runtime/src" / f).read_text() for f in ("otel.rs", "telemetry.rs")
+    (root / "services/lib/runtime/src" / f).read_text() for f in ("otel.rs", "telemetry.rs")
 )
 sdk = {name for name in set_by_module - clap_envs if name in runtime}
 # Read by tokio's multi-threaded runtime builder (#[tokio::main]).

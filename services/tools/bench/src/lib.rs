@@ -21,7 +21,7 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use tokio::{sync::watch, time::Instant};
 
-use crate::load::{
+use valerix_load::{
     drive::{self, Arrival, Live, Plan, Until},
     parse_duration,
     tally::{Percentiles, Tally},
@@ -32,7 +32,7 @@ use self::{
     cpu::{CpuTime, Roles},
     stack::Stack,
 };
-use crate::procs::{WORKER_THREADS, colocated_worker_threads};
+use valerix_stack::process::{WORKER_THREADS, colocated_worker_threads};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mix {

@@ -1,7 +1,9 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use valerix::{audit, bench, chaos, load, openapi, seed, up};
+use valerix::{audit, chaos, openapi, seed, up};
+use valerix_bench as bench;
+use valerix_load as load;
 
 /// Valerix: a fault-tolerant e-commerce backend. The operator's verbs.
 #[derive(Parser)]

@@ -13,12 +13,12 @@ use std::{
 use anyhow::Context;
 use tokio::process::{Child, Command};
 
-const RULES: &str = include_str!("../../../grafana/prometheus/valerix-rules.yml");
-const DASHBOARD: &str = include_str!("../../../grafana/dashboards/valerix.json");
-const DATASOURCES: &str = include_str!("../../../grafana/provisioning/datasources/valerix.yml");
+const RULES: &str = include_str!("../../../../grafana/prometheus/valerix-rules.yml");
+const DASHBOARD: &str = include_str!("../../../../grafana/dashboards/valerix.json");
+const DATASOURCES: &str = include_str!("../../../../grafana/provisioning/datasources/valerix.yml");
 const DASHBOARD_PROVIDER: &str =
-    include_str!("../../../grafana/provisioning/dashboards/valerix.yml");
-const ALERTING: &str = include_str!("../../../grafana/provisioning/alerting/valerix-sla.yml");
+    include_str!("../../../../grafana/provisioning/dashboards/valerix.yml");
+const ALERTING: &str = include_str!("../../../../grafana/provisioning/alerting/valerix-sla.yml");
 
 /// A Prometheus scrape target: job name and host:port.
 pub struct Target {

@@ -9,7 +9,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use valerix_devdb::Cluster;
 
 use super::{Transport, cpu::Roles};
-use crate::procs::{ServiceProcess, free_port};
+use valerix_stack::process::{ServiceProcess, free_port};
 
 /// Stock of every bench product: more than any run sells.
 const STOCK: i32 = 100_000_000;

@@ -17,7 +17,7 @@ pub enum DbError {
 }
 
 /// The migrations are compiled in, so a packaged binary needs no files beside it.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../../migrations");
 
 /// Connects and brings the schema up to date. Migrations take an advisory lock,
 /// so several services starting at once against one database is safe.

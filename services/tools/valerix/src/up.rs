@@ -18,10 +18,9 @@ use sqlx::{Connection, PgConnection};
 use valerix_devdb::Cluster;
 use valerix_runtime::{config::DatabaseArgs, db};
 
-use crate::{
-    observe::{self, Target},
-    procs::ServiceProcess,
-};
+use valerix_stack::process::ServiceProcess;
+
+use crate::observe::{self, Target};
 
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
@@ -70,7 +69,7 @@ fn find_ui_dir(exe: &Path) -> Option<PathBuf> {
     [
         Some(PathBuf::from("ui")),
         installed,
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui")),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../ui")),
     ]
     .into_iter()
     .flatten()

@@ -25,7 +25,7 @@ fn report(line: &str) {
 }
 
 fn ui_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../ui");
     std::fs::canonicalize(&dir).unwrap_or(dir)
 }
 

@@ -21,10 +21,9 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{
-    audit::{self, Violation},
-    procs::{ServiceProcess, free_port},
-};
+use valerix_stack::process::{ServiceProcess, free_port};
+
+use crate::audit::{self, Violation};
 
 #[derive(Debug, Clone)]
 pub struct ChaosConfig {
