@@ -1,29 +1,33 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
-use valerix_runtime::{config::HttpArgs, upstream::Upstream};
+use valerix_runtime::{
+    config::{self, HttpArgs},
+    topology::Service,
+    upstream::Upstream,
+};
 
 /// The API gateway: the dashboard and the services' APIs behind one address.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "api-gateway", version, about)]
 pub struct Config {
     /// Address to listen on
-    #[arg(long, env = "VALERIX_LISTEN", default_value = "127.0.0.1:5000")]
+    #[arg(long, env = "VALERIX_LISTEN", default_value_t = Service::Gateway.default_listen())]
     pub listen: SocketAddr,
 
     #[command(flatten)]
     pub http: HttpArgs,
 
     /// The order service: http://HOST:PORT, or unix:/path/to.sock (its --unix-socket)
-    #[arg(long, env = "ORDER_URL", default_value = "http://127.0.0.1:5001")]
+    #[arg(long, env = "ORDER_URL", default_value_t = Service::Order.default_address())]
     pub order_url: Upstream,
 
     /// The inventory service: http://HOST:PORT, or unix:/path/to.sock
-    #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:5002")]
+    #[arg(long, env = "INVENTORY_URL", default_value_t = Service::Inventory.default_address())]
     pub inventory_url: Upstream,
 
     /// The payment service: http://HOST:PORT, or unix:/path/to.sock
-    #[arg(long, env = "PAYMENT_URL", default_value = "http://127.0.0.1:5003")]
+    #[arg(long, env = "PAYMENT_URL", default_value_t = Service::Payment.default_address())]
     pub payment_url: Upstream,
 
     /// Directory of the dashboard served at `/` (index.html and its assets)
@@ -42,16 +46,20 @@ pub struct Config {
 impl Config {
     /// The defaults, with the services at the given addresses (for tests).
     pub fn with_upstreams(order: Upstream, inventory: Upstream, payment: Upstream) -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
-            http: HttpArgs::default(),
-            order_url: order,
-            inventory_url: inventory,
-            payment_url: payment,
-            ui_dir: PathBuf::from("ui"),
-            upstream_timeout_ms: 10_000,
-            health_timeout_ms: 1_000,
-        }
+        let (order, inventory, payment) = (
+            order.to_string(),
+            inventory.to_string(),
+            payment.to_string(),
+        );
+        config::from_args(&[
+            Service::Order.address_flag(),
+            &order,
+            Service::Inventory.address_flag(),
+            &inventory,
+            Service::Payment.address_flag(),
+            &payment,
+        ])
+        .expect("the defaults parse, and the addresses are already parsed")
     }
 
     pub fn upstream_timeout(&self) -> Duration {

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use valerix_runtime::observe::RouteLabels;
 use valerix_runtime::{
     allow::{Allowed, with_allow},
-    server, systemd,
+    server, systemd, topology,
     upstream::Upstream,
 };
 
@@ -141,9 +141,9 @@ pub async fn run(
 /// The OpenAPI document, for `valerix openapi` and the drift test.
 pub fn spec() -> String {
     let config = Config::with_upstreams(
-        Upstream::local(5001),
-        Upstream::local(5002),
-        Upstream::local(5003),
+        topology::Service::Order.default_address(),
+        topology::Service::Inventory.default_address(),
+        topology::Service::Payment.default_address(),
     );
     openapi(GatewayApi::new(Arc::new(Upstreams::new(&config)))).spec()
 }

@@ -1,14 +1,17 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use valerix_runtime::config::{DatabaseArgs, HttpArgs};
+use valerix_runtime::{
+    config::{self, DatabaseArgs, HttpArgs},
+    topology::Service,
+};
 
 /// Stock per product and reservations keyed by order.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "inventory-service", version, about)]
 pub struct Config {
     /// Address to listen on
-    #[arg(long, env = "VALERIX_LISTEN", default_value = "127.0.0.1:5002")]
+    #[arg(long, env = "VALERIX_LISTEN", default_value_t = Service::Inventory.default_listen())]
     pub listen: SocketAddr,
 
     #[command(flatten)]
@@ -19,12 +22,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults with the given database, for tests and `valerix up`.
+    /// The defaults with the given database, for tests.
     pub fn with_database(url: &str) -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 5002)),
-            db: DatabaseArgs::from_url(url),
-            http: HttpArgs::default(),
-        }
+        config::from_args(&["--database-url", url]).expect("the defaults parse")
     }
 }

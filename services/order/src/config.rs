@@ -3,7 +3,8 @@ use std::{net::SocketAddr, time::Duration};
 use clap::{ArgAction, Parser};
 use valerix_runtime::{
     client::{BreakerPolicy, CallPolicy},
-    config::{DatabaseArgs, HttpArgs},
+    config::{self, DatabaseArgs, HttpArgs},
+    topology::Service,
     upstream::Upstream,
 };
 
@@ -12,7 +13,7 @@ use valerix_runtime::{
 #[command(name = "order-service", version, about)]
 pub struct Config {
     /// Address to listen on
-    #[arg(long, env = "VALERIX_LISTEN", default_value = "127.0.0.1:5001")]
+    #[arg(long, env = "VALERIX_LISTEN", default_value_t = Service::Order.default_listen())]
     pub listen: SocketAddr,
 
     #[command(flatten)]
@@ -22,11 +23,11 @@ pub struct Config {
     pub http: HttpArgs,
 
     /// The inventory service: http://HOST:PORT, or unix:/path/to.sock (its --unix-socket)
-    #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:5002")]
+    #[arg(long, env = "INVENTORY_URL", default_value_t = Service::Inventory.default_address())]
     pub inventory_url: Upstream,
 
     /// The payment service: http://HOST:PORT, or unix:/path/to.sock (its --unix-socket)
-    #[arg(long, env = "PAYMENT_URL", default_value = "http://127.0.0.1:5003")]
+    #[arg(long, env = "PAYMENT_URL", default_value_t = Service::Payment.default_address())]
     pub payment_url: Upstream,
 
     /// Timeout of one call to inventory or payment, in milliseconds
@@ -63,22 +64,9 @@ pub struct Config {
 }
 
 impl Config {
+    /// The defaults with the given database, for tests.
     pub fn with_database(url: &str) -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
-            db: DatabaseArgs::from_url(url),
-            http: HttpArgs::default(),
-            inventory_url: Upstream::local(5002),
-            payment_url: Upstream::local(5003),
-            call_timeout_ms: 2000,
-            call_retries: 1,
-            order_deadline_secs: 300,
-            reconcile_interval_ms: 500,
-            reconciler: true,
-            circuit_breaker: true,
-            breaker_failures: 5,
-            breaker_open_ms: 5000,
-        }
+        config::from_args(&["--database-url", url]).expect("the defaults parse")
     }
 
     pub fn call_policy(&self) -> CallPolicy {

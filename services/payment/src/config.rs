@@ -1,14 +1,17 @@
 use std::net::SocketAddr;
 
 use clap::{Args, Parser};
-use valerix_runtime::config::{DatabaseArgs, HttpArgs};
+use valerix_runtime::{
+    config::{self, DatabaseArgs, HttpArgs},
+    topology::Service,
+};
 
 /// Payments, at most one per order.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "payment-service", version, about)]
 pub struct Config {
     /// Address to listen on
-    #[arg(long, env = "VALERIX_LISTEN", default_value = "127.0.0.1:5003")]
+    #[arg(long, env = "VALERIX_LISTEN", default_value_t = Service::Payment.default_listen())]
     pub listen: SocketAddr,
 
     #[command(flatten)]
@@ -48,19 +51,13 @@ impl DeclineRule {
 
 impl Default for DeclineRule {
     fn default() -> Self {
-        Self {
-            decline_above_cents: 1_000_000,
-        }
+        config::defaults()
     }
 }
 
 impl Config {
+    /// The defaults with the given database, for tests.
     pub fn with_database(url: &str) -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 5003)),
-            db: DatabaseArgs::from_url(url),
-            http: HttpArgs::default(),
-            decline: DeclineRule::default(),
-        }
+        config::from_args(&["--database-url", url]).expect("the defaults parse")
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, Parser};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -13,6 +13,29 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// A configuration from `args` and the `#[arg]` defaults alone, never the
+/// environment: what tests and launchers build in-process. The defaults stay
+/// written once, in the attributes that `--help` shows.
+pub fn from_args<C: Parser>(args: &[&str]) -> Result<C, clap::Error> {
+    let command = C::command().mut_args(|arg| arg.env(None));
+    let name = command.get_name().to_owned();
+    let matches =
+        command.try_get_matches_from(std::iter::once(name.as_str()).chain(args.iter().copied()))?;
+    C::from_arg_matches(&matches)
+}
+
+/// The `#[arg]` defaults of one group of settings.
+pub fn defaults<A: Args>() -> A {
+    #[derive(Parser)]
+    struct Only<A: Args> {
+        #[command(flatten)]
+        settings: A,
+    }
+    from_args::<Only<A>>(&[])
+        .map(|only| only.settings)
+        .expect("the #[arg] defaults parse")
 }
 
 /// Where the database is. The file form exists for systemd `LoadCredential`,
@@ -113,13 +136,6 @@ impl HttpArgs {
 
 impl Default for HttpArgs {
     fn default() -> Self {
-        Self {
-            max_body_bytes: 64 * 1024,
-            drain_secs: 10,
-            gremlins: false,
-            max_in_flight: 256,
-            shed_after_ms: 50,
-            unix_socket: None,
-        }
+        defaults()
     }
 }

@@ -17,6 +17,7 @@ pub mod shed;
 pub mod shutdown;
 pub mod systemd;
 pub mod telemetry;
+pub mod topology;
 pub mod upstream;
 pub mod window;
 

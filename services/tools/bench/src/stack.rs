@@ -8,8 +8,9 @@ use anyhow::Context;
 use sqlx::{Connection, PgConnection, PgPool};
 use valerix_devdb::Cluster;
 
+use valerix_stack::{Service, StackBuilder};
+
 use super::{Transport, cpu::Roles};
-use valerix_stack::process::{ServiceProcess, free_port};
 
 /// Stock of every bench product: more than any run sells.
 const STOCK: i32 = 100_000_000;
@@ -19,7 +20,7 @@ pub struct Stack {
     pub database_url: String,
     /// The base whose `/orders` takes orders.
     pub target: String,
-    procs: Vec<ServiceProcess>,
+    services: Option<valerix_stack::Stack>,
     log_dir: PathBuf,
     exe: PathBuf,
     env: Vec<(String, String)>,
@@ -51,7 +52,7 @@ impl Stack {
             cluster: Some(cluster),
             database_url,
             target: String::new(),
-            procs: Vec::new(),
+            services: None,
             log_dir,
             exe: std::env::current_exe().context("locating the valerix binary")?,
             env,
@@ -67,7 +68,7 @@ impl Stack {
             cluster: None,
             database_url,
             target,
-            procs: Vec::new(),
+            services: None,
             log_dir: PathBuf::new(),
             exe: PathBuf::new(),
             env: Vec::new(),
@@ -82,7 +83,12 @@ impl Stack {
         };
         Roles {
             postmaster_pid_file: Some(cluster.dir().join("data").join("postmaster.pid")),
-            services: self.procs.iter().filter_map(ServiceProcess::pid).collect(),
+            services: self
+                .services
+                .iter()
+                .flat_map(|s| s.iter())
+                .filter_map(|p| p.pid())
+                .collect(),
         }
     }
 
@@ -91,49 +97,29 @@ impl Stack {
     }
 
     async fn start_services(&mut self) -> anyhow::Result<()> {
-        let mk = |name: &'static str, sub: &str, extra: Vec<String>| -> anyhow::Result<_> {
-            let listen = format!("127.0.0.1:{}", free_port()?);
-            let mut args = vec!["--database-url".to_owned(), self.database_url.clone()];
-            args.extend(extra);
-            let mut svc = ServiceProcess::new(&self.exe, name, sub, listen, args)
-                .env("RUST_LOG", "warn")
-                .log_to(self.log_dir.join(format!("{name}.log")));
-            for (k, v) in &self.env {
-                svc = svc.env(k, v);
-            }
-            if self.transport == Transport::Unix {
-                svc = svc.unix_socket(self.log_dir.join(format!("{name}.sock")));
-            }
-            Ok(svc)
-        };
-        let inventory = mk("inventory-service", "inventory", vec![])?;
-        let payment = mk("payment-service", "payment", vec![])?;
-        let order = mk(
-            "order-service",
-            "order",
-            vec![
-                "--inventory-url".to_owned(),
-                inventory.local_address(),
-                "--payment-url".to_owned(),
-                payment.local_address(),
-            ],
-        )?;
-        self.target = order.url();
-        self.procs = vec![inventory, payment, order];
-        let http = reqwest::Client::new();
-        for svc in &mut self.procs {
-            svc.start()?;
+        let mut stack = StackBuilder::new(&self.exe)
+            .with(Service::Inventory, 1)
+            .with(Service::Payment, 1)
+            .with(Service::Order, 1)
+            .database(&self.database_url)
+            .logs(&self.log_dir)
+            .env("RUST_LOG", "warn");
+        for (k, v) in &self.env {
+            stack = stack.env(k, v);
         }
-        for svc in &mut self.procs {
-            svc.wait_healthy(&http, Duration::from_secs(30)).await?;
+        if self.transport == Transport::Unix {
+            stack = stack.unix_sockets(&self.log_dir);
         }
+        let stack = stack.start().await?;
+        self.target = stack.get(Service::Order).url();
+        self.services = Some(stack);
         Ok(())
     }
 
     /// Stops the services and starts them again with other environment.
     pub async fn restart_services(&mut self, env: Vec<(String, String)>) -> anyhow::Result<()> {
-        for svc in &mut self.procs {
-            svc.stop(Duration::from_secs(10)).await;
+        if let Some(mut services) = self.services.take() {
+            services.stop(Duration::from_secs(10)).await;
         }
         self.env = env;
         self.start_services().await
@@ -201,8 +187,8 @@ impl Stack {
     }
 
     pub async fn stop(mut self) {
-        for svc in &mut self.procs {
-            svc.stop(Duration::from_secs(10)).await;
+        if let Some(mut services) = self.services.take() {
+            services.stop(Duration::from_secs(10)).await;
         }
         if let Some(mut c) = self.cluster.take() {
             let _ = tokio::task::spawn_blocking(move || c.stop()).await;

@@ -1,3 +1,10 @@
-//! The stack as processes: what it is made of and how it is started.
+//! The stack as processes: one launcher, wired from the topology in
+//! `valerix_runtime::topology`.
 
+pub mod launch;
+pub mod notify;
 pub mod process;
+
+pub use launch::{Ports, Stack, StackBuilder, StackError, wiring};
+pub use process::{LaunchError, Output, ServiceProcess};
+pub use valerix_runtime::topology::Service;

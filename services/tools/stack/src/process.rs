@@ -1,71 +1,137 @@
-//! A service as a child process (`valerix service <name> ...`): started,
-//! health-checked, killed and started again on the same address. Used by
-//! `valerix up` and by the fault schedule.
+//! One service as a child process (`valerix service <name> ...`), started
+//! the way systemd starts it: it is ready when it says READY=1 on a
+//! NOTIFY_SOCKET of ours, and that message names the address it serves on.
+//! It can be killed and started again on the same address.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
-    process::Stdio,
-    time::{Duration, Instant},
+    process::{ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
-use anyhow::{Context, bail};
 use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
-use tokio::process::{Child, Command};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    process::{Child, Command},
+};
+use valerix_runtime::topology::Service;
+
+use crate::notify::{Message, NotifySocket, serving_addr};
 
 /// tokio's own setting for its worker threads (default: one per CPU).
 pub const WORKER_THREADS: &str = "TOKIO_WORKER_THREADS";
+
+/// How long a service may take from its start to READY=1.
+pub const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// Worker threads per service when the whole stack shares one machine: a
 /// quarter of its CPUs each, at least one. With tokio's default every
 /// service runs a worker per CPU, and on a small machine the services'
 /// workers mostly wake each other and the PostgreSQL backends off the few
-/// cores: with one worker each instead of two, `valerix bench` measured
-/// 10-30% less CPU per order in the services on 2 CPUs (bench/README.md).
-/// The services are I/O bound; one worker keeps up with what the database
-/// can do here. Set TOKIO_WORKER_THREADS to override (it is passed through).
+/// cores (bench/README.md measures it). The services are I/O bound. Set
+/// TOKIO_WORKER_THREADS to override (it is passed through).
 pub fn colocated_worker_threads() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cpus / 4).max(1)
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("starting {name}: {source}")]
+    Spawn {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("{name}: {source}")]
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("{name} exited before it was ready ({status}){hint}")]
+    Exited {
+        name: String,
+        status: String,
+        hint: String,
+    },
+    #[error("{name} not ready within {within:?}{hint}")]
+    NotReady {
+        name: String,
+        within: Duration,
+        hint: String,
+    },
+    #[error("{name} said READY=1 without its address: {message:?}")]
+    NoAddress { name: String, message: Message },
+}
+
+/// Where a child's stdout and stderr go.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Ours (a person watching `valerix up`).
+    Inherit,
+    /// Appended to this file (it survives restarts).
+    File(PathBuf),
+    /// Kept in memory, for [`ServiceProcess::output`] (tests).
+    Capture,
+}
+
 pub struct ServiceProcess {
-    pub name: &'static str,
-    /// host:port it listens on.
-    pub listen: String,
+    pub service: Service,
+    /// Its name among replicas of one service (`order-service-2`).
+    pub name: String,
+    /// What it was asked to listen on (port 0: any); after its first READY=1
+    /// the address it got, so a restart comes back on the same one.
+    listen: SocketAddr,
     exe: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
-    /// Where its output goes; inherited from us when None.
-    log: Option<PathBuf>,
-    /// The Unix domain socket it also serves on, for the other services.
+    env_remove: Vec<String>,
+    output: Output,
+    captured: Arc<Mutex<String>>,
     socket: Option<PathBuf>,
+    notify: Option<NotifySocket>,
+    /// The messages up to and including the last READY=1.
+    pub startup: Vec<Message>,
     child: Option<Child>,
 }
 
 impl ServiceProcess {
-    /// `exe service <sub> --listen <listen> <args...>`.
-    pub fn new(
-        exe: &Path,
-        name: &'static str,
-        sub: &str,
-        listen: String,
-        args: Vec<String>,
-    ) -> Self {
-        let mut all = vec![sub.to_owned(), "--listen".to_owned(), listen.clone()];
-        all.extend(args);
+    /// `exe service <command> --listen <listen>`; more with the builders.
+    pub fn new(exe: &Path, service: Service, listen: SocketAddr) -> Self {
         Self {
-            name,
+            service,
+            name: service.name().to_owned(),
             listen,
             exe: exe.to_owned(),
-            args: all,
+            args: Vec::new(),
             env: Vec::new(),
-            log: None,
+            env_remove: Vec::new(),
+            output: Output::Inherit,
+            captured: Arc::default(),
             socket: None,
+            notify: None,
+            startup: Vec::new(),
             child: None,
         }
+    }
+
+    pub fn named(mut self, name: String) -> Self {
+        self.name = name;
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -73,20 +139,30 @@ impl ServiceProcess {
         self
     }
 
-    pub fn log_to(mut self, path: PathBuf) -> Self {
-        self.log = Some(path);
+    /// Not inherited from us (tests keep their own environment out).
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env_remove.push(key.to_owned());
+        self
+    }
+
+    pub fn output(mut self, output: Output) -> Self {
+        self.output = output;
         self
     }
 
     /// Also serve on the Unix socket `path`, which [`Self::local_address`]
     /// then gives to the services that call this one.
     pub fn unix_socket(mut self, path: PathBuf) -> Self {
-        self = self.env("VALERIX_UNIX_SOCKET", &path.display().to_string());
         self.socket = Some(path);
         self
     }
 
-    /// Its TCP address, for people, Prometheus and the load generator.
+    /// The address it serves TCP on (once ready, the one it really got).
+    pub fn addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Its TCP address as a URL, for people, Prometheus and load generators.
     pub fn url(&self) -> String {
         format!("http://{}", self.listen)
     }
@@ -105,32 +181,123 @@ impl ServiceProcess {
         self.child.as_ref().and_then(Child::id)
     }
 
-    pub fn start(&mut self) -> anyhow::Result<()> {
+    /// What it printed so far, with [`Output::Capture`].
+    pub fn captured(&self) -> String {
+        self.captured.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    fn hint(&self) -> String {
+        match &self.output {
+            Output::File(path) => format!(" (see {})", path.display()),
+            Output::Capture => format!("; output:\n{}", self.captured()),
+            Output::Inherit => String::new(),
+        }
+    }
+
+    /// Starts it and waits for READY=1.
+    pub async fn start(&mut self) -> Result<(), LaunchError> {
+        self.spawn()?;
+        self.ready().await
+    }
+
+    /// Starts the process; [`Self::ready`] waits for it.
+    pub fn spawn(&mut self) -> Result<(), LaunchError> {
+        let io = |source| LaunchError::Io {
+            name: self.name.clone(),
+            source,
+        };
+        if self.notify.is_none() {
+            self.notify = Some(NotifySocket::bind().map_err(io)?);
+        }
+        let notify = self.notify.as_ref().map(|n| n.path().to_owned());
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("service").args(&self.args);
+        cmd.args(["service", self.service.command(), "--listen"])
+            .arg(self.listen.to_string())
+            .args(&self.args);
+        if let Some(path) = &self.socket {
+            cmd.arg("--unix-socket").arg(path);
+        }
         if std::env::var_os(WORKER_THREADS).is_none() {
             cmd.env(WORKER_THREADS, colocated_worker_threads().to_string());
         }
+        // Meant for us, not for our children.
+        for key in ["WATCHDOG_USEC", "WATCHDOG_PID"]
+            .into_iter()
+            .chain(self.env_remove.iter().map(String::as_str))
+        {
+            cmd.env_remove(key);
+        }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("NOTIFY_SOCKET", notify.unwrap_or_default())
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        if let Some(path) = &self.log {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            cmd.stdout(log.try_clone()?).stderr(log);
+        match &self.output {
+            Output::Inherit => {}
+            Output::File(path) => {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(io)?;
+                cmd.stdout(log.try_clone().map_err(io)?).stderr(log);
+            }
+            Output::Capture => {
+                cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            }
         }
-        self.child = Some(
-            cmd.spawn()
-                .with_context(|| format!("starting {}", self.name))?,
-        );
+        let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+            name: self.name.clone(),
+            source,
+        })?;
+        if let Some(out) = child.stdout.take() {
+            capture(out, self.captured.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            capture(err, self.captured.clone());
+        }
+        self.child = Some(child);
         Ok(())
     }
 
-    fn signal(&self, sig: Signal) {
-        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+    /// Waits for READY=1 from the process [`Self::spawn`] started; fails
+    /// early when it exits first.
+    pub async fn ready(&mut self) -> Result<(), LaunchError> {
+        let (Some(notify), Some(child)) = (self.notify.as_mut(), self.child.as_mut()) else {
+            return Err(LaunchError::Exited {
+                name: self.name.clone(),
+                status: "never started".into(),
+                hint: String::new(),
+            });
+        };
+        let startup = tokio::select! {
+            seen = notify.wait_for("READY=1", READY_WITHIN) => seen,
+            status = child.wait() => {
+                let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                return Err(LaunchError::Exited { name: self.name.clone(), status, hint: self.hint() });
+            }
+        };
+        let startup = startup.map_err(|_| LaunchError::NotReady {
+            name: self.name.clone(),
+            within: READY_WITHIN,
+            hint: self.hint(),
+        })?;
+        let ready = startup.last().cloned().unwrap_or_default();
+        self.listen = serving_addr(&ready).ok_or_else(|| LaunchError::NoAddress {
+            name: self.name.clone(),
+            message: ready,
+        })?;
+        self.startup = startup;
+        Ok(())
+    }
+
+    /// The notifications it sends after READY=1 (WATCHDOG=1, STATUS=,
+    /// STOPPING=1), while it runs.
+    pub fn notifications(&mut self) -> Option<&mut NotifySocket> {
+        self.notify.as_mut()
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        if let Some(pid) = self.pid() {
             let _ = kill(Pid::from_raw(pid as i32), sig);
         }
     }
@@ -143,7 +310,13 @@ impl ServiceProcess {
         self.signal(Signal::SIGTERM);
     }
 
-    /// Not running: never started, or exited (on its own or killed).
+    /// How it ended, once it has (on its own or killed); None while it runs
+    /// or before it started.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// Not running: never started, or exited.
     pub fn is_dead(&mut self) -> bool {
         match &mut self.child {
             Some(c) => !matches!(c.try_wait(), Ok(None)),
@@ -151,48 +324,29 @@ impl ServiceProcess {
         }
     }
 
-    /// SIGTERM, then up to `grace` for the drain, then SIGKILL.
-    pub async fn stop(&mut self, grace: Duration) {
+    /// SIGTERM, then up to `grace` for the drain, then SIGKILL. How it
+    /// ended (None if it had to be killed or never ran).
+    pub async fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
         self.sigterm();
-        if let Some(mut c) = self.child.take()
-            && tokio::time::timeout(grace, c.wait()).await.is_err()
-        {
-            let _ = c.kill().await;
-        }
-    }
-
-    /// Waits until `GET /health` answers 200, failing early if the process dies.
-    pub async fn wait_healthy(
-        &mut self,
-        http: &reqwest::Client,
-        deadline: Duration,
-    ) -> anyhow::Result<()> {
-        let start = Instant::now();
-        loop {
-            if self.is_dead() {
-                let hint = self
-                    .log
-                    .as_ref()
-                    .map(|l| format!(" (see {})", l.display()))
-                    .unwrap_or_default();
-                bail!("{} exited while starting{hint}", self.name);
+        let mut child = self.child.take()?;
+        match tokio::time::timeout(grace, child.wait()).await {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                let _ = child.kill().await;
+                None
             }
-            if let Ok(r) = http.get(format!("{}/health", self.url())).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if start.elapsed() > deadline {
-                bail!("{} not healthy within {deadline:?}", self.name);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+fn capture(stream: impl AsyncRead + Unpin + Send + 'static, into: Arc<Mutex<String>>) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(mut out) = into.lock() {
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+    });
 }

@@ -3,6 +3,7 @@
 //! and the real services on port 0, over real HTTP.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     path::PathBuf,
     sync::OnceLock,
@@ -12,7 +13,7 @@ use std::{
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use valerix_devdb::Cluster;
-use valerix_runtime::upstream::Upstream;
+use valerix_runtime::{topology::Service, upstream::Upstream};
 
 pub use valerix_devdb as devdb;
 
@@ -55,6 +56,12 @@ fn cluster() -> &'static Cluster {
         .join()
         .unwrap_or_else(|_| panic!("starting PostgreSQL panicked"))
     })
+}
+
+/// A service's configuration from flags and its defaults.
+fn parse<C: clap::Parser>(args: &[String]) -> C {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    valerix_runtime::config::from_args(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 /// A database of its own for one test, already migrated.
@@ -244,31 +251,31 @@ impl Stack {
     pub async fn start_with(opts: StackOptions) -> Self {
         let db = TestDb::new().await;
         let pool = db.pool().await;
-        let socket = |name: &str| {
+        let socket = |service: Service| {
             opts.unix_sockets
                 .as_ref()
-                .map(|d| d.join(format!("{name}.sock")))
+                .map(|d| d.join(format!("{}.sock", service.command())))
         };
-        let mut inventory_config = inventory_service::Config::with_database(&db.url);
-        inventory_config.http.gremlins = opts.gremlins;
-        inventory_config.http.unix_socket = socket("inventory");
-        let inventory = start_inventory_with(inventory_config).await;
-        let mut payment_config = payment_service::Config::with_database(&db.url);
-        payment_config.http.gremlins = opts.gremlins;
-        payment_config.http.unix_socket = socket("payment");
-        let payment = start_payment_with(payment_config).await;
-        let mut config = order_service::Config::with_database(&db.url);
-        let address = |name: &str, svc: &Running| {
-            socket(name).map_or_else(
-                || svc.upstream(),
-                |p| upstream(&format!("unix:{}", p.display())),
-            )
+        let mut running: BTreeMap<Service, String> = BTreeMap::new();
+        // The flags the process launcher would give the service.
+        let args = |service: Service, running: &BTreeMap<Service, String>| {
+            let mut args = valerix_stack::wiring(service, Some(&db.url), opts.gremlins, |callee| {
+                running.get(&callee).cloned()
+            });
+            if let Some(path) = socket(service) {
+                args.extend(["--unix-socket".to_owned(), path.display().to_string()]);
+            }
+            args
         };
-        config.inventory_url = address("inventory", &inventory);
-        config.payment_url = address("payment", &payment);
-        config.http.unix_socket = socket("order");
+        let address = |service: Service, svc: &Running| {
+            socket(service).map_or_else(|| svc.url.clone(), |p| format!("unix:{}", p.display()))
+        };
+        let inventory = start_inventory_with(parse(&args(Service::Inventory, &running))).await;
+        running.insert(Service::Inventory, address(Service::Inventory, &inventory));
+        let payment = start_payment_with(parse(&args(Service::Payment, &running))).await;
+        running.insert(Service::Payment, address(Service::Payment, &payment));
+        let mut config: order_service::Config = parse(&args(Service::Order, &running));
         config.reconcile_interval_ms = 100;
-        config.http.gremlins = opts.gremlins;
         (opts.order)(&mut config);
         let order = start_order(config).await;
         let http = reqwest::Client::new();

@@ -21,7 +21,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use valerix_stack::process::{ServiceProcess, free_port};
+use valerix_stack::{Service, ServiceProcess, StackBuilder};
 
 use crate::audit::{self, Violation};
 
@@ -146,76 +146,62 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let mk = |name: &'static str, sub: &str, port: u16, extra: Vec<String>| {
-        let mut args = vec![
-            "--gremlins".to_owned(),
-            "--database-url".to_owned(),
-            cfg.database_url.clone(),
-        ];
-        args.extend(extra);
-        // Over Unix sockets, as `valerix up` runs them: a killed service
-        // leaves its socket file behind, and its restart must replace it.
-        ServiceProcess::new(&cfg.exe, name, sub, format!("127.0.0.1:{port}"), args)
-            .env("RUST_LOG", "warn")
-            .log_to(cfg.log_dir.join(format!("{name}-{port}.log")))
-            .unix_socket(cfg.log_dir.join(format!("{name}-{port}.sock")))
-    };
-    let mut inventory = mk("inventory-service", "inventory", free_port()?, vec![]);
-    let mut payment = mk("payment-service", "payment", free_port()?, vec![]);
     let mut order_args = vec![
-        "--inventory-url".to_owned(),
-        inventory.local_address(),
-        "--payment-url".to_owned(),
-        payment.local_address(),
-        "--call-timeout-ms".to_owned(),
-        "500".to_owned(),
-        "--breaker-open-ms".to_owned(),
-        "1000".to_owned(),
-        "--reconcile-interval-ms".to_owned(),
-        "200".to_owned(),
+        "--call-timeout-ms",
+        "500",
+        "--breaker-open-ms",
+        "1000",
+        "--reconcile-interval-ms",
+        "200",
     ];
     if !cfg.cure {
-        order_args.extend(
-            [
-                "--call-retries",
-                "0",
-                "--circuit-breaker",
-                "false",
-                "--reconciler",
-                "false",
-            ]
-            .map(String::from),
-        );
+        order_args.extend([
+            "--call-retries",
+            "0",
+            "--circuit-breaker",
+            "false",
+            "--reconciler",
+            "false",
+        ]);
     }
-    let mut orders = [
-        mk("order-service", "order", free_port()?, order_args.clone()),
-        mk("order-service", "order", free_port()?, order_args),
-    ];
-
-    for svc in [&mut inventory, &mut payment]
-        .into_iter()
-        .chain(orders.iter_mut())
-    {
-        svc.start()?;
-        svc.wait_healthy(&http, Duration::from_secs(30)).await?;
-    }
+    // Over Unix sockets, as `valerix up` runs them: a killed service leaves
+    // its socket file behind, and its restart must replace it.
+    let mut stack = StackBuilder::new(&cfg.exe)
+        .with(Service::Inventory, 1)
+        .with(Service::Payment, 1)
+        .with(Service::Order, 2)
+        .database(&cfg.database_url)
+        .gremlins(true)
+        .logs(&cfg.log_dir)
+        .unix_sockets(&cfg.log_dir)
+        .env("RUST_LOG", "warn")
+        .args(Service::Order, order_args)
+        .start()
+        .await?;
+    let (inventory_url, payment_url) = (
+        stack.get(Service::Inventory).url(),
+        stack.get(Service::Payment).url(),
+    );
 
     let products: Vec<String> = (1..=cfg.products).map(|i| format!("CHAOS-{i}")).collect();
     for p in &products {
         let resp = http
-            .put(format!("{}/inventory/{p}", inventory.url()))
+            .put(format!("{inventory_url}/inventory/{p}"))
             .json(&json!({ "name": p, "price_cents": 250, "stock": cfg.stock_per_product }))
             .send()
             .await?;
         anyhow::ensure!(resp.status().is_success(), "seeding {p}: {}", resp.status());
     }
-    arm_gremlins(&http, &inventory.url()).await;
-    arm_gremlins(&http, &payment.url()).await;
+    arm_gremlins(&http, &inventory_url).await;
+    arm_gremlins(&http, &payment_url).await;
 
     // The load: clients share one counter of orders to place.
     let next = Arc::new(AtomicUsize::new(0));
     let acked = Arc::new(Mutex::new(Vec::<Uuid>::new()));
-    let order_urls: Vec<String> = orders.iter().map(ServiceProcess::url).collect();
+    let order_urls: Vec<String> = stack
+        .replicas(Service::Order)
+        .map(ServiceProcess::url)
+        .collect();
     let load_start = Instant::now();
     let clients: Vec<_> = (0..cfg.clients)
         .map(|c| {
@@ -280,35 +266,36 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     let (mut kills, mut restarts) = (0, 0);
     let mut next_kill = Instant::now() + Duration::from_millis(rng.random_range(800..2000));
     let mut next_latency = Instant::now() + Duration::from_millis(rng.random_range(1000..3000));
-    let mut latency_on: Option<(usize, Instant)> = None;
+    let mut latency_on: Option<(Service, Instant)> = None;
     while !load_done.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let mut pair = [&mut inventory, &mut payment];
+        let victims = [Service::Inventory, Service::Payment];
         if now >= next_kill {
-            let victim = rng.random_range(0..2);
-            pair[victim].sigkill();
+            stack
+                .get(victims[rng.random_range(0..victims.len())])
+                .sigkill();
             kills += 1;
             next_kill = now + Duration::from_millis(rng.random_range(1000..2500));
             // Stay down a moment, so callers see it gone, not just restarted.
             tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
         }
-        for svc in pair.iter_mut() {
+        for service in victims {
+            let svc = stack.get_mut(service);
             if svc.is_dead() {
-                svc.start()?;
+                svc.start().await?;
                 restarts += 1;
-                svc.wait_healthy(&http, Duration::from_secs(30)).await?;
                 arm_gremlins(&http, &svc.url()).await;
             }
         }
         match latency_on {
             Some((victim, until)) if now >= until => {
-                set_latency(&http, &pair[victim].url(), false).await;
+                set_latency(&http, &stack.get(victim).url(), false).await;
                 latency_on = None;
                 next_latency = now + Duration::from_millis(rng.random_range(1000..3000));
             }
             None if now >= next_latency => {
-                let victim = rng.random_range(0..2);
-                set_latency(&http, &pair[victim].url(), true).await;
+                let victim = victims[rng.random_range(0..victims.len())];
+                set_latency(&http, &stack.get(victim).url(), true).await;
                 latency_on = Some((
                     victim,
                     now + Duration::from_millis(rng.random_range(1000..2500)),
@@ -322,12 +309,12 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     let load_time = load_start.elapsed();
 
     // Heal: everything up, every gremlin gone.
-    for svc in [&mut inventory, &mut payment] {
+    for service in [Service::Inventory, Service::Payment] {
+        let svc = stack.get_mut(service);
         if svc.is_dead() {
-            svc.start()?;
+            svc.start().await?;
             restarts += 1;
         }
-        svc.wait_healthy(&http, Duration::from_secs(30)).await?;
         let _ = http.delete(format!("{}/gremlin", svc.url())).send().await;
     }
 
@@ -356,12 +343,7 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     report.restarts = restarts;
     report.load_time = load_time;
     report.settle_time = settle_time;
-    for svc in [&mut inventory, &mut payment]
-        .into_iter()
-        .chain(orders.iter_mut())
-    {
-        svc.stop(Duration::from_secs(10)).await;
-    }
+    stack.stop(Duration::from_secs(10)).await;
     pool.close().await;
     Ok(report)
 }

@@ -4,6 +4,7 @@
 //! stops everything and removes what it created.
 
 use std::{
+    net::IpAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -18,7 +19,7 @@ use sqlx::{Connection, PgConnection};
 use valerix_devdb::Cluster;
 use valerix_runtime::{config::DatabaseArgs, db};
 
-use valerix_stack::process::ServiceProcess;
+use valerix_stack::{Ports, Service, Stack, StackBuilder};
 
 use crate::observe::{self, Target};
 
@@ -106,31 +107,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .close()
         .await;
 
-    let host = &args.host;
-    if args.base_port < 2 || args.base_port > u16::MAX - 2 {
-        bail!("--base-port must leave room for the gateway before it and two services after it");
-    }
-    let listen = |port: u16| format!("{host}:{port}");
-    let (gw_listen, order_listen, inv_listen, pay_listen) = (
-        listen(args.base_port - 1),
-        listen(args.base_port),
-        listen(args.base_port + 1),
-        listen(args.base_port + 2),
-    );
+    let address = |service: Service| {
+        service
+            .port_from_base(args.base_port)
+            .map(|port| format!("{}:{port}", args.host))
+            .with_context(|| {
+                format!(
+                    "--base-port {} leaves no port for {service}",
+                    args.base_port
+                )
+            })
+    };
     let state_dir = std::env::temp_dir().join(format!("valerix-up-{}", std::process::id()));
     let obs = if args.no_observability {
         observe::Observability::default()
     } else {
-        let targets = [
-            ("api-gateway", &gw_listen),
-            ("order-service", &order_listen),
-            ("inventory-service", &inv_listen),
-            ("payment-service", &pay_listen),
-        ]
-        .map(|(job, address)| Target {
-            job,
-            address: address.clone(),
-        });
+        let targets = Service::ALL
+            .into_iter()
+            .map(|service| {
+                Ok(Target {
+                    job: service.name(),
+                    address: address(service)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         observe::start(&state_dir, &targets, args.prometheus_port).await
     };
 
@@ -140,75 +140,37 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let services_db_url = cluster
         .as_ref()
         .map_or_else(|| db_url.clone(), |c| c.socket_url("valerix"));
-    let database = vec!["--database-url".to_owned(), services_db_url];
-    let with_gremlins = !args.no_gremlins;
+    let ui_dir = args.ui_dir.clone().or_else(|| find_ui_dir(&exe));
+    let host: IpAddr = args
+        .host
+        .parse()
+        .with_context(|| format!("--host {:?} is not an IP address", args.host))?;
     // The services call each other over Unix sockets beside the state
     // files; their TCP ports stay for people, Prometheus and the tests.
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("creating {}", state_dir.display()))?;
-    let service = |name, sub, listen: &String, extra: &[String]| {
-        let mut args = extra.to_vec();
-        if with_gremlins {
-            args.push("--gremlins".to_owned());
-        }
-        let mut p = ServiceProcess::new(&exe, name, sub, listen.clone(), args)
-            .unix_socket(state_dir.join(format!("{name}.sock")));
-        if obs.jaeger_running() {
-            p = p
-                .env("OTEL_EXPORTER_OTLP_ENDPOINT", observe::JAEGER_OTLP)
-                .env("OTEL_SERVICE_NAME", name);
-        }
-        p
-    };
-    let inventory = service("inventory-service", "inventory", &inv_listen, &database);
-    let payment = service("payment-service", "payment", &pay_listen, &database);
-    let downstreams = [
-        "--inventory-url".to_owned(),
-        inventory.local_address(),
-        "--payment-url".to_owned(),
-        payment.local_address(),
-    ];
-    let order = service(
-        "order-service",
-        "order",
-        &order_listen,
-        &[database.clone(), downstreams.to_vec()].concat(),
-    );
-    let ui_dir = args.ui_dir.clone().or_else(|| find_ui_dir(&exe));
-    let ui = match &ui_dir {
-        Some(dir) => vec!["--ui-dir".to_owned(), dir.display().to_string()],
-        None => {
-            println!(
-                "Dashboard: no ui/ directory found (give --ui-dir); the gateway serves the APIs only"
-            );
-            Vec::new()
-        }
-    };
-    let upstreams = [
-        "--order-url".to_owned(),
-        order.local_address(),
-        "--inventory-url".to_owned(),
-        inventory.local_address(),
-        "--payment-url".to_owned(),
-        payment.local_address(),
-    ];
-    let gateway = service(
-        "api-gateway",
-        "gateway",
-        &gw_listen,
-        &[upstreams.to_vec(), ui].concat(),
-    );
-    // Started in dependency order, then listed with the gateway first: it
-    // is where a person starts.
-    let mut procs = vec![inventory, payment, order, gateway];
-    let http = reqwest::Client::new();
-    for p in &mut procs {
-        p.start()?;
-        p.wait_healthy(&http, Duration::from_secs(30)).await?;
+    let mut stack = StackBuilder::new(&exe)
+        .all()
+        .host(host)
+        .ports(Ports::Base(args.base_port))
+        .database(&services_db_url)
+        .gremlins(!args.no_gremlins)
+        .unix_sockets(&state_dir);
+    if obs.jaeger_running() {
+        stack = stack.otlp(observe::JAEGER_OTLP);
     }
-    procs.rotate_right(1);
+    match &ui_dir {
+        Some(dir) => {
+            stack = stack.args(
+                Service::Gateway,
+                ["--ui-dir".to_owned(), dir.display().to_string()],
+            )
+        }
+        None => println!(
+            "Dashboard: no ui/ directory found (give --ui-dir); the gateway serves the APIs only"
+        ),
+    }
+    let mut stack = stack.start().await?;
     if !args.no_seed {
-        let created = crate::seed::seed(&format!("http://{inv_listen}")).await?;
+        let created = crate::seed::seed(&stack.get(Service::Inventory).url()).await?;
         if !created.is_empty() {
             println!("Seeded demo products: {}", created.join(", "));
         }
@@ -219,17 +181,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     println!();
     println!("Valerix is up.");
-    for p in &procs {
-        let url = p.url();
-        if p.name == "api-gateway" {
+    for service in Service::ALL {
+        let url = stack.get(service).url();
+        if service == Service::Gateway {
             println!(
                 "  {:<18} {url}   (dashboard; APIs under {url}/api/...; Swagger UI: {url}/docs)",
-                p.name
+                service.name()
             );
         } else {
             println!(
                 "  {:<18} {url}   (Swagger UI: {url}/docs, metrics: {url}/metrics)",
-                p.name
+                service.name()
             );
         }
     }
@@ -243,12 +205,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!();
     println!(
         "Try:  curl -s -X POST {}/api/orders -H 'content-type: application/json' \\",
-        procs[0].url()
+        stack.get(Service::Gateway).url()
     );
     println!("        -d '{{\"product_id\":\"PROD-1\",\"quantity\":1}}'");
     if !args.no_gremlins {
         println!(
-            "      curl -s -X POST http://{inv_listen}/gremlin/latency -H 'content-type: application/json' -d '{{\"delay_ms\":3000,\"enabled\":true}}'"
+            "      curl -s -X POST {}/gremlin/latency -H 'content-type: application/json' -d '{{\"delay_ms\":3000,\"enabled\":true}}'",
+            stack.get(Service::Inventory).url()
         );
     }
     println!(
@@ -260,16 +223,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     );
 
-    let exited = wait_for_stop(&mut procs).await;
+    let exited = wait_for_stop(&mut stack).await;
     if let Some(name) = &exited {
         eprintln!("{name} exited; stopping the stack");
     }
-    for p in &procs {
-        p.sigterm();
-    }
-    for p in &mut procs {
-        p.stop(Duration::from_secs(15)).await;
-    }
+    stack.stop(Duration::from_secs(15)).await;
     for mut tool in obs.running {
         if let Some(pid) = tool.child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
@@ -288,12 +246,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// Until Ctrl-C/SIGTERM (None) or a service exits on its own (its name).
-async fn wait_for_stop(procs: &mut [ServiceProcess]) -> Option<&'static str> {
+async fn wait_for_stop(stack: &mut Stack) -> Option<String> {
     let any_exit = async {
         loop {
-            for p in procs.iter_mut() {
+            for p in stack.iter_mut() {
                 if p.is_dead() {
-                    return p.name;
+                    return p.name.clone();
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

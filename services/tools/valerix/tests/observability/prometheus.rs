@@ -33,7 +33,7 @@ struct Prometheus {
 
 impl Prometheus {
     async fn start(bin: &Path, jobs: &[(&str, SocketAddr)]) -> Self {
-        let dir = TempDir::new("valerix-prometheus");
+        let dir = TempDir::new("valerix-prometheus").expect("temp dir");
         let rules = repo_root().join("grafana/prometheus/valerix-rules.yml");
         let scrape: Vec<Value> = jobs
             .iter()
@@ -176,9 +176,9 @@ async fn prometheus_fires_and_resolves_the_sla_alert_and_every_dashboard_query_h
     let prom = Prometheus::start(
         &prometheus,
         &[
-            ("order-service", stack.order.addr),
-            ("inventory-service", stack.inventory.addr),
-            ("payment-service", stack.payment.addr),
+            ("order-service", stack.order_service().addr()),
+            ("inventory-service", stack.inventory().addr()),
+            ("payment-service", stack.payment().addr()),
         ],
     )
     .await;
@@ -219,7 +219,7 @@ async fn prometheus_fires_and_resolves_the_sla_alert_and_every_dashboard_query_h
     // timeout, so each order waits out two attempts and answers 202.
     let resp = stack
         .http
-        .post(format!("{}/gremlin/latency", stack.inventory.url))
+        .post(format!("{}/gremlin/latency", stack.inventory().url()))
         .json(&json!({ "delay_ms": 3000, "enabled": true }))
         .send()
         .await
@@ -242,7 +242,7 @@ async fn prometheus_fires_and_resolves_the_sla_alert_and_every_dashboard_query_h
         };
         let resp = stack
             .http
-            .get(format!("{}{path}", stack.order.url))
+            .get(format!("{}{path}", stack.order_service().url()))
             .send()
             .await
             .expect("read");
@@ -251,7 +251,7 @@ async fn prometheus_fires_and_resolves_the_sla_alert_and_every_dashboard_query_h
     // The order service's own gauge sees it too.
     let own = stack
         .http
-        .get(format!("{}/metrics", stack.order.url))
+        .get(format!("{}/metrics", stack.order_service().url()))
         .send()
         .await
         .expect("scrape")
@@ -295,7 +295,7 @@ async fn prometheus_fires_and_resolves_the_sla_alert_and_every_dashboard_query_h
     // Lift the gremlin; ordinary fast traffic brings the 30 s mean down.
     let resp = stack
         .http
-        .delete(format!("{}/gremlin", stack.inventory.url))
+        .delete(format!("{}/gremlin", stack.inventory().url()))
         .send()
         .await
         .expect("clear gremlin");
@@ -304,7 +304,7 @@ async fn prometheus_fires_and_resolves_the_sla_alert_and_every_dashboard_query_h
     let load = tokio::spawn({
         let (http, url) = (
             stack.http.clone(),
-            format!("{}/orders/{}", stack.order.url, ids[0]),
+            format!("{}/orders/{}", stack.order_service().url(), ids[0]),
         );
         async move {
             loop {

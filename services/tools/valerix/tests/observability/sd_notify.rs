@@ -13,7 +13,7 @@ use sqlx::{Connection, PgConnection};
 use valerix_testkit::{
     devdb::Cluster,
     metrics::{parse, value},
-    process::{NotifySocket, ServiceProcess},
+    process::{self, NotifySocket, Service, ServiceProcess},
 };
 
 use crate::support::exe;
@@ -26,7 +26,7 @@ fn has(msg: &[String], line: &str) -> bool {
 
 /// The next `n` WATCHDOG=1 messages; panics unless each comes within the
 /// watchdog timeout of the previous one (systemd would kill us otherwise).
-async fn pings(notify: &NotifySocket, n: usize) -> Vec<Instant> {
+async fn pings(notify: &mut NotifySocket, n: usize) -> Vec<Instant> {
     let timeout = Duration::from_micros(WATCHDOG_USEC);
     let mut at = Vec::new();
     while at.len() < n {
@@ -41,6 +41,10 @@ async fn pings(notify: &NotifySocket, n: usize) -> Vec<Instant> {
         }
     }
     at
+}
+
+fn notify(svc: &mut ServiceProcess) -> &mut NotifySocket {
+    svc.notifications().expect("started")
 }
 
 async fn with_cluster<T: Send + 'static>(
@@ -71,15 +75,16 @@ async fn readiness_watchdog_and_stopping_follow_the_database_and_sigterm() {
     let cluster = Arc::new(Mutex::new(cluster));
 
     let usec = WATCHDOG_USEC.to_string();
-    let mut svc = ServiceProcess::start(
-        exe(),
-        "inventory",
-        &["--database-url", &url, "--gremlins"],
-        // WATCHDOG_PID unset: sd-notify 0.5 then takes the watchdog as ours.
-        // JOURNAL_STREAM set: as under systemd, but with no journald here.
-        &[("WATCHDOG_USEC", &usec), ("JOURNAL_STREAM", "8:424242")],
-    )
-    .await;
+    // WATCHDOG_PID unset: sd-notify 0.5 then takes the watchdog as ours.
+    // JOURNAL_STREAM set: as under systemd, but with no journald running.
+    let mut svc = process::service(exe(), Service::Inventory)
+        .args(["--database-url", &url, "--gremlins"])
+        .env("WATCHDOG_USEC", &usec)
+        .env("JOURNAL_STREAM", "8:424242");
+    svc.start()
+        .await
+        .unwrap_or_else(|e| panic!("inventory-service: {e}"));
+    let svc_url = svc.url();
 
     // READY=1 came last, after the start-up status, with the address.
     let startup = &svc.startup;
@@ -99,7 +104,7 @@ async fn readiness_watchdog_and_stopping_follow_the_database_and_sigterm() {
     );
 
     // Pings at half of WATCHDOG_USEC while the database answers.
-    let at = pings(&svc.notify, 3).await;
+    let at = pings(notify(&mut svc), 3).await;
     let gaps: Vec<_> = at.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(
         gaps.iter()
@@ -109,13 +114,14 @@ async fn readiness_watchdog_and_stopping_follow_the_database_and_sigterm() {
 
     // The database goes away: the probe fails and the pings stop.
     with_cluster(&cluster, Cluster::stop_server).await;
-    svc.notify
+    notify(&mut svc)
         .wait_for("STATUS=unhealthy", Duration::from_secs(5))
-        .await;
+        .await
+        .unwrap_or_else(|seen| panic!("no STATUS=unhealthy; received {seen:?}"));
     let quiet = Instant::now();
     while quiet.elapsed() < Duration::from_micros(2 * WATCHDOG_USEC) {
         let left = Duration::from_micros(2 * WATCHDOG_USEC).saturating_sub(quiet.elapsed());
-        if let Some(msg) = svc.notify.recv(left).await {
+        if let Some(msg) = notify(&mut svc).recv(left).await {
             assert!(
                 !has(&msg, "WATCHDOG=1"),
                 "pinged without a database: {msg:?}"
@@ -124,7 +130,7 @@ async fn readiness_watchdog_and_stopping_follow_the_database_and_sigterm() {
     }
     let http = reqwest::Client::new();
     let health = http
-        .get(format!("{}/health", svc.url))
+        .get(format!("{}/health", svc_url))
         .send()
         .await
         .expect("health");
@@ -134,31 +140,31 @@ async fn readiness_watchdog_and_stopping_follow_the_database_and_sigterm() {
     with_cluster(&cluster, Cluster::start_server)
         .await
         .expect("restart PostgreSQL");
-    let back = svc
-        .notify
+    let back = notify(&mut svc)
         .wait_for("STATUS=serving on ", Duration::from_secs(10))
-        .await;
+        .await
+        .unwrap_or_else(|seen| panic!("no STATUS=serving; received {seen:?}"));
     assert!(back.iter().any(|m| has(m, "WATCHDOG=1")), "{back:?}");
-    pings(&svc.notify, 2).await;
+    pings(notify(&mut svc), 2).await;
 
     // SIGTERM while a request is in flight: STOPPING=1, the request still
     // gets its answer, then a clean exit.
     let slow = http
-        .post(format!("{}/gremlin/latency", svc.url))
+        .post(format!("{}/gremlin/latency", svc_url))
         .json(&serde_json::json!({ "delay_ms": 1000, "enabled": true }))
         .send()
         .await
         .expect("gremlin");
     assert!(slow.status().is_success());
     let inflight = tokio::spawn({
-        let (http, url) = (http.clone(), format!("{}/inventory", svc.url));
+        let (http, url) = (http.clone(), format!("{}/inventory", svc_url));
         async move { http.get(url).send().await.map(|r| r.status()) }
     });
     valerix_testkit::eventually(
         "the request to be in flight",
         Duration::from_secs(5),
         || {
-            let (http, url) = (http.clone(), format!("{}/metrics", svc.url));
+            let (http, url) = (http.clone(), format!("{}/metrics", svc_url));
             async move {
                 let text = http.get(url).send().await.ok()?.text().await.ok()?;
                 let n = value(
@@ -171,9 +177,14 @@ async fn readiness_watchdog_and_stopping_follow_the_database_and_sigterm() {
         },
     )
     .await;
-    let status = svc.terminate(Duration::from_secs(15)).await;
+    let status = svc.stop(Duration::from_secs(15)).await.unwrap_or_else(|| {
+        panic!(
+            "no exit within 15 s of SIGTERM; output:\n{}",
+            svc.captured()
+        )
+    });
     let mut rest = Vec::new();
-    while let Some(msg) = svc.notify.recv(Duration::from_millis(100)).await {
+    while let Some(msg) = notify(&mut svc).recv(Duration::from_millis(100)).await {
         rest.push(msg);
     }
     assert!(rest.iter().any(|m| has(m, "STOPPING=1")), "{rest:?}");
@@ -182,16 +193,16 @@ async fn readiness_watchdog_and_stopping_follow_the_database_and_sigterm() {
         .expect("join")
         .expect("the in-flight request was answered");
     assert_eq!(answered, reqwest::StatusCode::OK);
-    assert!(status.success(), "{status}; output:\n{}", svc.output());
+    assert!(status.success(), "{status}; output:\n{}", svc.captured());
 
     // No journald socket here: the logs fell back to stderr and said why.
     if std::path::Path::new("/run/systemd/journal/socket").exists() {
         eprintln!("journald is present: the stderr fallback is not checked");
     } else {
         assert!(
-            svc.output().contains("journald is not reachable"),
+            svc.captured().contains("journald is not reachable"),
             "{}",
-            svc.output()
+            svc.captured()
         );
     }
 }

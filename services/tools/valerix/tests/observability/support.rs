@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
-use valerix_testkit::process::ServiceProcess;
+use valerix_stack::Stack;
+use valerix_testkit::process::{self, Service, ServiceProcess};
 
 /// The CLI binary; `valerix service <name>` runs one service.
 pub fn exe() -> &'static Path {
@@ -13,9 +14,7 @@ pub fn repo_root() -> PathBuf {
 
 /// The three services as processes on one database.
 pub struct ProcStack {
-    pub inventory: ServiceProcess,
-    pub payment: ServiceProcess,
-    pub order: ServiceProcess,
+    stack: Stack,
     pub http: reqwest::Client,
 }
 
@@ -27,35 +26,41 @@ impl ProcStack {
         inventory_args: &[&str],
         order_args: &[&str],
     ) -> Self {
-        let db = ["--database-url", db_url];
-        let inv_args: Vec<&str> = db.iter().chain(inventory_args).copied().collect();
-        let (inventory, payment) = tokio::join!(
-            ServiceProcess::start(exe(), "inventory", &inv_args, env),
-            ServiceProcess::start(exe(), "payment", &db, env),
-        );
-        let mut args = vec![
-            "--inventory-url",
-            &inventory.url,
-            "--payment-url",
-            &payment.url,
-            "--reconcile-interval-ms",
-            "200",
-        ];
-        args.extend(db);
-        args.extend(order_args);
-        let order = ServiceProcess::start(exe(), "order", &args, env).await;
+        let stack = env
+            .iter()
+            .fold(process::stack(exe()), |b, (k, v)| b.env(k, v))
+            .with(Service::Inventory, 1)
+            .with(Service::Payment, 1)
+            .with(Service::Order, 1)
+            .database(db_url)
+            .args(Service::Inventory, inventory_args.iter().copied())
+            .args(Service::Order, ["--reconcile-interval-ms", "200"])
+            .args(Service::Order, order_args.iter().copied())
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("starting the stack: {e}"));
         Self {
-            inventory,
-            payment,
-            order,
+            stack,
             http: reqwest::Client::new(),
         }
+    }
+
+    pub fn inventory(&self) -> &ServiceProcess {
+        self.stack.get(Service::Inventory)
+    }
+
+    pub fn payment(&self) -> &ServiceProcess {
+        self.stack.get(Service::Payment)
+    }
+
+    pub fn order_service(&self) -> &ServiceProcess {
+        self.stack.get(Service::Order)
     }
 
     pub async fn product(&self, id: &str, price_cents: i64, stock: i32) {
         let resp = self
             .http
-            .put(format!("{}/inventory/{id}", self.inventory.url))
+            .put(format!("{}/inventory/{id}", self.inventory().url()))
             .json(&serde_json::json!({ "name": id, "price_cents": price_cents, "stock": stock }))
             .send()
             .await
@@ -67,7 +72,7 @@ impl ProcStack {
     pub async fn order(&self, product: &str) -> (u16, serde_json::Value) {
         let resp = self
             .http
-            .post(format!("{}/orders", self.order.url))
+            .post(format!("{}/orders", self.order_service().url()))
             .json(&serde_json::json!({ "product_id": product, "quantity": 1 }))
             .send()
             .await

@@ -104,7 +104,7 @@ async fn one_order_is_one_trace_across_the_three_services() {
     let client_span = &uuid::Uuid::new_v4().simple().to_string()[..16];
     let resp = stack
         .http
-        .post(format!("{}/orders", stack.order.url))
+        .post(format!("{}/orders", stack.order_service().url()))
         .header("traceparent", format!("00-{trace_id}-{client_span}-01"))
         .json(&serde_json::json!({ "product_id": "P1", "quantity": 1 }))
         .send()
@@ -152,7 +152,7 @@ async fn one_order_is_one_trace_across_the_three_services() {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "not every expected span arrived within 20 s; received:\n{received:#?}\norder-service:\n{}",
-            stack.order.output()
+            stack.order_service().captured()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -199,18 +199,18 @@ async fn one_order_is_one_trace_across_the_three_services() {
     // Log records written inside the request carry its trace id.
     assert!(
         stack
-            .order
-            .output()
+            .order_service()
+            .captured()
             .contains(&format!("trace_id={trace_id}")),
         "order-service logs:\n{}",
-        stack.order.output()
+        stack.order_service().captured()
     );
     assert!(
         stack
-            .inventory
-            .output()
+            .inventory()
+            .captured()
             .contains(&format!("trace_id={trace_id}")),
         "inventory-service logs:\n{}",
-        stack.inventory.output()
+        stack.inventory().captured()
     );
 }
