@@ -28,7 +28,7 @@ use crate::{
     routes::{ROUTES, Service},
 };
 
-pub const NAME: &str = "api-gateway";
+pub const NAME: &str = valerix_runtime::topology::Service::Gateway.name();
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

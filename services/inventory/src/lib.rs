@@ -12,7 +12,7 @@ pub use config::Config;
 use tokio::net::TcpListener;
 use valerix_runtime::{db, server};
 
-pub const NAME: &str = "inventory-service";
+pub const NAME: &str = valerix_runtime::topology::Service::Inventory.name();
 
 pub use valerix_runtime::server::ServiceError as Error;
 

@@ -97,7 +97,7 @@ fn is_conflict(err: &CallError, kinds: &[&str]) -> bool {
 pub struct Inventory(Downstream);
 
 impl Inventory {
-    pub const NAME: &'static str = "inventory-service";
+    pub const NAME: &'static str = valerix_runtime::topology::Service::Inventory.name();
 
     pub fn new(base: &Upstream, policy: CallPolicy) -> Self {
         Self(Downstream::new(Self::NAME, base, policy))
@@ -168,7 +168,7 @@ impl Inventory {
 pub struct Payments(Downstream);
 
 impl Payments {
-    pub const NAME: &'static str = "payment-service";
+    pub const NAME: &'static str = valerix_runtime::topology::Service::Payment.name();
 
     pub fn new(base: &Upstream, policy: CallPolicy) -> Self {
         Self(Downstream::new(Self::NAME, base, policy))

@@ -25,7 +25,7 @@ use crate::{
     store::Store,
 };
 
-pub const NAME: &str = "order-service";
+pub const NAME: &str = valerix_runtime::topology::Service::Order.name();
 
 pub use valerix_runtime::server::ServiceError as Error;
 

@@ -13,7 +13,7 @@ pub use config::{Config, DeclineRule};
 use tokio::net::TcpListener;
 use valerix_runtime::{db, server};
 
-pub const NAME: &str = "payment-service";
+pub const NAME: &str = valerix_runtime::topology::Service::Payment.name();
 
 pub use valerix_runtime::server::ServiceError as Error;
 

@@ -1,13 +1,15 @@
 //! Where another service is reached: an HTTP base URL
-//! (`http://127.0.0.1:5002`), or HTTP over a Unix domain socket
+//! (`http://HOST:PORT`), or HTTP over a Unix domain socket
 //! (`unix:/run/valerix/inventory.sock`) when both run on one host.
 //!
 //! The socket form is for services on one host: only users with write
 //! permission on the socket file can connect (the NixOS module gives it to
-//! the `valerix` user alone), and no TCP stack is on the path. It is not
-//! much faster: `valerix bench` measured the services' CPU per order within
-//! the noise of loopback TCP (bench/README.md); the wake-ups of each
-//! exchange cost the same either way.
+//! the `valerix` user alone), and no TCP stack is on the path.
+//!
+//! There is no TLS in the services (reqwest is built without it): an
+//! `https://` address is refused when the service starts, rather than
+//! failing on every call. Across hosts, put the services behind a
+//! TLS-terminating proxy or a private network.
 
 use std::{
     fmt,
@@ -21,8 +23,12 @@ use reqwest::Url;
 pub enum UpstreamError {
     #[error("{0:?} is not a URL: {1}")]
     NotUrl(String, String),
-    #[error("{0:?}: only http://, https:// and unix:/path/to.sock are supported")]
+    #[error("{0:?}: only http:// and unix:/path/to.sock are supported")]
     Scheme(String),
+    #[error(
+        "{0:?}: https:// is not supported (the services link no TLS); use http:// on a private network, or unix:/path/to.sock on one host"
+    )]
+    Tls(String),
     #[error("{0:?}: a unix: address needs an absolute socket path")]
     SocketPath(String),
 }
@@ -59,7 +65,10 @@ impl FromStr for Upstream {
         }
         let url =
             Url::parse(&text).map_err(|e| UpstreamError::NotUrl(text.clone(), e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        if url.scheme() == "https" {
+            return Err(UpstreamError::Tls(text));
+        }
+        if url.scheme() != "http" || url.cannot_be_a_base() {
             return Err(UpstreamError::Scheme(text));
         }
         Ok(Self {
@@ -77,7 +86,7 @@ impl fmt::Display for Upstream {
 }
 
 impl Upstream {
-    /// `http://127.0.0.1:<port>`, the plan's address of a service on this host.
+    /// `http://127.0.0.1:<port>`: a service on this host.
     pub fn local(port: u16) -> Self {
         let text = format!("http://127.0.0.1:{port}");
         let url = Url::from_str(&text).unwrap_or_else(|_| unreachable!("a loopback URL parses"));
@@ -158,6 +167,10 @@ mod tests {
         assert!(matches!(
             "unix:relative.sock".parse::<Upstream>(),
             Err(UpstreamError::SocketPath(_))
+        ));
+        assert!(matches!(
+            "https://inventory.example/".parse::<Upstream>(),
+            Err(UpstreamError::Tls(_))
         ));
         assert!(matches!(
             "ftp://host/".parse::<Upstream>(),

@@ -96,7 +96,7 @@ pub struct BenchArgs {
     pub service_env: Vec<(String, String)>,
 
     /// Measure a running stack instead: its base URL whose /orders takes orders
-    /// (e.g. the gateway's http://127.0.0.1:5000/api); needs --database-url
+    /// (e.g. the gateway's base with /api); needs --database-url
     #[arg(long, requires = "database_url")]
     pub target: Option<String>,
 

@@ -18,6 +18,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use tokio::{sync::watch, time::Instant};
+use valerix_runtime::topology::Service;
 
 use self::{
     drive::{Arrival, Live, Plan, Until},
@@ -28,7 +29,9 @@ use self::{
 };
 
 /// The gateway's base, where `/api/orders` reaches the order service.
-pub const GATEWAY: &str = "http://127.0.0.1:5000/api";
+pub fn gateway() -> String {
+    format!("{}/api", Service::Gateway.default_address())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -41,15 +44,15 @@ pub enum Scenario {
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
     /// Base URL whose `/orders` takes orders: the order service, or the gateway's `/api`
-    #[arg(long, env = "VALERIX_TARGET", default_value = "http://127.0.0.1:5001")]
+    #[arg(long, env = "VALERIX_TARGET", default_value_t = Service::Order.default_address().to_string())]
     pub target: String,
 
-    /// Go through the API gateway (same as --target http://127.0.0.1:5000/api)
+    /// Go through the API gateway (same as --target with the gateway's default address and /api)
     #[arg(long, conflicts_with = "target")]
     pub gateway: bool,
 
     /// The inventory service: the product list, restocking, the latency gremlin
-    #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:5002")]
+    #[arg(long, env = "INVENTORY_URL", default_value_t = Service::Inventory.default_address().to_string())]
     pub inventory_url: String,
 
     /// Orders per second, sent on schedule whatever the answers (open model) [default: 50]
@@ -148,7 +151,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 impl LoadArgs {
     fn base(&self) -> String {
         if self.gateway {
-            GATEWAY.to_owned()
+            gateway()
         } else {
             self.target.trim_end_matches('/').to_owned()
         }

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use valerix::{audit, chaos, openapi, seed, up};
 use valerix_bench as bench;
 use valerix_load as load;
+use valerix_runtime::topology::Service;
 
 /// Valerix: a fault-tolerant e-commerce backend. The operator's verbs.
 #[derive(Parser)]
@@ -29,7 +30,7 @@ enum Cmd {
     },
     /// Create the demo products that do not exist yet
     Seed {
-        #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:5002")]
+        #[arg(long, env = "INVENTORY_URL", default_value_t = Service::Inventory.default_address().to_string())]
         inventory_url: String,
     },
     /// Drive orders at the running stack and report what happened to each;
@@ -55,43 +56,43 @@ enum Cmd {
     },
     /// Run one service in this process (what `up` starts); `--help` on each
     #[command(subcommand)]
-    Service(Service),
+    Service(ServiceCmd),
 }
 
 #[derive(Subcommand)]
-enum Service {
-    /// The order service (:5001)
+enum ServiceCmd {
+    /// The order service
     Order(order_service::Config),
-    /// The inventory service (:5002)
+    /// The inventory service
     Inventory(inventory_service::Config),
-    /// The payment service (:5003)
+    /// The payment service
     Payment(payment_service::Config),
-    /// The API gateway (:5000): the dashboard and the services' APIs under /api
+    /// The API gateway: the dashboard and the services' APIs under /api
     Gateway(api_gateway::Config),
 }
 
-async fn service(s: Service) -> ExitCode {
+async fn service(s: ServiceCmd) -> ExitCode {
     use valerix_runtime::{server::main, shutdown::signal};
     match s {
-        Service::Order(c) => {
+        ServiceCmd::Order(c) => {
             main(order_service::NAME, c.listen, |l| {
                 order_service::run(c, l, signal())
             })
             .await
         }
-        Service::Inventory(c) => {
+        ServiceCmd::Inventory(c) => {
             main(inventory_service::NAME, c.listen, |l| {
                 inventory_service::run(c, l, signal())
             })
             .await
         }
-        Service::Payment(c) => {
+        ServiceCmd::Payment(c) => {
             main(payment_service::NAME, c.listen, |l| {
                 payment_service::run(c, l, signal())
             })
             .await
         }
-        Service::Gateway(c) => {
+        ServiceCmd::Gateway(c) => {
             main(api_gateway::NAME, c.listen, |l| {
                 api_gateway::run(c, l, signal())
             })

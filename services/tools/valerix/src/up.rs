@@ -35,7 +35,7 @@ pub struct UpArgs {
 
     /// Port of the order service; inventory and payment use the next two,
     /// the API gateway the one before
-    #[arg(long, default_value_t = 5001)]
+    #[arg(long, default_value_t = Service::Order.default_port())]
     pub base_port: u16,
 
     /// Do not create the demo products
