@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags, param::Path, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags, param::Path, payload::Json};
 use sqlx::PgPool;
 use uuid::Uuid;
 use valerix_runtime::{
@@ -15,6 +15,7 @@ use valerix_runtime::{
 
 use crate::{
     NAME,
+    domain::ReservationStatus,
     store::{ProductRow, ReservationRow, Store, StoreError},
 };
 
@@ -71,19 +72,6 @@ impl poem_openapi::types::Example for PutProduct {
 #[derive(Debug, Object)]
 pub struct ProductList {
     pub products: Vec<Product>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ReservationStatus {
-    /// Stock is held for the order.
-    Reserved,
-    /// The order was confirmed: the units left stock.
-    Committed,
-    /// Given back (or fenced off before any reserve arrived).
-    Released,
-    /// There was not enough stock.
-    Rejected,
 }
 
 /// A reservation of stock for one order.
@@ -150,20 +138,11 @@ enum ReservationResponse {
     Ok(Json<Reservation>),
 }
 
-fn status_of(s: &str) -> ReservationStatus {
-    match s {
-        "RESERVED" => ReservationStatus::Reserved,
-        "COMMITTED" => ReservationStatus::Committed,
-        "RELEASED" => ReservationStatus::Released,
-        _ => ReservationStatus::Rejected,
-    }
-}
-
 impl From<ReservationRow> for Reservation {
     fn from(r: ReservationRow) -> Self {
         Self {
             order_id: r.order_id,
-            status: status_of(&r.status),
+            status: r.status,
             product_id: r.product_id,
             quantity: r.quantity,
             created_at: r.created_at,
@@ -192,8 +171,8 @@ impl From<StoreError> for ProblemResponse {
             StoreError::UnknownProduct(_) => Self::not_found("unknown-product", err),
             StoreError::NoReservation(_) => Self::not_found("no-reservation", err),
             StoreError::Mismatch { .. } => Self::conflict("reservation-mismatch", err),
-            StoreError::WrongState { ref status, .. } => {
-                let kind = format!("reservation-{}", status.to_lowercase());
+            StoreError::WrongState { status, .. } => {
+                let kind = format!("reservation-{}", status.as_str().to_lowercase());
                 Self::conflict(&kind, err)
             }
             StoreError::StockBelowReserved { .. } => Self::conflict("stock-below-reserved", err),
@@ -347,8 +326,8 @@ impl InventoryApi {
             .store
             .reserve(body.order_id, &body.product_id, body.quantity)
             .await?;
-        match r.row.status.as_str() {
-            "REJECTED" => Err(ProblemResponse::conflict(
+        match r.row.status {
+            ReservationStatus::Rejected => Err(ProblemResponse::conflict(
                 "out-of-stock",
                 format!(
                     "not enough stock of {} for {} units",
@@ -356,7 +335,7 @@ impl InventoryApi {
                 ),
             )
             .into()),
-            "RELEASED" => Err(ProblemResponse::conflict(
+            ReservationStatus::Released => Err(ProblemResponse::conflict(
                 "reservation-released",
                 format!("the reservation for order {} was released", r.row.order_id),
             )

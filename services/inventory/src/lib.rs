@@ -2,6 +2,7 @@
 
 mod api;
 mod config;
+pub mod domain;
 /// Public so `valerix bench` issues exactly this SQL for its database-only bound.
 pub mod store;
 

@@ -4,6 +4,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 use valerix_runtime::domain::{Cents, ProductId, Quantity};
 
+use crate::domain::ReservationStatus;
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProductRow {
     pub product_id: String,
@@ -18,7 +20,7 @@ pub struct ReservationRow {
     pub order_id: Uuid,
     pub product_id: String,
     pub quantity: i32,
-    pub status: String,
+    pub status: ReservationStatus,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -36,7 +38,10 @@ pub enum StoreError {
         quantity: i32,
     },
     #[error("reservation for order {order_id} is {status}")]
-    WrongState { order_id: Uuid, status: String },
+    WrongState {
+        order_id: Uuid,
+        status: ReservationStatus,
+    },
     #[error("stock {stock} would fall below the {reserved} units reserved")]
     StockBelowReserved { stock: i32, reserved: i32 },
     #[error(transparent)]
@@ -232,16 +237,16 @@ impl Store {
             .await?
             .ok_or(StoreError::NoReservation(order_id))?;
         Self::check_same(&row, product, quantity)?;
-        let row = match row.status.as_str() {
-            "RESERVED" => {
+        let row = match row.status {
+            ReservationStatus::Reserved => {
                 sqlx::query("UPDATE inventory SET reserved = reserved - $2 WHERE product_id = $1")
                     .bind(&row.product_id)
                     .bind(row.quantity)
                     .execute(&mut *tx)
                     .await?;
-                Self::set_status(&mut tx, order_id, "RELEASED").await?
+                Self::set_status(&mut tx, order_id, ReservationStatus::Released).await?
             }
-            "COMMITTED" => {
+            ReservationStatus::Committed => {
                 return Err(StoreError::WrongState {
                     order_id,
                     status: row.status,
@@ -276,8 +281,8 @@ impl Store {
             return Ok(row);
         }
         let row = self.reservation(order_id).await?;
-        match row.status.as_str() {
-            "COMMITTED" => Ok(row),
+        match row.status {
+            ReservationStatus::Committed => Ok(row),
             _ => Err(StoreError::WrongState {
                 order_id,
                 status: row.status,
@@ -298,7 +303,7 @@ impl Store {
     async fn set_status(
         tx: &mut Transaction<'_, Postgres>,
         order_id: Uuid,
-        status: &str,
+        status: ReservationStatus,
     ) -> Result<ReservationRow, StoreError> {
         Ok(sqlx::query_as(&format!(
             "UPDATE reservations SET status = $2, updated_at = NOW() WHERE order_id = $1 RETURNING {RESERVATION_COLUMNS}"

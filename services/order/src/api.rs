@@ -94,8 +94,8 @@ enum CreateResponse {
 
 impl From<OrderRow> for Order {
     fn from(r: OrderRow) -> Self {
-        let status = r.status();
-        let failure_reason = r.failure_reason();
+        let status = r.status;
+        let failure_reason = r.failure_reason;
         let message = match (status, failure_reason) {
             (OrderStatus::Confirmed, _) => "confirmed".to_owned(),
             (OrderStatus::Failed, Some(FailureReason::OutOfStock)) => {
@@ -231,7 +231,7 @@ impl OrderApi {
         } else {
             self.saga.advance(&created.order).await?
         };
-        Ok(if order.status().is_settled() {
+        Ok(if order.status.is_settled() {
             CreateResponse::Settled(Json(order.into()))
         } else {
             CreateResponse::Processing(Json(order.into()))

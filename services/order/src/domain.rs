@@ -2,8 +2,11 @@
 
 use poem_openapi::Enum;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
+/// As stored in `orders.status`: a value the database holds that is not one
+/// of these fails the read (sqlx's decode), it is never guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum, sqlx::Type)]
 #[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "varchar", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     /// Stored; stock and payment not settled yet.
     Pending,
@@ -31,16 +34,23 @@ impl OrderStatus {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::PendingInventory,
-            Self::PendingPayment,
-            Self::Confirmed,
-            Self::Failed,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+    pub const ALL: [OrderStatus; 5] = [
+        Self::Pending,
+        Self::PendingInventory,
+        Self::PendingPayment,
+        Self::Confirmed,
+        Self::Failed,
+    ];
+
+    /// `('PENDING', 'PENDING_INVENTORY', 'PENDING_PAYMENT')`, for SQL that
+    /// must match the partial index `orders_unsettled` (a bound array
+    /// parameter would keep the planner from using it).
+    pub fn unsettled_sql() -> String {
+        let quoted: Vec<String> = Self::UNSETTLED
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        format!("({})", quoted.join(", "))
     }
 
     pub fn is_settled(self) -> bool {
@@ -48,8 +58,9 @@ impl OrderStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum, sqlx::Type)]
 #[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "varchar", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FailureReason {
     /// Not enough stock for the quantity.
     OutOfStock,
@@ -57,6 +68,12 @@ pub enum FailureReason {
     PaymentDeclined,
     /// Not settled before the deadline; stock released, payment voided or refunded.
     Expired,
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl FailureReason {
@@ -68,11 +85,7 @@ impl FailureReason {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::OutOfStock, Self::PaymentDeclined, Self::Expired]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
+    pub const ALL: [FailureReason; 3] = [Self::OutOfStock, Self::PaymentDeclined, Self::Expired];
 }
 
 /// Where the saga left an order.

@@ -51,7 +51,7 @@ async fn round(saga: &Saga) -> Result<usize, ()> {
                         if after.status != order.status {
                             tracing::info!(from = %order.status, to = %after.status, "reconciled");
                         }
-                        match after.status() {
+                        match after.status {
                             OrderStatus::Confirmed => Action::Confirmed,
                             OrderStatus::Failed => Action::Failed,
                             _ => Action::Retried,

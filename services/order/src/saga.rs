@@ -29,7 +29,7 @@ pub fn backoff(attempts: i32) -> Duration {
 impl Saga {
     /// Drives the order as far as it goes now and records where it got.
     pub async fn advance(&self, order: &OrderRow) -> Result<OrderRow, StoreError> {
-        if order.status().is_settled() {
+        if order.status.is_settled() {
             return Ok(order.clone());
         }
         let outcome = self.drive(order).await;
@@ -94,7 +94,7 @@ impl Saga {
             Ok(paid) => self.settle_payment(order, paid).await,
             Err(err) => {
                 tracing::warn!(order_id = %order.id, %err, "void failed; order stays pending");
-                Outcome::Pending(match order.status() {
+                Outcome::Pending(match order.status {
                     OrderStatus::PendingInventory => OrderStatus::PendingInventory,
                     _ => OrderStatus::PendingPayment,
                 })

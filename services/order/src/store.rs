@@ -16,23 +16,11 @@ pub struct OrderRow {
     pub product_id: String,
     pub quantity: i32,
     pub amount_cents: i64,
-    pub status: String,
-    pub failure_reason: Option<String>,
+    pub status: OrderStatus,
+    pub failure_reason: Option<FailureReason>,
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-impl OrderRow {
-    pub fn status(&self) -> OrderStatus {
-        OrderStatus::parse(&self.status).unwrap_or(OrderStatus::Pending)
-    }
-
-    pub fn failure_reason(&self) -> Option<FailureReason> {
-        self.failure_reason
-            .as_deref()
-            .and_then(FailureReason::parse)
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,7 +172,7 @@ impl Store {
         ))
         .bind(limit)
         .bind(before)
-        .bind(status.map(OrderStatus::as_str))
+        .bind(status)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -199,11 +187,12 @@ impl Store {
     ) -> Result<(OrderRow, bool), StoreError> {
         let row: Option<OrderRow> = sqlx::query_as(&format!(
             "UPDATE orders SET status = $2, failure_reason = $3, updated_at = NOW()
-             WHERE id = $1 AND status NOT IN ('CONFIRMED', 'FAILED') RETURNING {COLUMNS}"
+             WHERE id = $1 AND status IN {unsettled} RETURNING {COLUMNS}",
+            unsettled = OrderStatus::unsettled_sql()
         ))
         .bind(id)
-        .bind(status.as_str())
-        .bind(reason.map(FailureReason::as_str))
+        .bind(status)
+        .bind(reason)
         .fetch_optional(&self.pool)
         .await?;
         match row {
@@ -222,10 +211,11 @@ impl Store {
         let row: Option<OrderRow> = sqlx::query_as(&format!(
             "UPDATE orders SET status = $2, updated_at = NOW(),
                     next_attempt_at = NOW() + make_interval(secs => $3)
-             WHERE id = $1 AND status NOT IN ('CONFIRMED', 'FAILED') RETURNING {COLUMNS}"
+             WHERE id = $1 AND status IN {unsettled} RETURNING {COLUMNS}",
+            unsettled = OrderStatus::unsettled_sql()
         ))
         .bind(id)
-        .bind(status.as_str())
+        .bind(status)
         .bind(backoff.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?;
@@ -244,12 +234,13 @@ impl Store {
                     next_attempt_at = NOW() + make_interval(secs => $2)
              WHERE id IN (
                  SELECT id FROM orders
-                 WHERE status IN ('PENDING', 'PENDING_INVENTORY', 'PENDING_PAYMENT')
+                 WHERE status IN {unsettled}
                    AND next_attempt_at <= NOW()
                  ORDER BY next_attempt_at
                  LIMIT $1
                  FOR UPDATE SKIP LOCKED)
-             RETURNING {COLUMNS}"
+             RETURNING {COLUMNS}",
+            unsettled = OrderStatus::unsettled_sql()
         ))
         .bind(limit)
         .bind(LEASE.as_secs_f64())
@@ -258,11 +249,11 @@ impl Store {
     }
 
     /// Unsettled orders per status, for metrics and the dashboard.
-    pub async fn unsettled_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT status, COUNT(*) FROM orders
-             WHERE status IN ('PENDING', 'PENDING_INVENTORY', 'PENDING_PAYMENT') GROUP BY status",
-        )
+    pub async fn unsettled_counts(&self) -> Result<Vec<(OrderStatus, i64)>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT status, COUNT(*) FROM orders WHERE status IN {} GROUP BY status",
+            OrderStatus::unsettled_sql()
+        ))
         .fetch_all(&self.pool)
         .await?)
     }

@@ -97,7 +97,7 @@ pub fn spawn_pending_gauge(store: Store) -> JoinHandle<()> {
                     for status in OrderStatus::UNSETTLED {
                         let n = counts
                             .iter()
-                            .find(|(s, _)| s == status.as_str())
+                            .find(|(s, _)| *s == status)
                             .map_or(0, |(_, n)| *n);
                         metrics::gauge!("valerix_orders_pending", "status" => status.as_str())
                             .set(n as f64);

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use poem_openapi::{
-    ApiResponse, Enum, Object, OpenApi, Tags,
+    ApiResponse, Object, OpenApi, Tags,
     param::{Path, Query},
     payload::Json,
 };
@@ -20,6 +20,7 @@ use valerix_runtime::{
 use crate::{
     NAME,
     config::DeclineRule,
+    domain::PaymentStatus,
     store::{PaymentRow, Store, StoreError},
 };
 
@@ -29,21 +30,6 @@ enum Tag {
     Payments,
     /// Liveness and dependencies
     Health,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum PaymentStatus {
-    /// The charge went through.
-    Completed,
-    /// The charge was refused (see `decline_reason`).
-    Declined,
-    /// The charge went through and was paid back.
-    Refunded,
-    /// The order was given up before any charge: later charges are refused.
-    Voided,
-    /// Not decided yet.
-    Pending,
 }
 
 /// A payment for one order. Absent optional fields are left out.
@@ -104,23 +90,13 @@ enum ChargeResponse {
     Created(Json<Payment>),
 }
 
-fn status_of(s: &str) -> PaymentStatus {
-    match s {
-        "COMPLETED" => PaymentStatus::Completed,
-        "DECLINED" => PaymentStatus::Declined,
-        "REFUNDED" => PaymentStatus::Refunded,
-        "VOIDED" => PaymentStatus::Voided,
-        _ => PaymentStatus::Pending,
-    }
-}
-
 impl From<PaymentRow> for Payment {
     fn from(r: PaymentRow) -> Self {
         Self {
             id: r.id,
             order_id: r.order_id,
             amount_cents: r.amount_cents,
-            status: status_of(&r.status),
+            status: r.status,
             decline_reason: r.decline_reason,
             created_at: r.created_at,
             updated_at: r.updated_at,

@@ -3,12 +3,14 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::domain::PaymentStatus;
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PaymentRow {
     pub id: Uuid,
     pub order_id: Uuid,
     pub amount_cents: i64,
-    pub status: String,
+    pub status: PaymentStatus,
     pub decline_reason: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
@@ -65,9 +67,9 @@ impl Store {
         decline_reason: Option<&str>,
     ) -> Result<(PaymentRow, bool), StoreError> {
         let status = if decline_reason.is_some() {
-            "DECLINED"
+            PaymentStatus::Declined
         } else {
-            "COMPLETED"
+            PaymentStatus::Completed
         };
         let inserted: Option<PaymentRow> = sqlx::query_as(&format!(
             "INSERT INTO payments (order_id, amount, status, decline_reason)
@@ -86,7 +88,7 @@ impl Store {
         }
         let row = self.by_order(order_id).await?;
         // A VOIDED fence has amount 0: it answers any later charge as voided.
-        if row.amount_cents != amount_cents && row.status != "VOIDED" {
+        if row.amount_cents != amount_cents && row.status != PaymentStatus::Voided {
             return Err(StoreError::AmountMismatch {
                 order_id,
                 existing: row.amount_cents,

@@ -47,7 +47,7 @@ impl Stores {
         let order = self.orders.create(&new, None).await?.order;
         let held = self.inventory.reserve(order.id, product, quantity).await?;
         ensure!(
-            held.row.status == "RESERVED",
+            held.row.status == inventory_service::domain::ReservationStatus::Reserved,
             "reserve for {} answered {} (is the stock too low?)",
             order.id,
             held.row.status
@@ -57,8 +57,8 @@ impl Stores {
             .charge(order.id, order.amount_cents, None)
             .await?;
         ensure!(
-            paid.status == "COMPLETED",
-            "charge answered {}",
+            paid.status == payment_service::domain::PaymentStatus::Completed,
+            "charge answered {:?}",
             paid.status
         );
         self.inventory.commit(order.id).await?;

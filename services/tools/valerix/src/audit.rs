@@ -85,12 +85,13 @@ pub async fn audit(pool: &PgPool, max_pending: Option<Duration>) -> Result<Repor
         );
     }
     if let Some(bound) = max_pending {
-        let rows: Vec<(String,)> = sqlx::query_as(
+        let rows: Vec<(String,)> = sqlx::query_as(&format!(
             "SELECT format('order %s is %s after %s s', id, status, round(EXTRACT(EPOCH FROM NOW() - created_at)))
              FROM orders
-             WHERE status IN ('PENDING', 'PENDING_INVENTORY', 'PENDING_PAYMENT')
+             WHERE status IN {}
                AND created_at <= NOW() - make_interval(secs => $1)",
-        )
+            order_service::domain::OrderStatus::unsettled_sql()
+        ))
         .bind(bound.as_secs_f64())
         .fetch_all(pool)
         .await?;

@@ -16,6 +16,7 @@ use std::{
 };
 
 use anyhow::Context;
+use order_service::domain::OrderStatus;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 use sqlx::PgPool;
@@ -321,9 +322,10 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     let pool = PgPool::connect(&cfg.database_url).await?;
     let settle_start = Instant::now();
     loop {
-        let unsettled: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM orders WHERE status IN ('PENDING', 'PENDING_INVENTORY', 'PENDING_PAYMENT')",
-        )
+        let unsettled: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM orders WHERE status IN {}",
+            OrderStatus::unsettled_sql()
+        ))
         .fetch_one(&pool)
         .await?;
         if unsettled == 0 || settle_start.elapsed() > cfg.settle_within {
@@ -359,16 +361,17 @@ async fn measure(
         .bind(&ids)
         .fetch_one(pool)
         .await?;
-    let count = |status: &'static str| {
+    let count = |status: OrderStatus| {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM orders WHERE status = $1")
             .bind(status)
             .fetch_one(pool)
     };
-    let confirmed = count("CONFIRMED").await?;
-    let failed = count("FAILED").await?;
-    let stuck: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM orders WHERE status IN ('PENDING', 'PENDING_INVENTORY', 'PENDING_PAYMENT')",
-    )
+    let confirmed = count(OrderStatus::Confirmed).await?;
+    let failed = count(OrderStatus::Failed).await?;
+    let stuck: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM orders WHERE status IN {}",
+        OrderStatus::unsettled_sql()
+    ))
     .fetch_one(pool)
     .await?;
     let oversold_units: i64 = sqlx::query_scalar(
@@ -384,10 +387,11 @@ async fn measure(
     )
     .fetch_one(pool)
     .await?;
-    let held_units: i64 = sqlx::query_scalar(
+    let held_units: i64 = sqlx::query_scalar(&format!(
         "SELECT COALESCE(SUM(r.quantity), 0)::BIGINT FROM reservations r JOIN orders o ON o.id = r.order_id
-         WHERE r.status = 'RESERVED' AND o.status IN ('PENDING', 'PENDING_INVENTORY', 'PENDING_PAYMENT')",
-    )
+         WHERE r.status = 'RESERVED' AND o.status IN {}",
+        OrderStatus::unsettled_sql()
+    ))
     .fetch_one(pool)
     .await?;
     let charged_unconfirmed: i64 = sqlx::query_scalar(

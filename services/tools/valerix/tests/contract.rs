@@ -80,9 +80,10 @@ fn documented(contract: &str) -> BTreeMap<String, Settings> {
             default
         };
         for binary in &applies {
-            docs.entry(binary.clone())
-                .or_default()
-                .insert(cell(cells[1]), (cell(cells[2]).replace("none", ""), default.clone()));
+            docs.entry(binary.clone()).or_default().insert(
+                cell(cells[1]),
+                (cell(cells[2]).replace("none", ""), default.clone()),
+            );
         }
     }
     docs
@@ -96,7 +97,11 @@ fn row(flag: &str, (env, default): &(String, String)) -> String {
             format!("`{s}`")
         }
     };
-    format!("| `{flag}` | {} | {} | ... |", or_none(env), or_none(default))
+    format!(
+        "| `{flag}` | {} | {} | ... |",
+        or_none(env),
+        or_none(default)
+    )
 }
 
 #[test]
@@ -121,7 +126,9 @@ fn every_flag_env_and_default_in_the_contract_is_the_binaries_own() {
         }
         let extra: BTreeSet<_> = doc.keys().filter(|f| !code.contains_key(*f)).collect();
         for flag in extra {
-            problems.push(format!("{binary}: documents {flag}, which it does not take"));
+            problems.push(format!(
+                "{binary}: documents {flag}, which it does not take"
+            ));
         }
     }
     assert!(

@@ -8,5 +8,6 @@ mod gremlins;
 mod idempotency;
 mod metrics;
 mod orders;
+mod statuses;
 mod support;
 mod unix_sockets;
