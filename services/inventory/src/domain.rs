@@ -2,8 +2,8 @@
 
 use poem_openapi::Enum;
 
-/// As stored in `reservations.status`: a value the database holds that is
-/// not one of these fails the read (sqlx's decode), it is never guessed.
+// As stored in `reservations.status`: a value the database holds that is
+// not one of these fails the read (sqlx's decode), it is never guessed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, sqlx::Type)]
 #[oai(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sqlx(type_name = "varchar", rename_all = "SCREAMING_SNAKE_CASE")]
