@@ -52,6 +52,15 @@
           preCheck = ''
             export HOME=$TMPDIR
           '';
+          # cargoCheckHook (pkgs/build-support/rust/hooks/cargo-check-hook.sh) runs
+          # each test binary with --test-threads=$NIX_BUILD_CORES unless this is set,
+          # then with 1. The tests have only ever run on 2 CPUs with 2 threads; on a
+          # 32-core builder 32 at once would each start services with database pools
+          # (up to 16 connections) against one throwaway PostgreSQL, and the
+          # timing-sensitive ones (chaos, gremlins, the SLA alert) would share the
+          # CPUs with 31 others. One thread never sees more contention than tested.
+          # (A second --test-threads in checkFlags is refused by libtest.)
+          dontUseCargoParallelTests = true;
 
           # Read at run time: ui/ by the gateway (--ui-dir, VALERIX_UI_DIR; the
           # browser tests and npm files stay behind) and grafana/ by the NixOS
