@@ -171,6 +171,8 @@
             pkgs.chromium
             pkgs.nixfmt
             pkgs.deadnix
+            # nixos/eval/check.py and grafana/check.sh (`just lint`)
+            pkgs.python3
           ]
           ++ jaegerOf pkgs;
         };
@@ -214,8 +216,10 @@
                 ];
               }
               ''
-                nixfmt --check ${./flake.nix} $(find ${./nixos} -name '*.nix')
-                deadnix --fail ${./flake.nix} ${./nixos}
+                # nixos/vendor/ is nixpkgs' lib as published, not formatted here.
+                files=$(find ${./nixos} -path '*/vendor' -prune -o -name '*.nix' -print)
+                nixfmt --check ${./flake.nix} $files
+                deadnix --fail ${./flake.nix} $files
                 touch $out
               '';
         }

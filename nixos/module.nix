@@ -45,7 +45,13 @@ let
       binary = "api-gateway";
       port = 5000;
       usesDatabase = false;
-      upstreams = [ "order" ];
+      # /api/orders goes to the order service, /api/inventory and /health also
+      # reach inventory and payment directly.
+      upstreams = [
+        "order"
+        "inventory"
+        "payment"
+      ];
     };
   };
 
