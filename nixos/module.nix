@@ -133,6 +133,19 @@ let
     UMask = "0077";
   };
 
+  # Secrets go to a unit with LoadCredential= and the binary reads them from
+  # <NAME>_FILE=%d/<id> (the credentials directory): never from the Nix store, never
+  # in the unit's environment. One entry per variable; nixos/eval/check.py holds
+  # each against the binary's --help and the unit's LoadCredential=.
+  credentialsOf =
+    _name: def:
+    optionalAttrs (def.usesDatabase && !cfg.database.createLocally) {
+      DATABASE_URL_FILE = {
+        id = "database-url";
+        file = cfg.database.urlFile;
+      };
+    };
+
   # Each VALERIX_*, DATABASE_URL*, *_URL variable is the `env` of a clap flag of
   # the binary (`<binary> --help` lists them: VALERIX_LISTEN is --listen,
   # VALERIX_UI_DIR is --ui-dir, VALERIX_GREMLINS=true is --gremlins, ...); the
@@ -149,12 +162,10 @@ let
     // optionalAttrs (cfg.workerThreads != null) {
       TOKIO_WORKER_THREADS = toString cfg.workerThreads;
     }
-    // optionalAttrs def.usesDatabase (
-      if cfg.database.createLocally then
-        { DATABASE_URL = localDatabaseUrl; }
-      else
-        { DATABASE_URL_FILE = "%d/database-url"; }
-    )
+    // optionalAttrs (def.usesDatabase && cfg.database.createLocally) {
+      DATABASE_URL = localDatabaseUrl;
+    }
+    // lib.mapAttrs (_: c: "%d/${c.id}") (credentialsOf name def)
     // optionalAttrs (name == "order") {
       INVENTORY_URL = urlOf "inventory";
       PAYMENT_URL = urlOf "payment";
@@ -175,6 +186,7 @@ let
       upstreamUnits = map (u: "valerix-${u}.service") (lib.filter (u: cfg.${u}.enable) def.upstreams);
       localDb = def.usesDatabase && cfg.database.createLocally;
       remoteDb = def.usesDatabase && !cfg.database.createLocally;
+      credentials = credentialsOf name def;
     in
     {
       description = "Valerix ${def.binary}";
@@ -204,7 +216,9 @@ let
           Group = "valerix";
         }
         // optionalAttrs cfg.unixSockets { RuntimeDirectory = "valerix/${name}"; }
-        // optionalAttrs remoteDb { LoadCredential = [ "database-url:${cfg.database.urlFile}" ]; };
+        // optionalAttrs (credentials != { }) {
+          LoadCredential = lib.mapAttrsToList (_: c: "${c.id}:${c.file}") credentials;
+        };
     };
 
   mkServiceOptions = name: def: {

@@ -248,7 +248,7 @@ let
   staticConfig = types.submodule {
     options = {
       targets = req (types.listOf types.str);
-      labels = nullOpt (types.attrsOf types.str);
+      labels = opt (types.attrsOf types.str) { };
     };
   };
   scrapeConfig = types.submodule {
