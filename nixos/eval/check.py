@@ -522,7 +522,7 @@ def bins_of(packages: list[dict]) -> set[str]:
     return {b for p in packages for b in p["bins"]}
 
 
-def check_app(app: dict, pkg: Package, package_path: str) -> None:
+def check_app(app: dict, pkg: Package, package_path: str, has_jaeger: bool) -> None:
     w = "apps.default (nix run)"
     R.check(app.get("type", "app") == "app", w, "not of type app")
     script = described(app["program"])
@@ -536,7 +536,7 @@ def check_app(app: dict, pkg: Package, package_path: str) -> None:
     needed = [set(re.findall(r'on_path\("([\w-]+)"\)', line)) for line in observe.splitlines() if "on_path(\"" in line]
     needed += [{"initdb"}, {"postgres"}, {"valerix"}]
     for alternatives in needed:
-        if alternatives == {"jaeger"} and not pkg_has_jaeger:
+        if alternatives == {"jaeger"} and not has_jaeger:
             continue
         R.check(bool(alternatives & path), w, f"none of {sorted(alternatives)} is in the app's runtimeInputs")
     for cmd in shell.commands(script["text"]):
@@ -546,8 +546,6 @@ def check_app(app: dict, pkg: Package, package_path: str) -> None:
     if R.check(ui is not None, w, "does not set VALERIX_UI_DIR"):
         pkg.repo_path(ui.group(1), package_path, w)
 
-
-pkg_has_jaeger = True
 
 
 def check_devshell(shell_ev: dict) -> None:
@@ -604,7 +602,7 @@ def undefined_names(tree: ast.Module, nodes: set[str]) -> set[str]:
     return used - defined
 
 
-def check_commands(w: str, text: str, node: str, cfg: dict, path: set[str], helpers: dict, helps: dict, extra=frozenset()):
+def check_commands(w: str, text: str, node: str, cfg: dict, path: set[str], helps: dict) -> None:
     """Every command of a shell snippet run on `node`: on PATH, its user there, its flags known."""
     try:
         cmds = shell.commands(text)
@@ -615,10 +613,10 @@ def check_commands(w: str, text: str, node: str, cfg: dict, path: set[str], help
         word = cmd.words[0]
         if word.startswith("$") or word in shell.BUILTINS:
             continue
-        R.check(word in path or word in extra, w, f"{word!r} is not on {node}'s PATH (in: {text.strip()[:90]!r})")
+        R.check(word in path, w, f"{word!r} is not on {node}'s PATH (in: {text.strip()[:90]!r})")
         if cmd.user is not None:
             R.check(cmd.user in cfg["users"], w, f"runs as {cmd.user}, not a user on {node}")
-        if word in helps and word == "valerix":
+        if word == "valerix":
             args = [a for a in cmd.words[1:]]
             sub = next((a for a in args if not a.startswith("-")), None)
             flags = {a.split("=")[0] for a in args if a.startswith("--")}
@@ -676,7 +674,6 @@ def check_test(name: str, test: dict, helps: dict) -> None:
                 node,
                 cfg,
                 paths[node] | bins_of(helper["runtimeInputs"]),
-                {},
                 helps,
             )
 
@@ -698,10 +695,10 @@ def check_test(name: str, test: dict, helps: dict) -> None:
                 if a is None:
                     R.error(where, "a command that is not a string expression")
                     continue
-                check_commands(where, a, node, cfg, paths[node], helpers_of[node], helps)
+                check_commands(where, a, node, cfg, paths[node], helps)
                 checked += 1
         elif method == "systemctl" and args and args[0]:
-            check_commands(where, "systemctl " + args[0], node, cfg, paths[node], helpers_of[node], helps)
+            check_commands(where, "systemctl " + args[0], node, cfg, paths[node], helps)
         elif method in ("wait_for_unit", "require_unit_state", "get_unit_property", "get_unit_info", "start_job", "stop_job"):
             unit = args[0] if args else None
             if unit and "X" not in unit:
@@ -712,35 +709,37 @@ def check_test(name: str, test: dict, helps: dict) -> None:
             port = call.args[0].value if call.args and isinstance(call.args[0], ast.Constant) else None
             if port is not None:
                 R.check(port in listened_ports(cfg), where, f"nothing on {node} is configured to listen on {port}")
-    # `for unit in units: machine.wait_for_unit(f"{unit}.service")` and the
-    # like: the loop's literal list, checked as units.
+    # `for unit in units: machine.wait_for_unit(f"{unit}.service")` and
+    # `for port in [...]: machine.wait_for_open_port(port)`: the loop's literal
+    # list (or the list its name was assigned) holds the units and ports.
+    lists = {
+        t.id: n.value.elts
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.List)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
     for loop in ast.walk(tree):
-        if isinstance(loop, ast.For) and isinstance(loop.iter, (ast.List, ast.Name)):
-            items = loop.iter.elts if isinstance(loop.iter, ast.List) else None
-            if items is None:
-                assigned = [
-                    n.value for n in ast.walk(tree)
-                    if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == loop.iter.id for t in n.targets)
-                ]
-                items = assigned[0].elts if assigned and isinstance(assigned[0], ast.List) else []
-            for call in ast.walk(loop):
-                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-                        and call.func.attr == "wait_for_unit" and isinstance(call.func.value, ast.Name)):
-                    node = aliases.get(call.func.value.id, call.func.value.id)
-                    for item in items:
-                        if isinstance(item, ast.Constant) and isinstance(item.value, str) and not item.value.isdigit():
-                            unit = item.value.removesuffix(".service")
-                            R.check(unit in nodes[node]["services"], f"{name} line {call.lineno}",
-                                    f"{item.value}: no such unit on {node}")
-                        elif isinstance(item, ast.Constant) and isinstance(item.value, int):
-                            pass
-                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-                        and call.func.attr == "wait_for_open_port" and isinstance(call.func.value, ast.Name)):
-                    node = aliases.get(call.func.value.id, call.func.value.id)
-                    for item in items:
-                        if isinstance(item, ast.Constant) and isinstance(item.value, int):
-                            R.check(item.value in listened_ports(nodes[node]), f"{name} line {call.lineno}",
-                                    f"nothing on {node} is configured to listen on {item.value}")
+        if not isinstance(loop, ast.For):
+            continue
+        items = loop.iter.elts if isinstance(loop.iter, ast.List) else lists.get(getattr(loop.iter, "id", None), [])
+        values = [i.value for i in items if isinstance(i, ast.Constant)]
+        for call in ast.walk(loop):
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                    and isinstance(call.func.value, ast.Name)):
+                continue
+            node = aliases.get(call.func.value.id, call.func.value.id)
+            if node not in nodes:
+                continue
+            where = f"{name} line {call.lineno}"
+            if call.func.attr == "wait_for_unit":
+                for unit in (v for v in values if isinstance(v, str)):
+                    R.check(unit.removesuffix(".service") in nodes[node]["services"], where,
+                            f"{unit}: no such unit on {node}")
+            elif call.func.attr == "wait_for_open_port":
+                for port in (v for v in values if isinstance(v, int)):
+                    R.check(port in listened_ports(nodes[node]), where,
+                            f"nothing on {node} is configured to listen on {port}")
     R.notes.append(f"{name}: testScript compiles, {checked} shell commands in {len(nodes)} node(s) checked")
 
 
@@ -748,7 +747,6 @@ def check_test(name: str, test: dict, helps: dict) -> None:
 
 
 def main() -> int:
-    global pkg_has_jaeger
     if shutil.which("nix-instantiate") is None:
         msg = "nix-instantiate not found (Debian: apt-get install nix-bin): the Nix evaluation is skipped"
         if os.environ.get("CI") == "true":
@@ -766,8 +764,8 @@ def main() -> int:
     pkg_ev = ev["package"]
     pkg = Package(pkg_ev)
     R.check(pkg_ev["dontUseCargoParallelTests"], "flake.nix package", "test threads unbounded (dontUseCargoParallelTests)")
-    pkg_has_jaeger = "jaeger" in ev["jaeger"]["bins"]
-    R.check(pkg_has_jaeger, "flake.nix jaeger", "the Jaeger package installs no bin/jaeger")
+    has_jaeger = "jaeger" in ev["jaeger"]["bins"]
+    R.check(has_jaeger, "flake.nix jaeger", "the Jaeger package installs no bin/jaeger")
 
     configs = ev["configurations"]
     package_path = configs["defaults"]["valerix"]["package"]
@@ -775,7 +773,7 @@ def main() -> int:
         check_host(where, cfg, pkg, helps, runtime)
     check_defaults(configs["defaults"])
     check_example(configs["example"])
-    check_app(ev["app"], pkg, package_path)
+    check_app(ev["app"], pkg, package_path, has_jaeger)
     check_devshell(ev["devShell"])
     for name, test in ev["tests"].items():
         for node, cfg in test["nodes"].items():

@@ -11,7 +11,7 @@ starts with `$` is dynamic and skipped.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 BUILTINS = set(
     """
@@ -34,7 +34,6 @@ class Command:
 
     words: list[str]
     user: str | None = None
-    substitutions: list[str] = field(default_factory=list)
 
 
 def _read_subst(text: str, i: int) -> tuple[str, int]:
@@ -180,7 +179,7 @@ def _strip_wrapper(words: list[str], user: str | None) -> tuple[list[str], str |
         return rest, user, head
     if head in ("runuser", "sudo"):
         rest, new_user = words[1:], "root"
-        while rest:
+        while rest and rest[0].startswith("-"):
             if rest[0] == "--":
                 rest = rest[1:]
                 break
@@ -188,13 +187,7 @@ def _strip_wrapper(words: list[str], user: str | None) -> tuple[list[str], str |
                 new_user = rest[1]
                 rest = rest[2:]
                 continue
-            if rest[0].startswith("-"):
-                rest = rest[1:]
-                continue
-            if head == "runuser" and user is None:
-                # `runuser USER -c CMD` form: a shell command in -c.
-                break
-            break
+            rest = rest[1:]
         return rest, new_user, head
     if head == "env":
         rest = words[1:]
@@ -226,7 +219,7 @@ def commands(text: str, user: str | None = None) -> list[Command]:
 
     def flush():
         nonlocal current, current_subs
-        words = [w for w in current]
+        words = list(current)
         subs = current_subs
         current, current_subs = [], []
         for s in subs:
@@ -235,14 +228,12 @@ def commands(text: str, user: str | None = None) -> list[Command]:
         while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
             words = words[1:]
         while words and words[0] in KEYWORDS:
-            if words[0] in ("for", "select"):
-                return
-            if words[0] == "case":
+            if words[0] in ("for", "select", "case"):
                 return
             words = words[1:]
         if not words:
             return
-        if len(words) >= 2 and words[1] == "()" or (words[0].endswith("()")):
+        if words[0].endswith("()") or words[1:2] == ["()"]:
             functions.add(words[0].removesuffix("()"))
             return
         cmd_user = user
