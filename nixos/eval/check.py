@@ -156,6 +156,30 @@ def runtime_envs() -> set[str]:
     return set(re.findall(r"\b(OTEL_[A-Z_]*[A-Z]|RUST_LOG)\b", src))
 
 
+def repo_entries() -> dict[str, str]:
+    """The repository's tracked top-level entries and their kind."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    entries = {}
+    for f in files.splitlines():
+        top, sep, _ = f.partition("/")
+        entries[top] = "directory" if sep else "regular"
+    return entries
+
+
+def files_the_build_reads() -> set[str]:
+    """Top-level entries the Rust sources and tests read outside their crate:
+    `include_str!("../../X/..")`, `CARGO_MANIFEST_DIR/../../../X`, `repo_root().join("X/..")`."""
+    tops = set(repo_entries())
+    wanted = set()
+    for rs in (ROOT / "services").rglob("*.rs"):
+        text = rs.read_text()
+        for m in re.finditer(r'"(?:\.\./)+([A-Za-z.][\w.-]*)', text):
+            wanted.add(m.group(1))
+        for m in re.finditer(r'repo_root\(\)\.join\("([\w.-]+)', text):
+            wanted.add(m.group(1))
+    return wanted & tops
+
+
 def evaluate(bins: list[str]) -> dict:
     lib = os.environ.get("NIXPKGS_LIB") or str(ROOT / "nixos/vendor/nixpkgs-lib/lib")
     cmd = [
@@ -173,6 +197,9 @@ def evaluate(bins: list[str]) -> dict:
         "--argstr",
         "libPath",
         lib,
+        "--arg",
+        "repoEntries",
+        "{ " + " ".join(f"{json.dumps(k)} = {json.dumps(v)};" for k, v in sorted(repo_entries().items())) + " }",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -764,6 +791,11 @@ def main() -> int:
     pkg_ev = ev["package"]
     pkg = Package(pkg_ev)
     R.check(pkg_ev["dontUseCargoParallelTests"], "flake.nix package", "test threads unbounded (dontUseCargoParallelTests)")
+    # The build copies share/valerix from its src and the Rust code reads files
+    # beside the crates: each must be in the package's lib.fileset.
+    included = {k for k, v in pkg_ev["srcIncludes"].items() if v}
+    for entry in sorted(set(pkg.share_dirs) | files_the_build_reads() | {"Cargo.toml", "Cargo.lock", "services"}):
+        R.check(entry in included, "flake.nix package src", f"{entry} is read by the build but not in its fileset")
     has_jaeger = "jaeger" in ev["jaeger"]["bins"]
     R.check(has_jaeger, "flake.nix jaeger", "the Jaeger package installs no bin/jaeger")
 

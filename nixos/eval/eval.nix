@@ -12,14 +12,26 @@
   # The nixpkgs lib tree; NIXPKGS_LIB in check.py.
   libPath ? ../vendor/nixpkgs-lib/lib,
   workspaceBins,
+  repoEntries ? { },
 }:
 
 let
-  lib = import libPath;
+  # lib.fileset calls builtins.readFileType (Nix 2.14); Debian's nix-instantiate
+  # is 2.8. Where it is missing, the lib is imported with one made of readDir.
+  compatBuiltins = builtins // {
+    readFileType = path: (builtins.readDir (dirOf path)).${baseNameOf path};
+  };
+  importCompat =
+    path:
+    scopedImport {
+      builtins = compatBuiltins;
+      import = importCompat;
+    } path;
+  lib = if builtins ? readFileType then import libPath else importCompat libPath;
 
   pkgsFor =
     system:
-    import ./pkgs.nix { inherit lib workspaceBins; }
+    import ./pkgs.nix { inherit lib workspaceBins repoEntries; }
     // {
       stdenv.hostPlatform.system = system;
     };

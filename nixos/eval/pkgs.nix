@@ -13,6 +13,9 @@
   # The binaries of the Cargo workspace (read from its Cargo.toml files by
   # nixos/eval/check.py): what buildRustPackage installs in $out/bin.
   workspaceBins,
+  # The repository's top-level entries, name -> "directory" or "regular":
+  # buildRustPackage reports which of them its `src` lets into the build.
+  repoEntries ? { },
 }:
 
 let
@@ -286,6 +289,11 @@ in
       inherit (args) pname version postInstall;
       dontUseCargoParallelTests = args.dontUseCargoParallelTests or false;
       checkFlags = args.checkFlags or [ ];
+      # A lib.fileset.toSource (cleanSourceWith) result keeps its filter and
+      # root: asking them copies nothing to the store.
+      srcIncludes = lib.mapAttrs (
+        name: type: args.src.filter "${toString args.src.origSrc}/${name}" type
+      ) repoEntries;
     };
 
   # The binaries an installPhase puts into $out/bin.
