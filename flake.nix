@@ -216,7 +216,7 @@
                 ];
               }
               ''
-                # nixos/vendor/ is nixpkgs' lib as published, not formatted here.
+                # nixos/vendor/ is nixpkgs' lib as published: not ours to format.
                 files=$(find ${./nixos} -path '*/vendor' -prune -o -name '*.nix' -print)
                 nixfmt --check ${./flake.nix} $files
                 deadnix --fail ${./flake.nix} $files

@@ -2,7 +2,8 @@
 # units, plus optional local PostgreSQL, Prometheus, Grafana and Jaeger.
 #
 # Written against nixpkgs nixos-25.11 (see nixos/README.md for the source files
-# each option used here was checked against). It has been parse-checked only.
+# each option used here was checked against). CI evaluates it with the nixpkgs lib
+# (nixos/eval/check.py); it has not been built or run under NixOS yet.
 { config, lib, ... }:
 
 let
@@ -18,7 +19,7 @@ let
 
   cfg = config.services.valerix;
 
-  # The services, their binaries (docs/CONTRACT.md) and the plan's ports.
+  # The services, their binaries and ports (docs/CONTRACT.md).
   serviceDefs = {
     inventory = {
       binary = "inventory-service";
