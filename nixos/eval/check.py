@@ -117,18 +117,19 @@ def workspace_binaries() -> list[str]:
     return sorted(bins)
 
 
+def bin_dir() -> Path:
+    return Path(os.environ.get("VALERIX_BIN_DIR") or ROOT / "target/debug")
+
+
 def binaries_help(bins: list[str]) -> dict[str, str]:
     """`<binary> --help` of every service binary and of the valerix CLI."""
     wanted = sorted(SERVICE_BINARIES | {"valerix"})
-    bin_dir = os.environ.get("VALERIX_BIN_DIR")
-    if bin_dir:
-        directory = Path(bin_dir)
-    else:
+    if not os.environ.get("VALERIX_BIN_DIR"):
         cmd = ["cargo", "build", "--quiet", "--locked"]
         for b in wanted:
             cmd += ["--bin", b]
         subprocess.run(cmd, cwd=ROOT, check=True)
-        directory = ROOT / "target/debug"
+    directory = bin_dir()
     helps = {}
     for b in wanted:
         if b not in bins:
@@ -629,7 +630,7 @@ def undefined_names(tree: ast.Module, nodes: set[str]) -> set[str]:
     return used - defined
 
 
-def check_commands(w: str, text: str, node: str, cfg: dict, path: set[str], helps: dict) -> None:
+def check_commands(w: str, text: str, node: str, cfg: dict, path: set[str]) -> None:
     """Every command of a shell snippet run on `node`: on PATH, its user there, its flags known."""
     try:
         cmds = shell.commands(text)
@@ -644,11 +645,11 @@ def check_commands(w: str, text: str, node: str, cfg: dict, path: set[str], help
         if cmd.user is not None:
             R.check(cmd.user in cfg["users"], w, f"runs as {cmd.user}, not a user on {node}")
         if word == "valerix":
-            args = [a for a in cmd.words[1:]]
+            args = cmd.words[1:]
             sub = next((a for a in args if not a.startswith("-")), None)
             flags = {a.split("=")[0] for a in args if a.startswith("--")}
             if sub:
-                sub_help = subprocess.run([helps["__dir__"] / "valerix", sub, "--help"], capture_output=True, text=True)
+                sub_help = subprocess.run([bin_dir() / "valerix", sub, "--help"], capture_output=True, text=True)
                 R.check(sub_help.returncode == 0, w, f"valerix has no subcommand {sub}")
                 unknown = flags - help_flags(sub_help.stdout)
                 R.check(not unknown, w, f"valerix {sub} has no {sorted(unknown)}")
@@ -670,7 +671,7 @@ def listened_ports(cfg: dict) -> set[int]:
     return ports
 
 
-def check_test(name: str, test: dict, helps: dict) -> None:
+def check_test(name: str, test: dict) -> None:
     nodes = test["nodes"]
     w = f"{name} testScript"
     try:
@@ -690,18 +691,16 @@ def check_test(name: str, test: dict, helps: dict) -> None:
                 strings[n.targets[0].id] = v
 
     aliases = {"machine": next(iter(nodes))} if len(nodes) == 1 else {}
-    paths, helpers_of = {}, {}
+    paths = {}
     for node, cfg in nodes.items():
         paths[node] = bins_of(cfg["systemPackages"])
-        helpers_of[node] = {p["name"]: p for p in cfg["systemPackages"] if p.get("kind") == "shellApplication"}
-        for helper in helpers_of[node].values():
+        for helper in (p for p in cfg["systemPackages"] if p.get("kind") == "shellApplication"):
             check_commands(
                 f"{name}.{node} helper {helper['name']}",
                 helper["text"],
                 node,
                 cfg,
                 paths[node] | bins_of(helper["runtimeInputs"]),
-                helps,
             )
 
     checked = 0
@@ -722,10 +721,10 @@ def check_test(name: str, test: dict, helps: dict) -> None:
                 if a is None:
                     R.error(where, "a command that is not a string expression")
                     continue
-                check_commands(where, a, node, cfg, paths[node], helps)
+                check_commands(where, a, node, cfg, paths[node])
                 checked += 1
         elif method == "systemctl" and args and args[0]:
-            check_commands(where, "systemctl " + args[0], node, cfg, paths[node], helps)
+            check_commands(where, "systemctl " + args[0], node, cfg, paths[node])
         elif method in ("wait_for_unit", "require_unit_state", "get_unit_property", "get_unit_info", "start_job", "stop_job"):
             unit = args[0] if args else None
             if unit and "X" not in unit:
@@ -784,7 +783,6 @@ def main() -> int:
 
     bins = workspace_binaries()
     helps = binaries_help(bins)
-    helps["__dir__"] = Path(os.environ.get("VALERIX_BIN_DIR") or ROOT / "target/debug")
     runtime = runtime_envs()
     ev = evaluate(bins)
 
@@ -810,7 +808,7 @@ def main() -> int:
     for name, test in ev["tests"].items():
         for node, cfg in test["nodes"].items():
             check_host(f"{name}.{node}", cfg, pkg, helps, runtime, test["nodes"])
-        check_test(name, test, helps)
+        check_test(name, test)
 
     units = sum(len(service_units(c, package_path)) for c in configs.values()) + sum(
         len(service_units(c, package_path)) for t in ev["tests"].values() for c in t["nodes"].values()
