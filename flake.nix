@@ -52,6 +52,15 @@
           preCheck = ''
             export HOME=$TMPDIR
           '';
+          # cargoCheckHook (pkgs/build-support/rust/hooks/cargo-check-hook.sh) runs
+          # each test binary with --test-threads=$NIX_BUILD_CORES unless this is set,
+          # then with 1. The tests have only ever run on 2 CPUs with 2 threads; on a
+          # 32-core builder 32 at once would each start services with database pools
+          # (up to 16 connections) against one throwaway PostgreSQL, and the
+          # timing-sensitive ones (chaos, gremlins, the SLA alert) would share the
+          # CPUs with 31 others. One thread never sees more contention than tested.
+          # (A second --test-threads in checkFlags is refused by libtest.)
+          dontUseCargoParallelTests = true;
 
           # Read at run time: ui/ by the gateway (--ui-dir, VALERIX_UI_DIR; the
           # browser tests and npm files stay behind) and grafana/ by the NixOS
@@ -162,6 +171,8 @@
             pkgs.chromium
             pkgs.nixfmt
             pkgs.deadnix
+            # nixos/eval/check.py and grafana/check.sh (`just lint`)
+            pkgs.python3
           ]
           ++ jaegerOf pkgs;
         };
@@ -205,8 +216,10 @@
                 ];
               }
               ''
-                nixfmt --check ${./flake.nix} $(find ${./nixos} -name '*.nix')
-                deadnix --fail ${./flake.nix} ${./nixos}
+                # nixos/vendor/ is nixpkgs' lib as published: not ours to format.
+                files=$(find ${./nixos} -path '*/vendor' -prune -o -name '*.nix' -print)
+                nixfmt --check ${./flake.nix} $files
+                deadnix --fail ${./flake.nix} $files
                 touch $out
               '';
         }

@@ -2,7 +2,8 @@
 # units, plus optional local PostgreSQL, Prometheus, Grafana and Jaeger.
 #
 # Written against nixpkgs nixos-25.11 (see nixos/README.md for the source files
-# each option used here was checked against). It has been parse-checked only.
+# each option used here was checked against). CI evaluates it with the nixpkgs lib
+# (nixos/eval/check.py); it has not been built or run under NixOS yet.
 { config, lib, ... }:
 
 let
@@ -18,7 +19,7 @@ let
 
   cfg = config.services.valerix;
 
-  # The services, their binaries (docs/CONTRACT.md) and the plan's ports.
+  # The services, their binaries and ports (docs/CONTRACT.md).
   serviceDefs = {
     inventory = {
       binary = "inventory-service";
@@ -45,7 +46,13 @@ let
       binary = "api-gateway";
       port = 5000;
       usesDatabase = false;
-      upstreams = [ "order" ];
+      # /api/orders goes to the order service, /api/inventory and /health also
+      # reach inventory and payment directly.
+      upstreams = [
+        "order"
+        "inventory"
+        "payment"
+      ];
     };
   };
 
@@ -127,6 +134,19 @@ let
     UMask = "0077";
   };
 
+  # Secrets go to a unit with LoadCredential= and the binary reads them from
+  # <NAME>_FILE=%d/<id> (the credentials directory): never from the Nix store, never
+  # in the unit's environment. One entry per variable; nixos/eval/check.py holds
+  # each against the binary's --help and the unit's LoadCredential=.
+  credentialsOf =
+    _name: def:
+    optionalAttrs (def.usesDatabase && !cfg.database.createLocally) {
+      DATABASE_URL_FILE = {
+        id = "database-url";
+        file = cfg.database.urlFile;
+      };
+    };
+
   # Each VALERIX_*, DATABASE_URL*, *_URL variable is the `env` of a clap flag of
   # the binary (`<binary> --help` lists them: VALERIX_LISTEN is --listen,
   # VALERIX_UI_DIR is --ui-dir, VALERIX_GREMLINS=true is --gremlins, ...); the
@@ -143,12 +163,10 @@ let
     // optionalAttrs (cfg.workerThreads != null) {
       TOKIO_WORKER_THREADS = toString cfg.workerThreads;
     }
-    // optionalAttrs def.usesDatabase (
-      if cfg.database.createLocally then
-        { DATABASE_URL = localDatabaseUrl; }
-      else
-        { DATABASE_URL_FILE = "%d/database-url"; }
-    )
+    // optionalAttrs (def.usesDatabase && cfg.database.createLocally) {
+      DATABASE_URL = localDatabaseUrl;
+    }
+    // lib.mapAttrs (_: c: "%d/${c.id}") (credentialsOf name def)
     // optionalAttrs (name == "order") {
       INVENTORY_URL = urlOf "inventory";
       PAYMENT_URL = urlOf "payment";
@@ -169,6 +187,7 @@ let
       upstreamUnits = map (u: "valerix-${u}.service") (lib.filter (u: cfg.${u}.enable) def.upstreams);
       localDb = def.usesDatabase && cfg.database.createLocally;
       remoteDb = def.usesDatabase && !cfg.database.createLocally;
+      credentials = credentialsOf name def;
     in
     {
       description = "Valerix ${def.binary}";
@@ -198,7 +217,9 @@ let
           Group = "valerix";
         }
         // optionalAttrs cfg.unixSockets { RuntimeDirectory = "valerix/${name}"; }
-        // optionalAttrs remoteDb { LoadCredential = [ "database-url:${cfg.database.urlFile}" ]; };
+        // optionalAttrs (credentials != { }) {
+          LoadCredential = lib.mapAttrsToList (_: c: "${c.id}:${c.file}") credentials;
+        };
     };
 
   mkServiceOptions = name: def: {

@@ -71,9 +71,14 @@ pkgs.testers.runNixOSTest {
       services.postgresql = {
         enable = true;
         enableTCPIP = true;
-        # Prepended to the module's defaults (local peer, md5 on loopback).
+        # Prepended to the module's defaults (local peer, md5 on loopback). The
+        # test network gives every node 192.168.1.N and 2001:db8:1::N and writes
+        # both into /etc/hosts (nixpkgs nixos/lib/testing/network.nix); glibc
+        # returns the IPv6 address first, so `db` is reached over IPv6: both
+        # subnets need a line.
         authentication = ''
-          host valerix valerix 0.0.0.0/0 scram-sha-256
+          host valerix valerix 192.168.1.0/24 scram-sha-256
+          host valerix valerix 2001:db8:1::/64 scram-sha-256
         '';
         ensureDatabases = [ "valerix" ];
         ensureUsers = [

@@ -1,0 +1,830 @@
+#!/usr/bin/env python3
+"""Evaluates the Nix side of Valerix without Nix builds and checks the result.
+
+`nix-instantiate` (Debian's nix-bin is enough) evaluates nixos/eval/eval.nix
+with the nixpkgs lib in nixos/vendor/nixpkgs-lib (or $NIXPKGS_LIB): flake.nix
+with stand-in packages, nixos/example.nix, a host with only
+`services.valerix.enable = true`, and every node of the two VM tests, each
+through `lib.evalModules` with nixos/eval/stubs.nix. An unknown option, a
+wrong type or a failed assertion fails that evaluation. Then this script
+checks the evaluated configurations against the rest of the repository:
+
+- every service unit: Type=notify, NotifyAccess=main, WatchdogSec, ExecStart
+  on a binary the package installs, an Environment= naming only variables that
+  binary reads (its own `--help`, plus what the runtime reads itself), every
+  `%d/<id>` credential handed over with LoadCredential=, the database reached
+  as the contract says (local: After=/Requires=postgresql.target, peer auth as
+  the unit's user; remote: pg_hba lines that admit the other nodes over IPv4
+  and IPv6), upstream URLs pointing at the other units' sockets or ports;
+- Prometheus scraping exactly the services' listen addresses, Grafana's
+  provisioning paths existing in the package (as flake.nix's postInstall lays
+  out share/valerix), the datasource uids the dashboards and alert refer to;
+- safe defaults and a description on every `services.valerix` option;
+- `nix run`'s app and the devShell providing the commands they need;
+- each VM test's testScript compiles (Python) and every command it runs in a
+  VM, and every command of the helper scripts it calls, is on that node's
+  PATH (environment.systemPackages plus the base system, see stubs.nix), with
+  units, users, ports and the workspace binaries' flags that exist there.
+
+Usage: nixos/eval/check.py   (from anywhere; CI=true makes a missing
+nix-instantiate an error instead of a skip). VALERIX_BIN_DIR may point at
+already built service binaries; otherwise they are built with cargo.
+"""
+
+from __future__ import annotations
+
+import ast
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import shell  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+EVAL_MARK = "/nix/store/eval:"
+
+# The services' binaries (docs/CONTRACT.md), which run as systemd units.
+SERVICE_BINARIES = {"order-service", "inventory-service", "payment-service", "api-gateway"}
+# Read by tokio's runtime builder (#[tokio::main]), not by clap.
+TOKIO_ENV = {"TOKIO_WORKER_THREADS"}
+# Driver globals of the NixOS test driver (nixos/lib/test-driver/src/test_driver/driver.py).
+DRIVER_GLOBALS = {
+    "start_all",
+    "join_all",
+    "subtest",
+    "retry",
+    "log",
+    "driver",
+    "machines",
+    "vlans",
+    "create_machine",
+    "polling_condition",
+    "serial_stdout_on",
+    "serial_stdout_off",
+    "run_tests",
+    "test_script",
+    "os",
+    "Machine",
+}
+# Machine methods whose string arguments are shell commands run in the VM.
+SHELL_METHODS = {"succeed", "fail", "execute", "wait_until_succeeds", "wait_until_fails"}
+# The ports Jaeger's built-in all-in-one configuration listens on (OTLP gRPC,
+# OTLP HTTP, UI/API), as the module's jaeger.enable documents.
+JAEGER_PORTS = {4317, 4318, 16686}
+
+
+class Report:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.notes: list[str] = []
+
+    def error(self, where: str, msg: str) -> None:
+        self.errors.append(f"{where}: {msg}")
+
+    def check(self, ok: bool, where: str, msg: str) -> bool:
+        if not ok:
+            self.error(where, msg)
+        return ok
+
+
+R = Report()
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def workspace_binaries() -> list[str]:
+    """The executables `cargo build` of the workspace produces (what buildRustPackage installs)."""
+    members = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["members"]
+    bins = set()
+    for member in members:
+        manifest = tomllib.loads((ROOT / member / "Cargo.toml").read_text())
+        for b in manifest.get("bin", []):
+            bins.add(b["name"])
+        if (ROOT / member / "src/main.rs").exists() and not manifest.get("bin"):
+            bins.add(manifest["package"]["name"])
+        for extra in (ROOT / member / "src/bin").glob("*.rs") if (ROOT / member / "src/bin").is_dir() else []:
+            bins.add(extra.stem)
+    return sorted(bins)
+
+
+def bin_dir() -> Path:
+    return Path(os.environ.get("VALERIX_BIN_DIR") or ROOT / "target/debug")
+
+
+def binaries_help(bins: list[str]) -> dict[str, str]:
+    """`<binary> --help` of every service binary and of the valerix CLI."""
+    wanted = sorted(SERVICE_BINARIES | {"valerix"})
+    if not os.environ.get("VALERIX_BIN_DIR"):
+        cmd = ["cargo", "build", "--quiet", "--locked"]
+        for b in wanted:
+            cmd += ["--bin", b]
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    directory = bin_dir()
+    helps = {}
+    for b in wanted:
+        if b not in bins:
+            R.error("workspace", f"{b} is not a binary of the Cargo workspace")
+            continue
+        helps[b] = subprocess.run(
+            [directory / b, "--help"], capture_output=True, text=True, check=True
+        ).stdout
+    return helps
+
+
+def help_envs(text: str) -> set[str]:
+    return set(re.findall(r"\[env: ([A-Z0-9_]+)[=\]]", text))
+
+
+def help_flags(text: str) -> set[str]:
+    return set(re.findall(r"(?m)^\s+(?:-\w, )?(--[a-z0-9-]+)", text))
+
+
+def runtime_envs() -> set[str]:
+    """The variables the runtime reads outside clap (services/lib/runtime/src/{otel,telemetry}.rs)."""
+    src = "".join(
+        (ROOT / "services/lib/runtime/src" / f).read_text() for f in ("otel.rs", "telemetry.rs")
+    )
+    return set(re.findall(r"\b(OTEL_[A-Z_]*[A-Z]|RUST_LOG)\b", src))
+
+
+def repo_entries() -> dict[str, str]:
+    """The repository's tracked top-level entries and their kind."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    entries = {}
+    for f in files.splitlines():
+        top, sep, _ = f.partition("/")
+        entries[top] = "directory" if sep else "regular"
+    return entries
+
+
+def files_the_build_reads() -> set[str]:
+    """Top-level entries the Rust sources and tests read outside their crate:
+    `include_str!("../../X/..")`, `CARGO_MANIFEST_DIR/../../../X`, `repo_root().join("X/..")`."""
+    tops = set(repo_entries())
+    wanted = set()
+    for rs in (ROOT / "services").rglob("*.rs"):
+        text = rs.read_text()
+        for m in re.finditer(r'"(?:\.\./)+([A-Za-z.][\w.-]*)', text):
+            wanted.add(m.group(1))
+        for m in re.finditer(r'repo_root\(\)\.join\("([\w.-]+)', text):
+            wanted.add(m.group(1))
+    return wanted & tops
+
+
+def evaluate(bins: list[str]) -> dict:
+    lib = os.environ.get("NIXPKGS_LIB") or str(ROOT / "nixos/vendor/nixpkgs-lib/lib")
+    cmd = [
+        "nix-instantiate",
+        "--option",
+        "build-users-group",
+        "",
+        "--eval",
+        "--strict",
+        "--json",
+        str(ROOT / "nixos/eval/eval.nix"),
+        "--arg",
+        "workspaceBins",
+        "[ " + " ".join(json.dumps(b) for b in bins) + " ]",
+        "--argstr",
+        "libPath",
+        lib,
+        "--arg",
+        "repoEntries",
+        "{ " + " ".join(f"{json.dumps(k)} = {json.dumps(v)};" for k, v in sorted(repo_entries().items())) + " }",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        sys.exit("nixos/eval/check.py: the evaluation failed (above)")
+    print(f"evaluated with the nixpkgs lib at {os.path.relpath(lib, ROOT) if lib.startswith(str(ROOT)) else lib}")
+    return json.loads(done.stdout)
+
+
+def described(value: str) -> dict | None:
+    """The description a stand-in writeText/writeShellApplication carries in its path."""
+    at = value.find(EVAL_MARK)
+    if at < 0:
+        return None
+    obj, _ = json.JSONDecoder().raw_decode(value, at + len(EVAL_MARK))
+    return obj
+
+
+# --------------------------------------------------------- the package
+
+
+class Package:
+    """The valerix package: its bin/ and share/valerix laid out as postInstall does."""
+
+    def __init__(self, ev: dict) -> None:
+        self.bins = set(ev["bins"])
+        self.post_install = ev["postInstall"]
+        copied = re.search(r"cp -r ([\w .-]+?) \$out/share/valerix/?\s*$", self.post_install, re.M)
+        R.check(copied is not None, "flake.nix postInstall", "no `cp -r ... $out/share/valerix/` line found")
+        self.share_dirs = copied.group(1).split() if copied else []
+        self.removed = set()
+        for m in re.finditer(r"rm -rf \$out/share/valerix/(\S+)", self.post_install):
+            target = m.group(1)
+            brace = re.match(r"(.*)\{(.*)\}$", target)
+            for t in ([brace.group(1) + x for x in brace.group(2).split(",")] if brace else [target]):
+                self.removed.add(t)
+        for d in self.share_dirs:
+            R.check((ROOT / d).is_dir(), "flake.nix postInstall", f"copies {d}/ but the repository has no {d}/")
+
+    def repo_path(self, store_path: str, prefix: str, where: str) -> Path | None:
+        """The repository file behind `<package>/share/valerix/...`, if the package has it."""
+        share = prefix + "/share/valerix/"
+        if not R.check(store_path.startswith(share), where, f"{store_path} is not under the package's share/valerix"):
+            return None
+        rel = store_path[len(share) :].rstrip("/")
+        top = rel.split("/")[0]
+        if not R.check(top in self.share_dirs, where, f"{rel}: postInstall copies only {self.share_dirs}"):
+            return None
+        if not R.check(
+            not any(rel == r or rel.startswith(r + "/") for r in self.removed),
+            where,
+            f"{rel} is removed by postInstall",
+        ):
+            return None
+        path = ROOT / rel
+        R.check(path.exists(), where, f"{rel} does not exist in the repository, so not in the package")
+        return path
+
+
+# ------------------------------------------------------- units and hosts
+
+
+def host_port(listen: str) -> tuple[str, int]:
+    m = re.fullmatch(r"\[(.*)\]:(\d+)|([^:]*):(\d+)", listen)
+    if not m:
+        raise ValueError(listen)
+    return (m.group(1) or m.group(3)), int(m.group(2) or m.group(4))
+
+
+def connect_target(listen: str) -> str:
+    host, port = host_port(listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def credentials(unit: dict) -> dict[str, str]:
+    creds = unit["serviceConfig"].get("LoadCredential", [])
+    creds = creds if isinstance(creds, list) else [creds]
+    return dict(c.split(":", 1) for c in creds)
+
+
+def service_units(cfg: dict, package: str) -> dict[str, dict]:
+    """The units that run a binary of the valerix package."""
+    return {
+        name: u
+        for name, u in cfg["services"].items()
+        if str(u["serviceConfig"].get("ExecStart", "")).startswith(package + "/bin/")
+    }
+
+
+def check_host(where: str, cfg: dict, pkg: Package, helps: dict[str, str], runtime: set[str], nodes=None):
+    """Every check on one evaluated configuration that runs the Valerix module."""
+    vx = cfg["valerix"]
+    if not vx or not vx["enable"]:
+        return
+    package = vx["package"]
+    units = service_units(cfg, package)
+    enabled = {n for n in ("order", "inventory", "payment", "gateway") if vx[n]["enable"]}
+    R.check(
+        set(units) == {f"valerix-{n}" for n in enabled},
+        where,
+        f"service units {sorted(units)} do not match the enabled services {sorted(enabled)}",
+    )
+    listen_of: dict[str, str] = {}
+    socket_of: dict[str, str] = {}
+    for name, unit in sorted(units.items()):
+        w = f"{where} {name}"
+        sc, env = unit["serviceConfig"], unit["environment"]
+        exec_start = sc["ExecStart"]
+        binary = exec_start[len(package) + len("/bin/") :]
+        R.check(binary in pkg.bins, w, f"ExecStart {exec_start}: the package installs no {binary}")
+        if not R.check(binary in SERVICE_BINARIES, w, f"ExecStart runs {binary!r}, not a service binary"):
+            continue
+        R.check(unit["script"] == "", w, "has a script: Type=notify needs ExecStart on the binary itself")
+        R.check(sc.get("Type") == "notify", w, f"Type={sc.get('Type')}, not notify")
+        R.check(sc.get("NotifyAccess") == "main", w, f"NotifyAccess={sc.get('NotifyAccess')}, not main")
+        R.check(bool(sc.get("WatchdogSec")), w, "no WatchdogSec")
+        R.check(sc.get("Restart") in ("on-failure", "always"), w, f"Restart={sc.get('Restart')}")
+        user = sc.get("User")
+        R.check(user in cfg["users"], w, f"User={user} is not a user of this host")
+
+        known = help_envs(helps[binary]) | runtime | TOKIO_ENV
+        unknown = sorted(set(env) - known)
+        R.check(not unknown, w, f"Environment= names {unknown}, which {binary} does not read ({binary} --help)")
+        R.check(env.get("OTEL_SERVICE_NAME") == binary, w, f"OTEL_SERVICE_NAME={env.get('OTEL_SERVICE_NAME')}")
+        R.check("VALERIX_GREMLINS" not in env or vx["gremlins"]["enable"], w, "gremlins on without gremlins.enable")
+
+        creds = credentials(unit)
+        for var, value in env.items():
+            for cred in re.findall(r"%d/([\w.-]+)", str(value)):
+                R.check(cred in creds, w, f"{var}={value} but no LoadCredential={cred}:...")
+        for cred, path in creds.items():
+            R.check(path.startswith("/"), w, f"LoadCredential={cred}:{path} is not an absolute path")
+
+        svc = name.removeprefix("valerix-")
+        listen = env.get("VALERIX_LISTEN", "")
+        R.check(
+            listen == (f"[{vx[svc]['listenAddress']}]" if ":" in vx[svc]["listenAddress"] else vx[svc]["listenAddress"])
+            + f":{vx[svc]['port']}",
+            w,
+            f"VALERIX_LISTEN={listen} is not listenAddress:port",
+        )
+        listen_of[name] = listen
+        if "VALERIX_UNIX_SOCKET" in env:
+            sock = env["VALERIX_UNIX_SOCKET"]
+            socket_of[name] = sock
+            runtime_dir = sc.get("RuntimeDirectory")
+            R.check(
+                runtime_dir is not None and str(Path(sock).parent) == f"/run/{runtime_dir}",
+                w,
+                f"socket {sock} is not in the unit's RuntimeDirectory={runtime_dir}",
+            )
+        if "VALERIX_UI_DIR" in env:
+            ui = pkg.repo_path(env["VALERIX_UI_DIR"], package, w)
+            if ui:
+                R.check((ui / "index.html").is_file(), w, f"{ui} has no index.html")
+
+        check_database(w, cfg, unit, env, creds, nodes)
+
+    # Upstream URLs point at the unit that serves them, which starts first.
+    url_vars = {"ORDER_URL": "valerix-order", "INVENTORY_URL": "valerix-inventory", "PAYMENT_URL": "valerix-payment"}
+    for name, unit in sorted(units.items()):
+        for var, target in url_vars.items():
+            url = unit["environment"].get(var)
+            if url is None:
+                continue
+            w = f"{where} {name} {var}"
+            if target not in units:
+                continue
+            if url.startswith("unix:"):
+                R.check(url[5:] == socket_of.get(target), w, f"{url} is not {target}'s socket {socket_of.get(target)}")
+                R.check(unit["serviceConfig"].get("User") == units[target]["serviceConfig"].get("User"), w,
+                        "a socket of mode 0700 can only be used by the same user")
+            else:
+                R.check(url == f"http://{connect_target(listen_of[target])}", w, f"{url} is not where {target} listens")
+            R.check(f"{target}.service" in unit["after"], w, f"not After={target}.service")
+
+    check_prometheus(where, cfg, pkg, package, units, listen_of)
+    check_grafana(where, cfg, pkg, package)
+
+
+def check_database(w: str, cfg: dict, unit: dict, env: dict, creds: dict, nodes) -> None:
+    if "DATABASE_URL" in env:
+        url = urlparse(env["DATABASE_URL"])
+        query = parse_qs(url.query)
+        host = query.get("host", [url.hostname or ""])[0]
+        if host.startswith("/"):
+            pg = cfg["postgresql"]
+            R.check(pg["enable"], w, "a local database URL but services.postgresql is off")
+            for key in ("after", "requires"):
+                R.check("postgresql.target" in unit[key], w, f"{key} lacks postgresql.target (25.11: covers postgresql-setup)")
+            R.check(host == "/run/postgresql", w, f"socket directory {host}, PostgreSQL's is /run/postgresql")
+            dbname, user = url.path.lstrip("/"), query.get("user", [None])[0]
+            R.check(dbname in pg["ensureDatabases"], w, f"database {dbname} is not in ensureDatabases")
+            R.check(
+                any(u["name"] == user and u["ensureDBOwnership"] for u in pg["ensureUsers"]),
+                w,
+                f"role {user} is not ensured with ensureDBOwnership",
+            )
+            R.check(unit["serviceConfig"].get("User") == user, w, f"peer authentication: User= must be the role {user}")
+        return
+    if "DATABASE_URL_FILE" in env:
+        for key in ("after", "wants"):
+            R.check("network-online.target" in unit[key], w, f"{key} lacks network-online.target (remote database)")
+        R.check("postgresql.target" not in unit["requires"], w, "requires a local postgresql.target with a remote database")
+        cred = re.search(r"%d/([\w.-]+)", env["DATABASE_URL_FILE"])
+        file = described(creds.get(cred.group(1), "")) if cred else None
+        if nodes is not None and file and file.get("kind") == "text":
+            check_remote_database(w, urlparse(file["text"].strip()), nodes)
+
+
+def test_addresses(nodes: dict) -> dict[str, tuple[str, str]]:
+    """Node addresses as nixpkgs' nixos/lib/testing/network.nix assigns them:
+    numbered in attribute-name order from 1, on vlan 1: 192.168.1.N and 2001:db8:1::N."""
+    return {name: (f"192.168.1.{i}", f"2001:db8:1::{i}") for i, name in enumerate(sorted(nodes), start=1)}
+
+
+def check_remote_database(w: str, url, nodes: dict) -> None:
+    host, user, dbname = url.hostname, url.username, url.path.lstrip("/")
+    if not R.check(host in nodes, w, f"the database host {host} is not a node of the test"):
+        return
+    db = nodes[host]
+    pg = db["postgresql"]
+    R.check(pg["enable"] and pg["enableTCPIP"], w, f"{host}: PostgreSQL off or not listening on the network")
+    R.check((url.port or 5432) == pg["port"], w, f"port {url.port} is not {host}'s {pg['port']}")
+    R.check(pg["port"] in db["firewall"]["allowedTCPPorts"] or not db["firewall"]["enable"], w,
+            f"{host}'s firewall does not open {pg['port']}")
+    R.check(dbname in pg["ensureDatabases"], w, f"{host} has no database {dbname}")
+    R.check(any(u["name"] == user for u in pg["ensureUsers"]), w, f"{host} ensures no role {user}")
+    lines = []
+    for line in pg["authentication"].splitlines():
+        f = line.split("#")[0].split()
+        if len(f) >= 5 and f[0] in ("host", "hostssl", "hostnossl"):
+            lines.append(f)
+    for node, (v4, v6) in sorted(test_addresses(nodes).items()):
+        if node == host:
+            continue
+        for addr in (v4, v6):
+            ok = any(
+                f[1] in (dbname, "all")
+                and f[2] in (user, "all")
+                and "/" in f[3]
+                and ipaddress.ip_address(addr) in ipaddress.ip_network(f[3], strict=False)
+                and f[4] not in ("reject", "trust")
+                for f in lines
+            )
+            R.check(ok, w, f"{host}'s pg_hba has no line admitting {user}@{dbname} from {node} at {addr}")
+
+
+def check_prometheus(where: str, cfg: dict, pkg: Package, package: str, units: dict, listen_of: dict) -> None:
+    prom = cfg["prometheus"]
+    if not prom["enable"]:
+        return
+    w = f"{where} prometheus"
+    jobs = {}
+    for sc in prom["scrapeConfigs"]:
+        targets = [t for s in sc.get("static_configs") or [] for t in s["targets"]]
+        jobs[sc["job_name"]] = targets
+    want = {}
+    for name, unit in units.items():
+        binary = unit["environment"].get("OTEL_SERVICE_NAME")
+        want[binary] = [connect_target(listen_of[name])]
+    R.check(jobs == want, w, f"scrape jobs {jobs} are not the services' listen addresses {want}")
+    for rule in prom["ruleFiles"]:
+        path = pkg.repo_path(rule, package, f"{w} ruleFiles")
+        if path and path.exists():
+            R.check(path.is_file() and "groups:" in path.read_text(), w, f"{rule} is not a rule file")
+    interval = prom["globalConfig"].get("scrape_interval") or "1m"
+    secs = int(re.fullmatch(r"(\d+)s", interval).group(1)) if re.fullmatch(r"\d+s", interval) else 60
+    R.check(secs <= 10, w, f"scrape_interval {interval}: the SLA rule's [30s] rate needs one every 10 s or less")
+
+
+def check_grafana(where: str, cfg: dict, pkg: Package, package: str) -> None:
+    graf = cfg["grafana"]
+    if not graf["enable"]:
+        return
+    w = f"{where} grafana"
+    prov = graf["provision"]
+    R.check(prov["enable"], w, "provision.enable is off")
+    uids = set()
+    for ds in (prov["datasources"] or {}).get("datasources", []):
+        uids.add(ds["uid"])
+        if ds["type"] == "prometheus":
+            R.check(ds["url"].endswith(f":{cfg['prometheus']['port']}"), w, f"Prometheus datasource {ds['url']} is not Prometheus' port")
+    referenced = set()
+    for provider in (prov["dashboards"] or {}).get("providers", []):
+        path = pkg.repo_path(provider["options"]["path"], package, f"{w} dashboards")
+        if path:
+            boards = sorted(path.glob("*.json"))
+            R.check(bool(boards), w, f"{path} holds no dashboard")
+            for b in boards:
+                referenced |= set(re.findall(r'"uid":\s*"(valerix-[\w-]+)"', b.read_text()))
+    rules = prov["alertingRules"]
+    if R.check(rules is not None, w, "no alert rules provisioned"):
+        path = pkg.repo_path(rules, package, f"{w} alerting.rules.path")
+        if path:
+            referenced |= set(re.findall(r"uid:\s*(valerix-[\w-]+)", path.read_text())) - {"valerix-sla-breach"}
+    missing = sorted(referenced - uids)
+    R.check(not missing, w, f"the dashboards/alert refer to datasource uids {missing} that are not provisioned")
+    R.check(graf["settings"]["server"]["http_port"] == 3030, w, "Grafana is not on port 3030 (docs/CONTRACT.md)")
+
+
+# --------------------------------------------------- defaults and example
+
+
+def check_defaults(cfg: dict) -> None:
+    w = "defaults (services.valerix.enable = true alone)"
+    for name, unit in cfg["services"].items():
+        env = unit["environment"]
+        if "VALERIX_LISTEN" in env:
+            host, _ = host_port(env["VALERIX_LISTEN"])
+            R.check(is_loopback(host), w, f"{name} listens on {host}, not loopback")
+        R.check("VALERIX_GREMLINS" not in env, w, f"{name} has gremlins on")
+    R.check(cfg["firewall"]["allowedTCPPorts"] == [], w, f"opens ports {cfg['firewall']['allowedTCPPorts']}")
+    R.check(not cfg["prometheus"]["enable"] and not cfg["grafana"]["enable"], w, "Prometheus or Grafana on by default")
+    for opt in cfg["valerixOptions"]:
+        R.check(bool((opt["description"] or "").strip()), w, f"option {opt['name']} has no description")
+
+
+def check_example(cfg: dict) -> None:
+    w = "nixos/example.nix"
+    exposed = set()
+    for name, unit in cfg["services"].items():
+        env = unit["environment"]
+        R.check("VALERIX_GREMLINS" not in env, w, f"{name} has gremlins on")
+        if "VALERIX_LISTEN" in env:
+            host, port = host_port(env["VALERIX_LISTEN"])
+            if not is_loopback(host):
+                exposed.add(port)
+    opened = set(cfg["firewall"]["allowedTCPPorts"])
+    R.check(opened <= exposed, w, f"the firewall opens {sorted(opened - exposed)}, where nothing listens beyond loopback")
+    R.check(cfg["prometheus"]["listenAddress"] in ("127.0.0.1", "::1"), w, "Prometheus listens beyond loopback")
+    R.check(cfg["grafana"]["settings"]["server"]["http_addr"] in ("127.0.0.1", "::1"), w, "Grafana listens beyond loopback")
+
+
+# ---------------------------------------------------------- app and shell
+
+
+def bins_of(packages: list[dict]) -> set[str]:
+    return {b for p in packages for b in p["bins"]}
+
+
+def check_app(app: dict, pkg: Package, package_path: str, has_jaeger: bool) -> None:
+    w = "apps.default (nix run)"
+    R.check(app.get("type", "app") == "app", w, "not of type app")
+    script = described(app["program"])
+    if not R.check(script is not None and app["program"].endswith(f"/bin/{script['name']}"), w,
+                   f"program {app['program'][:80]}... is not the wrapper script's bin/"):
+        return
+    path = bins_of(script["runtimeInputs"])
+    observe = (ROOT / "services/tools/valerix/src/observe.rs").read_text()
+    # `valerix up` starts each tool it finds on PATH (observe.rs: on_path; one
+    # name of a line suffices) and PostgreSQL from initdb/postgres (devdb).
+    needed = [set(re.findall(r'on_path\("([\w-]+)"\)', line)) for line in observe.splitlines() if "on_path(\"" in line]
+    needed += [{"initdb"}, {"postgres"}, {"valerix"}]
+    for alternatives in needed:
+        if alternatives == {"jaeger"} and not has_jaeger:
+            continue
+        R.check(bool(alternatives & path), w, f"none of {sorted(alternatives)} is in the app's runtimeInputs")
+    for cmd in shell.commands(script["text"]):
+        word = cmd.words[0]
+        R.check(word in shell.BUILTINS or word in path or word.startswith("$"), w, f"runs {word}, not in its runtimeInputs")
+    ui = re.search(r"VALERIX_UI_DIR=(\S+)", script["text"])
+    if R.check(ui is not None, w, "does not set VALERIX_UI_DIR"):
+        pkg.repo_path(ui.group(1), package_path, w)
+
+
+
+def check_devshell(shell_ev: dict) -> None:
+    w = "devShells.default"
+    path = bins_of(shell_ev["packages"])
+    # What `just lint`, `just test` and `just up` call (justfile, .ci/run).
+    for tool in ["cargo", "rustc", "cargo-clippy", "rustfmt", "just", "initdb", "postgres", "prometheus",
+                 "promtool", "grafana", "node", "npm", "chromium", "nixfmt", "deadnix", "python3"]:
+        R.check(tool in path, w, f"{tool} is not provided")
+
+
+# ------------------------------------------------------------ VM tests
+
+
+def string_value(node: ast.AST, strings: dict[str, str]) -> str | None:
+    """The text of a string expression; f-string holes and unknown names become X."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for v in node.values:
+            if isinstance(v, ast.Constant):
+                parts.append(v.value)
+            elif isinstance(v.value, ast.Name) and v.value.id in strings:
+                parts.append(strings[v.value.id])
+            else:
+                parts.append("X")
+        return "".join(parts)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = string_value(node.left, strings), string_value(node.right, strings)
+        return None if left is None or right is None else left + right
+    if isinstance(node, ast.Name):
+        return strings.get(node.id, "X")
+    return None
+
+
+def undefined_names(tree: ast.Module, nodes: set[str]) -> set[str]:
+    import builtins
+
+    defined = set(dir(builtins)) | DRIVER_GLOBALS | nodes
+    if len(nodes) == 1:
+        defined.add("machine")
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(n.name)
+            defined |= {a.arg for a in n.args.args} if isinstance(n, ast.FunctionDef) else set()
+        elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            defined.add(n.id)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            defined |= {(a.asname or a.name).split(".")[0] for a in n.names}
+        elif isinstance(n, ast.arg):
+            defined.add(n.arg)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return used - defined
+
+
+def check_commands(w: str, text: str, node: str, cfg: dict, path: set[str]) -> None:
+    """Every command of a shell snippet run on `node`: on PATH, its user there, its flags known."""
+    try:
+        cmds = shell.commands(text)
+    except (ValueError, IndexError) as e:
+        R.error(w, f"cannot read the shell command {text!r}: {e}")
+        return
+    for cmd in cmds:
+        word = cmd.words[0]
+        if word.startswith("$") or word in shell.BUILTINS:
+            continue
+        R.check(word in path, w, f"{word!r} is not on {node}'s PATH (in: {text.strip()[:90]!r})")
+        if cmd.user is not None:
+            R.check(cmd.user in cfg["users"], w, f"runs as {cmd.user}, not a user on {node}")
+        if word == "valerix":
+            args = cmd.words[1:]
+            sub = next((a for a in args if not a.startswith("-")), None)
+            flags = {a.split("=")[0] for a in args if a.startswith("--")}
+            if sub:
+                sub_help = subprocess.run([bin_dir() / "valerix", sub, "--help"], capture_output=True, text=True)
+                R.check(sub_help.returncode == 0, w, f"valerix has no subcommand {sub}")
+                unknown = flags - help_flags(sub_help.stdout)
+                R.check(not unknown, w, f"valerix {sub} has no {sorted(unknown)}")
+
+
+def listened_ports(cfg: dict) -> set[int]:
+    ports = set()
+    for unit in cfg["services"].values():
+        if "VALERIX_LISTEN" in unit["environment"]:
+            ports.add(host_port(unit["environment"]["VALERIX_LISTEN"])[1])
+    if "valerix-jaeger" in cfg["services"]:
+        ports |= JAEGER_PORTS
+    if cfg["prometheus"]["enable"]:
+        ports.add(cfg["prometheus"]["port"])
+    if cfg["grafana"]["enable"]:
+        ports.add(cfg["grafana"]["settings"]["server"]["http_port"])
+    if cfg["postgresql"]["enable"]:
+        ports.add(cfg["postgresql"]["port"])
+    return ports
+
+
+def check_test(name: str, test: dict) -> None:
+    nodes = test["nodes"]
+    w = f"{name} testScript"
+    try:
+        tree = ast.parse(compile(test["testScript"], name, "exec", ast.PyCF_ONLY_AST))
+    except SyntaxError as e:
+        R.error(w, f"does not compile: {e}")
+        return
+    compile(test["testScript"], name, "exec")
+    undefined = undefined_names(tree, set(nodes))
+    R.check(not undefined, w, f"undefined names {sorted(undefined)}")
+
+    strings: dict[str, str] = {}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+            v = string_value(n.value, strings)
+            if v is not None:
+                strings[n.targets[0].id] = v
+
+    aliases = {"machine": next(iter(nodes))} if len(nodes) == 1 else {}
+    paths = {}
+    for node, cfg in nodes.items():
+        paths[node] = bins_of(cfg["systemPackages"])
+        for helper in (p for p in cfg["systemPackages"] if p.get("kind") == "shellApplication"):
+            check_commands(
+                f"{name}.{node} helper {helper['name']}",
+                helper["text"],
+                node,
+                cfg,
+                paths[node] | bins_of(helper["runtimeInputs"]),
+            )
+
+    checked = 0
+    for call in ast.walk(tree):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
+            continue
+        recv = call.func.value
+        if not isinstance(recv, ast.Name):
+            continue
+        node = aliases.get(recv.id, recv.id)
+        if node not in nodes:
+            continue
+        cfg, method = nodes[node], call.func.attr
+        where = f"{name} line {call.lineno} {recv.id}.{method}"
+        args = [string_value(a, strings) for a in call.args]
+        if method in SHELL_METHODS:
+            for a in args:
+                if a is None:
+                    R.error(where, "a command that is not a string expression")
+                    continue
+                check_commands(where, a, node, cfg, paths[node])
+                checked += 1
+        elif method == "systemctl" and args and args[0]:
+            check_commands(where, "systemctl " + args[0], node, cfg, paths[node])
+        elif method in ("wait_for_unit", "require_unit_state", "get_unit_property", "get_unit_info", "start_job", "stop_job"):
+            unit = args[0] if args else None
+            if unit and "X" not in unit:
+                base, _, kind = unit.rpartition(".") if unit.endswith((".service", ".target")) else (unit, "", "service")
+                table = cfg["targets"] if kind == "target" else cfg["services"]
+                R.check(base in table, where, f"{unit}: no such unit on {node}")
+        elif method == "wait_for_open_port":
+            port = call.args[0].value if call.args and isinstance(call.args[0], ast.Constant) else None
+            if port is not None:
+                R.check(port in listened_ports(cfg), where, f"nothing on {node} is configured to listen on {port}")
+    # `for unit in units: machine.wait_for_unit(f"{unit}.service")` and
+    # `for port in [...]: machine.wait_for_open_port(port)`: the loop's literal
+    # list (or the list its name was assigned) holds the units and ports.
+    lists = {
+        t.id: n.value.elts
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.List)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
+    for loop in ast.walk(tree):
+        if not isinstance(loop, ast.For):
+            continue
+        items = loop.iter.elts if isinstance(loop.iter, ast.List) else lists.get(getattr(loop.iter, "id", None), [])
+        values = [i.value for i in items if isinstance(i, ast.Constant)]
+        for call in ast.walk(loop):
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                    and isinstance(call.func.value, ast.Name)):
+                continue
+            node = aliases.get(call.func.value.id, call.func.value.id)
+            if node not in nodes:
+                continue
+            where = f"{name} line {call.lineno}"
+            if call.func.attr == "wait_for_unit":
+                for unit in (v for v in values if isinstance(v, str)):
+                    R.check(unit.removesuffix(".service") in nodes[node]["services"], where,
+                            f"{unit}: no such unit on {node}")
+            elif call.func.attr == "wait_for_open_port":
+                for port in (v for v in values if isinstance(v, int)):
+                    R.check(port in listened_ports(nodes[node]), where,
+                            f"nothing on {node} is configured to listen on {port}")
+    R.notes.append(f"{name}: testScript compiles, {checked} shell commands in {len(nodes)} node(s) checked")
+
+
+# ------------------------------------------------------------------ main
+
+
+def main() -> int:
+    if shutil.which("nix-instantiate") is None:
+        msg = "nix-instantiate not found (Debian: apt-get install nix-bin): the Nix evaluation is skipped"
+        if os.environ.get("CI") == "true":
+            print(f"nixos/eval/check.py: {msg}, which CI=true does not allow", file=sys.stderr)
+            return 1
+        print(f"nixos/eval/check.py: {msg}")
+        return 0
+
+    bins = workspace_binaries()
+    helps = binaries_help(bins)
+    runtime = runtime_envs()
+    ev = evaluate(bins)
+
+    pkg_ev = ev["package"]
+    pkg = Package(pkg_ev)
+    R.check(pkg_ev["dontUseCargoParallelTests"], "flake.nix package", "test threads unbounded (dontUseCargoParallelTests)")
+    # The build copies share/valerix from its src and the Rust code reads files
+    # beside the crates: each must be in the package's lib.fileset.
+    included = {k for k, v in pkg_ev["srcIncludes"].items() if v}
+    for entry in sorted(set(pkg.share_dirs) | files_the_build_reads() | {"Cargo.toml", "Cargo.lock", "services"}):
+        R.check(entry in included, "flake.nix package src", f"{entry} is read by the build but not in its fileset")
+    has_jaeger = "jaeger" in ev["jaeger"]["bins"]
+    R.check(has_jaeger, "flake.nix jaeger", "the Jaeger package installs no bin/jaeger")
+
+    configs = ev["configurations"]
+    package_path = configs["defaults"]["valerix"]["package"]
+    for where, cfg in configs.items():
+        check_host(where, cfg, pkg, helps, runtime)
+    check_defaults(configs["defaults"])
+    check_example(configs["example"])
+    check_app(ev["app"], pkg, package_path, has_jaeger)
+    check_devshell(ev["devShell"])
+    for name, test in ev["tests"].items():
+        for node, cfg in test["nodes"].items():
+            check_host(f"{name}.{node}", cfg, pkg, helps, runtime, test["nodes"])
+        check_test(name, test)
+
+    units = sum(len(service_units(c, package_path)) for c in configs.values()) + sum(
+        len(service_units(c, package_path)) for t in ev["tests"].values() for c in t["nodes"].values()
+    )
+    for note in R.notes:
+        print(note)
+    sys.stdout.flush()
+    if R.errors:
+        print(f"nixos/eval/check.py: {len(R.errors)} problem(s):", file=sys.stderr)
+        for e in R.errors:
+            print(f"  {e}", file=sys.stderr)
+        return 1
+    hosts = len(configs) + sum(len(t["nodes"]) for t in ev["tests"].values())
+    print(f"nixos/eval/check.py: {hosts} configurations evaluated, {units} service units match the binaries; no problem")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,647 @@
+# The NixOS options that nixos/module.nix, nixos/example.nix and the VM tests'
+# nodes set outside `services.valerix`, declared as nixpkgs 25.11 declares them,
+# so that `lib.evalModules` with the nixpkgs `lib` alone (nixos/eval/eval.nix)
+# rejects what a real NixOS evaluation would reject: an option that does not
+# exist, a value of the wrong type, a failed assertion.
+#
+# Only the options used here are declared (a submodule lists the ones in use;
+# a new one gives "option does not exist" until it is added here, looked up in
+# the file named above it). Where an upstream module also *does* something the
+# checks rely on (puts a package on PATH, defines a unit or a user, adds
+# pg_hba lines, asserts), that part is mirrored in `config` below, file by file.
+# Paths are nixpkgs paths; the copies read were of nixos-25.11 or close to it.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib)
+    mkAfter
+    mkBefore
+    mkDefault
+    mkEnableOption
+    mkIf
+    mkMerge
+    mkOption
+    types
+    ;
+
+  opt =
+    type: default:
+    mkOption {
+      inherit type default;
+      description = "Declared as in nixpkgs; see the file named above it.";
+    };
+  req =
+    type:
+    mkOption {
+      inherit type;
+      description = "Declared as in nixpkgs; see the file named above it.";
+    };
+  nullOpt = type: opt (types.nullOr type) null;
+
+  # nixos/lib/systemd-lib.nix: unitNameType.
+  unitNameType = types.strMatching "[a-zA-Z0-9@%:_.\\-]+[.](service|socket|device|mount|automount|swap|target|path|timer|scope|slice)";
+
+  # nixos/lib/systemd-unit-options.nix: unitOption. Lists are repeated settings
+  # and concatenate; anything else must be defined once (or equally).
+  unitOption = lib.mkOptionType {
+    name = "systemd option";
+    merge =
+      loc: defs:
+      let
+        defs' = lib.filterOverrides defs;
+      in
+      if lib.isList (lib.head defs').value then
+        lib.concatMap (
+          def:
+          if builtins.typeOf def.value == "list" then
+            def.value
+          else
+            throw "The definitions for systemd unit options should be either all lists, representing repeatable options, or all non-lists, but for the option ${lib.showOption loc}, the definitions are a mix of list and non-list ${lib.options.showDefs defs'}"
+        ) defs'
+      else
+        lib.mergeEqualOption loc defs';
+  };
+
+  # nixos/lib/systemd-unit-options.nix: checkService, the Type= and Restart=
+  # values systemd accepts.
+  checkService =
+    cfg:
+    (
+      cfg ? Type
+      -> lib.elem cfg.Type [
+        "exec"
+        "simple"
+        "forking"
+        "oneshot"
+        "dbus"
+        "notify"
+        "notify-reload"
+        "idle"
+      ]
+    )
+    && (
+      cfg ? Restart
+      -> lib.elem cfg.Restart [
+        "no"
+        "on-success"
+        "on-failure"
+        "on-abnormal"
+        "on-abort"
+        "on-watchdog"
+        "always"
+      ]
+    );
+
+  # nixos/lib/systemd-unit-options.nix: commonUnitOptions (and sharedOptions).
+  commonUnitOptions = {
+    enable = opt types.bool true;
+    description = opt types.singleLineStr "";
+    documentation = opt (types.listOf types.str) [ ];
+    wantedBy = opt (types.listOf unitNameType) [ ];
+    requiredBy = opt (types.listOf unitNameType) [ ];
+    requires = opt (types.listOf unitNameType) [ ];
+    wants = opt (types.listOf unitNameType) [ ];
+    after = opt (types.listOf unitNameType) [ ];
+    before = opt (types.listOf unitNameType) [ ];
+    bindsTo = opt (types.listOf unitNameType) [ ];
+    partOf = opt (types.listOf unitNameType) [ ];
+    conflicts = opt (types.listOf unitNameType) [ ];
+    unitConfig = opt (types.attrsOf unitOption) { };
+  };
+
+  # nixos/lib/systemd-unit-options.nix: serviceOptions and stage2ServiceOptions.
+  serviceModule =
+    { name, config, ... }:
+    {
+      options = commonUnitOptions // {
+        environment = opt (types.attrsOf (
+          types.nullOr (
+            types.oneOf [
+              types.str
+              types.path
+              types.package
+            ]
+          )
+        )) { };
+        path = opt (types.listOf (
+          types.oneOf [
+            types.package
+            types.str
+          ]
+        )) [ ];
+        serviceConfig = opt (types.addCheck (types.attrsOf unitOption) checkService) { };
+        script = opt types.lines "";
+        scriptArgs = opt types.str "";
+        preStart = opt types.lines "";
+        postStart = opt types.lines "";
+        restartTriggers = opt (types.listOf types.unspecified) [ ];
+        restartIfChanged = opt types.bool true;
+      };
+      # A `script` becomes ExecStart= (a bash job script); defining both clashes,
+      # as it does upstream.
+      config = mkMerge [
+        (mkIf (config.script != "") {
+          serviceConfig.ExecStart = "/nix/store/${name}-start ${config.scriptArgs}";
+        })
+        (mkIf (config.preStart != "") {
+          serviceConfig.ExecStartPre = [ "/nix/store/${name}-pre-start" ];
+        })
+      ];
+    };
+
+  # nixos/modules/config/system-path.nix: corePackageNames, defaultPackageNames.
+  corePackageNames = [
+    "acl"
+    "attr"
+    "bashInteractive"
+    "bzip2"
+    "coreutils-full"
+    "cpio"
+    "curl"
+    "diffutils"
+    "findutils"
+    "gawk"
+    "getent"
+    "getconf"
+    "gnugrep"
+    "gnupatch"
+    "gnused"
+    "gnutar"
+    "gzip"
+    "xz"
+    "less"
+    "libcap"
+    "ncurses"
+    "netcat"
+    "mkpasswd"
+    "procps"
+    "su"
+    "time"
+    "util-linux"
+    "which"
+    "zstd"
+  ];
+  defaultPackageNames = [
+    "perl"
+    "rsync"
+    "strace"
+  ];
+
+  pg = config.services.postgresql;
+  prom = config.services.prometheus;
+  graf = config.services.grafana;
+
+  # nixos/modules/services/monitoring/grafana.nix: grafanaTypes.datasourceConfig
+  # and dashboardConfig (freeform YAML plus these options).
+  datasourceConfig = types.submodule {
+    freeformType = types.attrsOf types.anything;
+    options = {
+      name = req types.str;
+      type = req types.str;
+      access = opt (types.enum [
+        "proxy"
+        "direct"
+      ]) "proxy";
+      uid = nullOpt types.str;
+      url = opt types.str "localhost";
+      editable = opt types.bool false;
+      jsonData = nullOpt types.attrs;
+      secureJsonData = nullOpt types.attrs;
+    };
+  };
+  dashboardConfig = types.submodule {
+    freeformType = types.attrsOf types.anything;
+    options = {
+      name = opt types.str "default";
+      type = opt types.str "file";
+      options.path = req types.path;
+    };
+  };
+  # grafana.nix: provision.datasources / provision.dashboards (settings or path).
+  provisionOf =
+    listName: elemType:
+    opt (types.submodule {
+      options = {
+        settings = nullOpt (
+          types.submodule {
+            options = {
+              apiVersion = opt types.int 1;
+              ${listName} = opt (types.listOf elemType) [ ];
+            };
+          }
+        );
+        path = nullOpt types.path;
+      };
+    }) { };
+  # grafana.nix: provision.alerting.<kind>.{path,settings}.
+  alertingOf = {
+    path = nullOpt types.path;
+    settings = nullOpt (types.attrsOf types.anything);
+  };
+
+  # nixos/modules/services/monitoring/prometheus/default.nix: promTypes.
+  staticConfig = types.submodule {
+    options = {
+      targets = req (types.listOf types.str);
+      labels = opt (types.attrsOf types.str) { };
+    };
+  };
+  scrapeConfig = types.submodule {
+    options = {
+      job_name = req types.str;
+      static_configs = nullOpt (types.listOf staticConfig);
+      scrape_interval = nullOpt types.str;
+      scrape_timeout = nullOpt types.str;
+      metrics_path = nullOpt types.str;
+      scheme = nullOpt (
+        types.enum [
+          "http"
+          "https"
+        ]
+      );
+      honor_labels = nullOpt types.bool;
+    };
+  };
+in
+{
+  options = {
+    # nixos/modules/misc/assertions.nix
+    assertions = opt (types.listOf types.unspecified) [ ];
+    warnings = opt (types.listOf types.str) [ ];
+
+    # nixos/modules/misc/version.nix
+    system.stateVersion = opt types.str lib.trivial.release;
+    # nixos/modules/misc/nixpkgs.nix
+    nixpkgs.hostPlatform = opt (types.either types.str types.attrs) "x86_64-linux";
+    # nixos/modules/system/boot/loader/grub/grub.nix
+    boot.loader.grub.device = opt types.str "";
+    # nixos/modules/tasks/filesystems.nix
+    fileSystems = opt (types.attrsOf (
+      types.submodule {
+        options = {
+          device = nullOpt types.nonEmptyStr;
+          fsType = opt types.nonEmptyStr "auto";
+          options = opt (types.listOf types.nonEmptyStr) [ "defaults" ];
+        };
+      }
+    )) { };
+
+    # nixos/modules/config/system-path.nix
+    environment.systemPackages = opt (types.listOf types.package) [ ];
+
+    # nixos/modules/config/users-groups.nix: userOpts, groupOpts.
+    users.users = opt (types.attrsOf (
+      types.submodule (
+        { name, ... }:
+        {
+          options = {
+            name = opt (types.passwdEntry types.str) name;
+            description = opt (types.passwdEntry types.str) "";
+            uid = nullOpt types.int;
+            group = opt types.str "";
+            extraGroups = opt (types.listOf types.str) [ ];
+            home = opt (types.passwdEntry types.path) "/var/empty";
+            createHome = opt types.bool false;
+            isSystemUser = opt types.bool false;
+            isNormalUser = opt types.bool false;
+          };
+        }
+      )
+    )) { };
+    users.groups = opt (types.attrsOf (
+      types.submodule (
+        { name, ... }:
+        {
+          options = {
+            name = opt (types.passwdEntry types.str) name;
+            gid = nullOpt types.int;
+            members = opt (types.listOf (types.passwdEntry types.str)) [ ];
+          };
+        }
+      )
+    )) { };
+
+    # nixos/modules/system/boot/systemd.nix with nixos/lib/systemd-unit-options.nix
+    systemd.services = opt (types.attrsOf (types.submodule serviceModule)) { };
+    systemd.targets = opt (types.attrsOf (types.submodule { options = commonUnitOptions; })) { };
+
+    # nixos/modules/services/networking/firewall.nix
+    networking.firewall = {
+      enable = opt types.bool true;
+      package = opt types.package pkgs.iptables;
+      allowedTCPPorts = opt (types.listOf types.port) [ ] // {
+        apply = ports: lib.unique (builtins.sort builtins.lessThan ports);
+      };
+      allowedUDPPorts = opt (types.listOf types.port) [ ];
+    };
+
+    # nixos/modules/services/databases/postgresql.nix
+    services.postgresql = {
+      enable = mkEnableOption "PostgreSQL Server";
+      package = req types.package;
+      enableTCPIP = opt types.bool false;
+      authentication = opt types.lines "";
+      identMap = opt types.lines "";
+      initialScript = nullOpt types.path;
+      ensureDatabases = opt (types.listOf types.str) [ ];
+      ensureUsers = opt (types.listOf (
+        types.submodule {
+          options = {
+            name = req types.str;
+            ensureDBOwnership = opt types.bool false;
+            ensureClauses = opt (types.submodule {
+              options = lib.genAttrs [
+                "superuser"
+                "createrole"
+                "createdb"
+                "inherit"
+                "login"
+                "replication"
+                "bypassrls"
+              ] (_: nullOpt types.bool);
+            }) { };
+          };
+        }
+      )) [ ];
+      settings = opt (types.submodule {
+        freeformType = types.attrsOf (
+          types.oneOf [
+            types.bool
+            types.float
+            types.int
+            types.str
+          ]
+        );
+        options.port = opt types.port 5432;
+      }) { };
+    };
+
+    # nixos/modules/services/monitoring/prometheus/default.nix
+    services.prometheus = {
+      enable = mkEnableOption "Prometheus monitoring daemon";
+      package = opt types.package pkgs.prometheus;
+      listenAddress = opt types.str "0.0.0.0";
+      port = opt types.port 9090;
+      checkConfig = opt (types.either types.bool (types.enum [ "syntax-only" ])) true;
+      globalConfig = opt (types.submodule {
+        options = {
+          evaluation_interval = nullOpt types.str;
+          external_labels = nullOpt (types.attrsOf types.str);
+          query_log_file = nullOpt types.str;
+          scrape_interval = nullOpt types.str;
+          scrape_timeout = nullOpt types.str;
+        };
+      }) { };
+      scrapeConfigs = opt (types.listOf scrapeConfig) [ ];
+      ruleFiles = opt (types.listOf types.path) [ ];
+      rules = opt (types.listOf types.str) [ ];
+    };
+
+    # nixos/modules/services/monitoring/grafana.nix
+    services.grafana = {
+      enable = mkEnableOption "grafana";
+      package = opt types.package pkgs.grafana;
+      dataDir = opt types.str "/var/lib/grafana";
+      settings = opt (types.submodule {
+        freeformType = types.attrsOf (
+          types.attrsOf (
+            types.nullOr (
+              types.oneOf [
+                types.bool
+                types.int
+                types.float
+                types.str
+              ]
+            )
+          )
+        );
+        options = {
+          server = {
+            protocol = opt (types.enum [
+              "http"
+              "https"
+              "h2"
+              "socket"
+            ]) "http";
+            http_addr = opt types.str "127.0.0.1";
+            http_port = opt types.port 3000;
+            domain = opt types.str "localhost";
+          };
+          security = {
+            admin_user = opt types.str "admin";
+            admin_password = opt types.str "admin";
+            secret_key = opt types.str "";
+          };
+        };
+      }) { };
+      provision = {
+        enable = mkEnableOption "provision";
+        datasources = provisionOf "datasources" datasourceConfig;
+        dashboards = provisionOf "providers" dashboardConfig;
+        alerting = lib.genAttrs [
+          "rules"
+          "contactPoints"
+          "policies"
+          "templates"
+          "muteTimings"
+        ] (_: alertingOf);
+      };
+    };
+  };
+
+  config = mkMerge [
+    {
+      # nixos/modules/config/system-path.nix and nixos/modules/system/boot/systemd.nix
+      environment.systemPackages = map (n: pkgs.${n}) (corePackageNames ++ defaultPackageNames) ++ [
+        pkgs.systemd
+      ];
+
+      # nixos/modules/config/users-groups.nix: the base accounts and the
+      # per-user assertions.
+      users.users = {
+        root = {
+          uid = 0;
+          group = "root";
+          home = "/root";
+        };
+        nobody = {
+          uid = 65534;
+          isSystemUser = true;
+          group = "nogroup";
+        };
+      };
+      users.groups = {
+        root.gid = 0;
+        nogroup.gid = 65534;
+      };
+      assertions = lib.concatMap (
+        user:
+        let
+          isEffectivelySystemUser =
+            user.isSystemUser || (user.uid != null && user.uid < 1000 && !user.isNormalUser);
+        in
+        [
+          {
+            assertion = lib.xor isEffectivelySystemUser user.isNormalUser;
+            message = "Exactly one of users.users.${user.name}.isSystemUser and users.users.${user.name}.isNormalUser must be set.";
+          }
+          {
+            assertion = user.group != "";
+            message = "users.users.${user.name}.group is unset.";
+          }
+          {
+            assertion = config.users.groups ? ${user.group};
+            message = "users.users.${user.name}.group = \"${user.group}\" is not a group in users.groups.";
+          }
+        ]
+      ) (lib.attrValues config.users.users);
+    }
+
+    # nixos/modules/services/networking/firewall.nix
+    (mkIf config.networking.firewall.enable {
+      environment.systemPackages = [ config.networking.firewall.package ];
+    })
+
+    # nixos/modules/services/databases/postgresql.nix
+    (mkIf pg.enable {
+      services.postgresql.package = mkDefault (
+        if lib.versionAtLeast config.system.stateVersion "25.11" then
+          pkgs.postgresql_17
+        else
+          pkgs.postgresql
+      );
+      services.postgresql.settings.listen_addresses = if pg.enableTCPIP then "*" else "localhost";
+      services.postgresql.authentication = mkMerge [
+        (mkBefore "# Generated file; do not edit!")
+        (mkAfter ''
+          # default value of services.postgresql.authentication
+          local all postgres         peer map=postgres
+          local all all              peer
+          host  all all 127.0.0.1/32 md5
+          host  all all ::1/128      md5
+        '')
+      ];
+      assertions = map (
+        { name, ensureDBOwnership, ... }:
+        {
+          assertion = ensureDBOwnership -> lib.elem name pg.ensureDatabases;
+          message = "services.postgresql.ensureUsers: ${name} has ensureDBOwnership but no database of that name in ensureDatabases.";
+        }
+      ) pg.ensureUsers;
+      users.users.postgres = {
+        uid = 71;
+        group = "postgres";
+        home = "/var/lib/postgresql";
+      };
+      users.groups.postgres.gid = 71;
+      environment.systemPackages = [ pg.package ];
+      systemd.targets.postgresql = {
+        description = "PostgreSQL";
+        wantedBy = [ "multi-user.target" ];
+        requires = [
+          "postgresql.service"
+          "postgresql-setup.service"
+        ];
+      };
+      systemd.services.postgresql = {
+        description = "PostgreSQL Server";
+        after = [ "network.target" ];
+        wants = [ "postgresql.target" ];
+        partOf = [ "postgresql.target" ];
+        serviceConfig = {
+          Type = "notify";
+          User = "postgres";
+          Group = "postgres";
+          ExecStart = "${pg.package}/bin/postgres";
+          Restart = "always";
+        };
+      };
+      systemd.services.postgresql-setup = {
+        description = "PostgreSQL Setup Scripts";
+        requires = [ "postgresql.service" ];
+        after = [ "postgresql.service" ];
+        serviceConfig = {
+          User = "postgres";
+          Group = "postgres";
+          Type = "oneshot";
+          RemainAfterExit = true;
+        };
+        script = "psql -d postgres";
+      };
+    })
+
+    # nixos/modules/services/monitoring/prometheus/default.nix
+    (mkIf prom.enable {
+      assertions = [
+        {
+          assertion = builtins.match "(.*\\..*|.*]):([[:digit:]]+)" prom.listenAddress == null;
+          message = "Do not specify the port for Prometheus to listen on in the listenAddress option; use the port option instead.";
+        }
+      ];
+      systemd.services.prometheus = {
+        after = [ "network.target" ];
+        wantedBy = [ "multi-user.target" ];
+        serviceConfig = {
+          ExecStart = "${prom.package}/bin/prometheus --web.listen-address=${prom.listenAddress}:${toString prom.port}";
+          User = "prometheus";
+          Restart = "always";
+        };
+      };
+      users.users.prometheus = {
+        uid = 255;
+        group = "prometheus";
+      };
+      users.groups.prometheus.gid = 255;
+    })
+
+    # nixos/modules/services/monitoring/grafana.nix
+    (mkIf graf.enable {
+      assertions = [
+        {
+          assertion = graf.provision.datasources.settings == null || graf.provision.datasources.path == null;
+          message = "Cannot set both datasources settings and datasources path";
+        }
+        {
+          assertion =
+            graf.provision.datasources.settings == null
+            || lib.all (
+              d: d.type == "prometheus" -> d.access != "direct"
+            ) graf.provision.datasources.settings.datasources;
+          message = "For datasources of type `prometheus`, the `direct` access mode is not supported anymore (since Grafana 9.2.0)";
+        }
+        {
+          assertion = graf.provision.dashboards.settings == null || graf.provision.dashboards.path == null;
+          message = "Cannot set both dashboards settings and dashboards path";
+        }
+      ]
+      ++ map (kind: {
+        assertion =
+          graf.provision.alerting.${kind}.settings == null || graf.provision.alerting.${kind}.path == null;
+        message = "Cannot set both ${kind} settings and ${kind} path";
+      }) (lib.attrNames graf.provision.alerting);
+      environment.systemPackages = [ graf.package ];
+      systemd.services.grafana = {
+        description = "Grafana Service Daemon";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "networking.target" ];
+        script = "exec ${graf.package}/bin/grafana server -homepath ${graf.dataDir}";
+        serviceConfig = {
+          WorkingDirectory = graf.dataDir;
+          User = "grafana";
+          Restart = "on-failure";
+        };
+      };
+      users.users.grafana = {
+        uid = 196;
+        group = "grafana";
+        home = graf.dataDir;
+      };
+      users.groups.grafana = { };
+    })
+  ];
+}
