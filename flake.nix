@@ -32,6 +32,8 @@
               ./migrations
               ./ui
               ./grafana
+              # tests/contract.rs checks docs/CONTRACT.md against the binaries
+              ./docs
               (lib.fileset.maybeMissing ./openapi)
               (lib.fileset.maybeMissing ./.sqlx)
             ];
