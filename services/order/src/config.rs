@@ -2,7 +2,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{ArgAction, Parser};
 use valerix_runtime::{
-    client::{BreakerPolicy, CallPolicy},
+    breaker::BreakerPolicy,
+    client::CallPolicy,
     config::{self, DatabaseArgs, HttpArgs},
     topology::Service,
     upstream::Upstream,

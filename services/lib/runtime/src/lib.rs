@@ -1,6 +1,7 @@
 //! What every Valerix service shares, each concern in one place.
 
 pub mod allow;
+pub mod breaker;
 pub mod client;
 pub mod config;
 pub mod db;
