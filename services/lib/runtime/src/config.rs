@@ -59,10 +59,8 @@ pub struct DatabaseArgs {
 /// machine, where the services and the database share the CPUs: the
 /// services' pools together must not keep many more backends busy than
 /// there are cores, or each backend's statements run on caches the others
-/// just evicted. With 4 connections per service instead of 10 on 2 CPUs,
-/// `valerix bench` measured PostgreSQL's CPU per order 7-20% lower and
-/// 12% more orders/s at 8 clients (bench/README.md); more connections
-/// only queue inside PostgreSQL instead of in the pool.
+/// just evicted (bench/README.md measures it); more connections only queue
+/// inside PostgreSQL instead of in the pool.
 pub fn default_pool_size() -> u32 {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     u32::try_from(2 * cpus).unwrap_or(u32::MAX).clamp(4, 16)

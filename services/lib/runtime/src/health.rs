@@ -1,4 +1,4 @@
-//! The plan's health document, the same shape on every service.
+//! The contract's health document, the same shape on every service.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,7 @@ pub enum HealthStatus {
     Unhealthy,
 }
 
-/// `{"status", "service", "dependencies", "timestamp"}` as in the plan.
+/// `{"status", "service", "dependencies", "timestamp"}` as in the contract.
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
 pub struct Health {
     pub status: HealthStatus,

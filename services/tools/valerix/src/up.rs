@@ -1,6 +1,6 @@
 //! `valerix up`: the whole stack on localhost. A throwaway PostgreSQL (or the
 //! one given), migrations, Prometheus/Grafana/Jaeger when installed, the
-//! services as child processes on the plan's ports, demo products; Ctrl-C
+//! services as child processes on the contract's ports, demo products; Ctrl-C
 //! stops everything and removes what it created.
 
 use std::{

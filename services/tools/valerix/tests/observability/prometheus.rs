@@ -1,6 +1,6 @@
 //! A real Prometheus (Debian's `prometheus`, run by hand) scrapes the three
 //! service processes every second and evaluates grafana/prometheus's rules:
-//! slow orders (the plan's 3 s latency gremlin on inventory) fire
+//! slow orders (the contract's 3 s latency gremlin on inventory) fire
 //! OrderServiceSLABreach, lifting the gremlin resolves it, and every PromQL
 //! expression of the dashboard, the Grafana alert and the rules evaluates
 //! against what the services exported.
@@ -215,7 +215,7 @@ async fn prometheus_fires_and_resolves_the_sla_alert_and_every_dashboard_query_h
         Some("inactive")
     );
 
-    // The plan's gremlin: inventory answers after 3 s, past the 2 s call
+    // The contract's gremlin: inventory answers after 3 s, past the 2 s call
     // timeout, so each order waits out two attempts and answers 202.
     let resp = stack
         .http

@@ -195,7 +195,7 @@ async fn readiness_watchdog_and_stopping_follow_the_database_and_sigterm() {
     assert_eq!(answered, reqwest::StatusCode::OK);
     assert!(status.success(), "{status}; output:\n{}", svc.captured());
 
-    // No journald socket here: the logs fell back to stderr and said why.
+    // Without a journald socket: the logs fell back to stderr and said why.
     if std::path::Path::new("/run/systemd/journal/socket").exists() {
         eprintln!("journald is present: the stderr fallback is not checked");
     } else {
