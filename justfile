@@ -24,12 +24,13 @@ chaos *args:
 openapi:
     cargo run -p valerix -- openapi --out openapi
 
-# nixfmt and deadnix: `cargo install --locked nixfmt_rs@0.5.3 deadnix@1.3.1` (what .ci/run installs);
+# nixfmt, deadnix, cargo-machete: `cargo install --locked nixfmt_rs@0.5.3 deadnix@1.3.1 cargo-machete@0.9.2` (what .ci/run installs);
 # the evaluation needs nix-instantiate (Debian: nix-bin) and says so when it is missing
 # Formatting, lints, Nix parse/format/dead code and evaluation, Prometheus rules
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo machete
     for f in $(git ls-files '*.nix'); do nix-instantiate --parse "$f" > /dev/null; done
     nixfmt --check $(git ls-files '*.nix' ':!:nixos/vendor/')
     deadnix --fail $(git ls-files '*.nix' ':!:nixos/vendor/')
