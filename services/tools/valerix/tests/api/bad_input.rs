@@ -1,5 +1,7 @@
 //! Bad input gets a 4xx problem document, never a 5xx and never a hang.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::Value;
 use valerix_testkit::Stack;
@@ -617,5 +619,78 @@ async fn a_method_the_path_does_not_take_is_a_405_with_allow() {
                 .and_then(|v| v.to_str().ok()),
             Some("application/problem+json")
         );
+    }
+}
+
+/// Sends a whole request, headers and a `len`-byte body, before reading a
+/// byte of the answer, as most HTTP libraries do without
+/// `Expect: 100-continue`; the status and the JSON of the answer.
+async fn post_whole_body(url: &str, path: &str, len: usize, chunked: bool) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = valerix_testkit::addr_of(url).expect("http://host:port");
+    // A small send buffer, as on a real network: the body is still being
+    // written when the server answers.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_send_buffer_size(128 * 1024).expect("sndbuf");
+    let mut conn = socket.connect(addr).await.expect("connect");
+    let framing = if chunked {
+        "transfer-encoding: chunked".to_owned()
+    } else {
+        format!("content-length: {len}")
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n{framing}\r\nconnection: close\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.expect("headers");
+    let body = vec![b' '; len];
+    if chunked {
+        for chunk in body.chunks(64 * 1024) {
+            conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await
+                .expect("chunk size");
+            conn.write_all(chunk).await.expect("chunk");
+            conn.write_all(b"\r\n").await.expect("chunk end");
+        }
+        conn.write_all(b"0\r\n\r\n").await.expect("last chunk");
+    } else {
+        conn.write_all(&body).await.expect("the whole body is read");
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed within 30 s")
+        .expect("no reset: the answer arrives");
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+#[tokio::test]
+async fn a_client_that_writes_a_2_mb_body_first_gets_the_413_from_every_service_and_the_gateway() {
+    let stack = Stack::start().await;
+    let gateway = stack.gateway().await;
+    let targets = [
+        (stack.order.url.clone(), "/orders"),
+        (stack.inventory.url.clone(), "/inventory/reserve"),
+        (stack.payment.url.clone(), "/payments"),
+        (gateway.url.clone(), "/api/orders"),
+    ];
+    for (url, path) in &targets {
+        for chunked in [false, false, false, false, true] {
+            let (status, problem) = post_whole_body(url, path, 2 * 1024 * 1024, chunked).await;
+            assert_eq!(status, 413, "{url}{path} (chunked: {chunked}): {problem}");
+            assert_eq!(
+                problem["status"], 413,
+                "problem JSON from {url}{path}: {problem}"
+            );
+        }
     }
 }
