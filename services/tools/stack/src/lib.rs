@@ -6,5 +6,5 @@ pub mod notify;
 pub mod process;
 
 pub use launch::{Ports, Stack, StackBuilder, StackError, wiring};
-pub use process::{LaunchError, Output, ServiceProcess};
+pub use process::{LaunchError, Output, ServiceProcess, die_with_parent};
 pub use valerix_runtime::topology::Service;

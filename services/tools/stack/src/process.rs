@@ -40,6 +40,31 @@ pub fn colocated_worker_threads() -> usize {
     (cpus / 4).max(1)
 }
 
+/// Makes the child die with us: the kernel sends it SIGTERM when the
+/// process that started it is gone, even after a SIGKILL
+/// (`PR_SET_PDEATHSIG`), so a killed launcher leaves no service, port or
+/// socket behind. The signal follows the *thread* that spawned the child:
+/// spawn from a thread that lives as long as the launcher (tokio's worker
+/// threads and the main thread do; `spawn_blocking` threads do not).
+pub fn die_with_parent(cmd: &mut Command) {
+    let parent = nix::unistd::getpid();
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the child between fork and exec; it makes
+    // two system calls and builds an io::Error from an errno, none of which
+    // allocates or takes a lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+            // The parent may have died before the line above: then no
+            // signal will ever come.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error("starting {name}: {source}")]
@@ -231,6 +256,7 @@ impl ServiceProcess {
             .env("NOTIFY_SOCKET", notify.unwrap_or_default())
             .stdin(Stdio::null())
             .kill_on_drop(true);
+        die_with_parent(&mut cmd);
         match &self.output {
             Output::Inherit => {}
             Output::File(path) => {

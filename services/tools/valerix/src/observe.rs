@@ -77,6 +77,7 @@ pub fn prometheus_config(targets: &[Target], rules_file: &Path) -> String {
 
 fn spawn(name: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<Child> {
     let log = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    valerix_stack::die_with_parent(cmd);
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -118,7 +118,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 )
             })
     };
-    let state_dir = std::env::temp_dir().join(format!("valerix-up-{}", std::process::id()));
+    sweep_stale_state_dirs();
+    let state_dir = std::env::temp_dir().join(format!("{STATE_DIR_PREFIX}{}", std::process::id()));
     let obs = if args.no_observability {
         observe::Observability::default()
     } else {
@@ -242,6 +243,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     match exited {
         Some(name) => bail!("{name} stopped unexpectedly"),
         None => Ok(()),
+    }
+}
+
+const STATE_DIR_PREFIX: &str = "valerix-up-";
+
+/// Removes the state directories (Unix sockets, Prometheus' files) of
+/// `valerix up` runs that were killed before they could clean up: their
+/// process is gone, and their services died with them.
+fn sweep_stale_state_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(STATE_DIR_PREFIX))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // Signal 0 checks that a process exists without touching it.
+        if kill(Pid::from_raw(pid), None).is_err() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -131,3 +131,83 @@ async fn up_serves_an_order_and_cleans_up_on_interrupt() {
         );
     }
 }
+
+/// Every process below `pid`, children first found through /proc.
+fn descendants(pid: i32) -> Vec<i32> {
+    let parent_of = |p: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        // The command name may hold spaces; the fields after it do not.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let all: Vec<i32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(all.iter().copied().filter(|&c| parent_of(c) == Some(p)));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+#[tokio::test]
+async fn a_killed_up_leaves_no_process_or_port_behind_and_the_next_starts_at_once() {
+    let up = common::Up::start();
+    let base = up.base;
+    let children = descendants(up.pid());
+    assert!(
+        children.len() >= 5,
+        "four services and PostgreSQL at least: {children:?}"
+    );
+    let ports: Vec<u16> = (base - 1..=base + 2).chain([up.prometheus_port]).collect();
+
+    up.kill9();
+    let start = std::time::Instant::now();
+    loop {
+        let alive: Vec<i32> = children
+            .iter()
+            .copied()
+            .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+            .filter(|p| {
+                // A zombie has exited; only its parent's wait is missing.
+                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                    s.rsplit_once(')')
+                        .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+                })
+            })
+            .collect();
+        if alive.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "still running 30 s after valerix up was killed: {alive:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for port in &ports {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok(),
+            "port {port} is free again"
+        );
+    }
+
+    // The same ports at once: nothing stale blocks it.
+    let again = common::Up::start_on(base);
+    let health = reqwest::get(format!("{}/health", again.url(base - 1)))
+        .await
+        .expect("gateway health");
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    assert!(again.interrupt().success());
+}

@@ -44,7 +44,11 @@ pub struct Up {
 
 impl Up {
     pub fn start() -> Self {
-        let base = free_base_port();
+        Self::start_on(free_base_port())
+    }
+
+    /// On the given base port (the order service's).
+    pub fn start_on(base: u16) -> Self {
         let prometheus_port = free_base_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_valerix"))
             .args(["up", "--base-port", &base.to_string()])
@@ -83,6 +87,19 @@ impl Up {
             if done {
                 return up;
             }
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
         }
     }
 
