@@ -44,11 +44,17 @@ pub struct Up {
 
 impl Up {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// `valerix up` with these flags too.
+    pub fn start_with(extra: &[&str]) -> Self {
         let base = free_base_port();
         let prometheus_port = free_base_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_valerix"))
             .args(["up", "--base-port", &base.to_string()])
             .args(["--prometheus-port", &prometheus_port.to_string()])
+            .args(extra)
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
