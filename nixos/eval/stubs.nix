@@ -697,6 +697,7 @@ in
     (mkIf (pgbr.enable && pg.enable) {
       services.pgbackrest.stanzas.default = {
         settings.cmd = "${pkgs.pgbackrest}/bin/pgbackrest";
+        # Upstream: services.postgresql.dataDir, not declared here; this is its default.
         instances.localhost = {
           path = "/var/lib/postgresql/${pg.package.psqlSchema or "17"}";
           user = "postgres";
