@@ -369,7 +369,12 @@ impl PgBackRest {
     /// Restores into `data_dir` (the cluster must be stopped): into an
     /// existing data directory with `--delta` (the files that match stay),
     /// else into an empty or missing one.
-    pub fn restore(&self, data_dir: &Path, target: RestoreTarget) -> Result<(), BackupError> {
+    pub fn restore(
+        &self,
+        data_dir: &Path,
+        target: RestoreTarget,
+        repo: Option<&Path>,
+    ) -> Result<(), BackupError> {
         if data_dir.join("postmaster.pid").exists() {
             return Err(BackupError::Running(data_dir.to_owned()));
         }
@@ -378,6 +383,9 @@ impl PgBackRest {
             args.push("--delta".to_owned());
         }
         args.push(format!("--pg1-path={}", data_dir.display()));
+        if let Some(repo) = repo {
+            args.push(format!("--repo1-path={}", repo.display()));
+        }
         if let RestoreTarget::Time(_) = target {
             args.extend([
                 "--type=time".to_owned(),
@@ -422,6 +430,10 @@ pub struct RestoreArgs {
     /// Restore into this data directory instead of the configured one
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Restore from this repository instead of the configured one: the
+    /// off-site copy when the local repository is lost too
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
 }
 
 pub fn restore(args: &RestoreArgs) -> Result<(), BackupError> {
@@ -431,7 +443,7 @@ pub fn restore(args: &RestoreArgs) -> Result<(), BackupError> {
         Some(d) => d.clone(),
         None => dir.configured_data_dir()?,
     };
-    pgbackrest.restore(&data_dir, args.to)?;
+    pgbackrest.restore(&data_dir, args.to, args.repo.as_deref())?;
     println!(
         "Restored {} to {}: start PostgreSQL on it; it replays the archived WAL{} and then accepts writes.",
         data_dir.display(),
@@ -487,7 +499,7 @@ pub fn start_cluster(
     dir.write_config(&cluster.data_dir(), 0, cluster.dir())?;
     let pgbackrest = PgBackRest::for_dir(dir)?;
     match restore {
-        Some(target) => pgbackrest.restore(&cluster.data_dir(), target)?,
+        Some(target) => pgbackrest.restore(&cluster.data_dir(), target, None)?,
         None => cluster.init()?,
     }
     cluster.start_on_free_port()?;

@@ -20,6 +20,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
 use valerix::backup::{self, BackedUpCluster, BackupDir};
+use valerix_devdb::{Cluster, Options};
 use valerix_runtime::{config::DatabaseArgs, db, topology::Service};
 use valerix_stack::{Stack, StackBuilder};
 use valerix_testkit::eventually;
@@ -230,6 +231,7 @@ async fn drill_the_shop_survives_losing_the_database_disk() {
 
     // The daily backup and the day's one off-site upload; a second upload
     // the same day is refused (exit 3) and copies nothing.
+    let in_daily_backup: Vec<String> = acked.iter().map(|o| o.id.clone()).collect();
     valerix_ok(&["backup", "--backup-dir", &root, "--type", "diff"]);
     let repo = dir.repo().display().to_string();
     let target = offsite.display().to_string();
@@ -329,6 +331,44 @@ async fn drill_the_shop_survives_losing_the_database_disk() {
     stack.stop(Duration::from_secs(10)).await;
     pool.close().await;
     drop(db);
+
+    // The whole host lost, local repository included: the day's off-site
+    // copy alone brings back every order of the daily backup.
+    std::fs::remove_dir_all(dir.repo()).expect("rm -rf the local repository");
+    let mut spare = Cluster::empty(&Options::default()).expect("a cluster directory");
+    let spare_data = spare.data_dir().display().to_string();
+    valerix_ok(&[
+        "restore",
+        "--backup-dir",
+        &root,
+        "--to",
+        "latest",
+        "--repo",
+        &target,
+        "--data-dir",
+        &spare_data,
+    ]);
+    spare
+        .start_on_free_port()
+        .expect("start from the off-site copy");
+    backup::wait_promoted(&spare.url("postgres"), Duration::from_secs(60))
+        .await
+        .expect("recovery from the off-site copy");
+    let spare_pool = PgPool::connect(&spare.url("valerix")).await.expect("pool");
+    let from_offsite = statuses(&spare_pool).await;
+    for id in &in_daily_backup {
+        assert!(
+            from_offsite.contains_key(id),
+            "order {id} of the daily backup is in the off-site copy"
+        );
+    }
+    println!(
+        "OFF-SITE COPY: restored alone, {} orders (all {} of the daily backup)",
+        from_offsite.len(),
+        in_daily_backup.len()
+    );
+    spare_pool.close().await;
+    drop(spare);
     let _ = std::fs::remove_dir_all(dir.root());
     let _ = std::fs::remove_dir_all(offsite);
 }

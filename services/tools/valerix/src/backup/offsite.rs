@@ -18,6 +18,7 @@ use std::{
     collections::BTreeSet,
     fs::{self, File},
     io::Write,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
@@ -183,12 +184,35 @@ fn is_info(rel: &Path) -> bool {
         .is_some_and(|n| n.ends_with(".info") || n.ends_with(".info.copy"))
 }
 
+/// `target/rel` and the directories above it, each with the mode (and, as
+/// root, the owner) of its counterpart in `repo`.
+fn make_dirs(repo: &Path, target: &Path, rel: &Path) -> Result<(), UploadError> {
+    let mut prefix = PathBuf::new();
+    for part in rel.components() {
+        prefix.push(part);
+        let (from, to) = (repo.join(&prefix), target.join(&prefix));
+        if to.is_dir() {
+            continue;
+        }
+        fs::create_dir(&to).map_err(io(format!("creating {}", to.display())))?;
+        let meta = fs::metadata(&from).map_err(io(format!("reading {}", from.display())))?;
+        fs::set_permissions(&to, meta.permissions())
+            .map_err(io(format!("setting the mode of {}", to.display())))?;
+        if nix::unistd::Uid::effective().is_root() {
+            std::os::unix::fs::chown(&to, Some(meta.uid()), Some(meta.gid()))
+                .map_err(io(format!("setting the owner of {}", to.display())))?;
+        }
+    }
+    Ok(())
+}
+
 fn mirror(repo: &Path, target: &Path) -> Result<Uploaded, UploadError> {
     fs::create_dir_all(target).map_err(io(format!("creating {}", target.display())))?;
     let source = files(repo)?;
     let mut order: Vec<&PathBuf> = source.iter().collect();
     order.sort_by_key(|rel| is_info(rel));
     let mut done = Uploaded::default();
+    let as_root = nix::unistd::Uid::effective().is_root();
     for rel in order {
         let (from, to) = (repo.join(rel), target.join(rel));
         let meta = fs::metadata(&from).map_err(io(format!("reading {}", from.display())))?;
@@ -198,8 +222,8 @@ fn mirror(repo: &Path, target: &Path) -> Result<Uploaded, UploadError> {
             done.unchanged += 1;
             continue;
         }
-        if let Some(parent) = to.parent() {
-            fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+        if let Some(parent) = rel.parent() {
+            make_dirs(repo, target, parent)?;
         }
         let tmp = to.with_file_name(format!(
             ".{}.valerix-tmp",
@@ -210,6 +234,12 @@ fn mirror(repo: &Path, target: &Path) -> Result<Uploaded, UploadError> {
             .write(true)
             .open(&tmp)
             .map_err(io(format!("opening {}", tmp.display())))?;
+        if as_root {
+            // A mirror keeps the owners (pgBackRest restores as the cluster's
+            // user, which must read the copy).
+            std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()))
+                .map_err(io(format!("setting the owner of {}", tmp.display())))?;
+        }
         if let Ok(modified) = meta.modified() {
             copied
                 .set_modified(modified)
