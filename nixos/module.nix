@@ -398,12 +398,15 @@ in
       };
       fullSchedule = mkOption {
         type = types.str;
-        default = "Sun *-*-* 01:00:00";
-        description = "When the full backup runs (systemd OnCalendar=, unit `pgbackrest-default-full`).";
+        default = "Sun *-*-* 23:00:00";
+        description = ''
+          When the full backup runs (systemd OnCalendar=, unit `pgbackrest-default-full`);
+          before midnight, so the daily upload (OnCalendar=daily) carries that day's backup.
+        '';
       };
       diffSchedule = mkOption {
         type = types.str;
-        default = "Mon..Sat *-*-* 01:00:00";
+        default = "Mon..Sat *-*-* 23:00:00";
         description = "When the differential backup runs (systemd OnCalendar=, unit `pgbackrest-default-diff`).";
       };
       offsite.target = mkOption {
