@@ -390,6 +390,26 @@ async fn restore_to_a_point_in_time_between_two_orders() {
     let http = reqwest::Client::new();
     let order_url = stack.get(Service::Order).url();
 
+    // pgBackRest picks the backup to start from by its stop time, which it
+    // records in whole seconds: the target must lie in a later second.
+    let next_second: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT date_trunc('second', clock_timestamp()) + interval '1 second'")
+            .fetch_one(&pool)
+            .await
+            .expect("clock");
+    eventually(
+        "the server's clock in the second after the backup",
+        Duration::from_secs(5),
+        || async {
+            sqlx::query_scalar::<_, bool>("SELECT clock_timestamp() > $1")
+                .bind(next_second)
+                .fetch_one(&pool)
+                .await
+                .ok()?
+                .then_some(())
+        },
+    )
+    .await;
     let first = place_orders(&http, &order_url, 1).await.remove(0);
     // The server's clock, after the first order's commit and before the
     // second's.
