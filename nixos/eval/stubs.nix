@@ -416,7 +416,7 @@ in
     };
 
     # nixos/modules/services/backup/pgbackrest.nix (in nixpkgs since 25.05).
-    # `commands` is a fixed set of per-command submodules there; any name here.
+    # `commands` is a fixed set of per-command submodules there; any name in this stub.
     services.pgbackrest = {
       enable = mkEnableOption "pgBackRest";
       repos = opt (types.attrsOf (
@@ -697,7 +697,7 @@ in
     (mkIf (pgbr.enable && pg.enable) {
       services.pgbackrest.stanzas.default = {
         settings.cmd = "${pkgs.pgbackrest}/bin/pgbackrest";
-        # Upstream: services.postgresql.dataDir, not declared here; this is its default.
+        # Upstream: services.postgresql.dataDir (not declared in this file); this is its default.
         instances.localhost = {
           path = "/var/lib/postgresql/${pg.package.psqlSchema or "17"}";
           user = "postgres";

@@ -3,7 +3,7 @@
 //! archived WAL or a point in time, and the once-a-day copy of the
 //! repository to an off-site target ([`offsite`]).
 //!
-//! Everything here is a thin wrapper: each pgBackRest command is printed
+//! Every verb is a thin wrapper: each pgBackRest command is printed
 //! before it runs and its own output is shown. A backup directory holds
 //!
 //! - `pgbackrest.conf`: the stanza `valerix` (data directory, port, socket)
@@ -46,7 +46,7 @@ pub enum BackupError {
         "pgbackrest not found on PATH: install it (Debian: apt-get install pgbackrest; Nix: pkgs.pgbackrest)"
     )]
     Missing,
-    #[error("{0}: no pgBackRest configuration here; `valerix up --backup-dir {0}` writes one")]
+    #[error("{0}: no pgbackrest.conf in it; `valerix up --backup-dir {0}` writes one")]
     NoConfig(PathBuf),
     #[error(
         "{0} already holds backups of another cluster: start with `--restore latest` to bring that one back, or give an empty --backup-dir"
