@@ -136,6 +136,8 @@
             runtimeInputs = [
               valerix
               pkgs.postgresql
+              # `valerix up --backup-dir`, `valerix backup`, `valerix restore`.
+              pkgs.pgbackrest
               pkgs.prometheus
               pkgs.prometheus.cli
               pkgs.grafana
@@ -166,6 +168,7 @@
             pkgs.sqlx-cli
             pkgs.just
             pkgs.postgresql
+            pkgs.pgbackrest
             pkgs.prometheus
             pkgs.prometheus.cli
             pkgs.grafana

@@ -18,6 +18,13 @@
     prometheus.enable = true;
     grafana.enable = true;
     jaeger.enable = true;
+    # pgBackRest: WAL archived at least every minute into /var/lib/pgbackrest, a full
+    # backup on Sundays and a differential one the other days, and the repository
+    # copied to the (mounted) off-site directory once a day.
+    backup = {
+      enable = true;
+      offsite.target = "/mnt/offsite/valerix";
+    };
   };
 
   networking.firewall.allowedTCPPorts = [ 5000 ];

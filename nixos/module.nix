@@ -1,5 +1,6 @@
 # services.valerix: the four Valerix services as hardened Type=notify systemd
-# units, plus optional local PostgreSQL, Prometheus, Grafana and Jaeger.
+# units, plus optional local PostgreSQL (with pgBackRest backups), Prometheus,
+# Grafana and Jaeger.
 #
 # Written against nixpkgs nixos-25.11 (see nixos/README.md for the source files
 # each option used here was checked against). CI evaluates it with the nixpkgs lib
@@ -366,6 +367,61 @@ in
       };
     };
 
+    backup = {
+      enable = mkEnableOption ''
+        backups of the local PostgreSQL with pgBackRest (nixpkgs' `services.pgbackrest`):
+        every finished WAL segment archived into the local repository, at least every
+        `archiveTimeout` seconds while there are writes (the RPO); scheduled full and
+        differential backups; and, with `offsite.target`, one upload a day of the
+        repository off-site'';
+      repository = mkOption {
+        type = types.str;
+        default = "/var/lib/pgbackrest";
+        description = ''
+          The local pgBackRest repository (`repo1-path`), owned by the `pgbackrest` user;
+          put it on another disk than PostgreSQL's data directory.
+        '';
+      };
+      retentionFull = mkOption {
+        type = types.ints.positive;
+        default = 2;
+        description = "Full backups kept (`repo1-retention-full`), with the WAL needed to restore them.";
+      };
+      archiveTimeout = mkOption {
+        type = types.ints.positive;
+        default = 60;
+        description = ''
+          PostgreSQL's `archive_timeout` in seconds: a WAL segment with writes in it is
+          archived at the latest this long after it was started. Orders acknowledged in
+          the last `archiveTimeout` seconds before the disk is lost can be lost.
+        '';
+      };
+      fullSchedule = mkOption {
+        type = types.str;
+        default = "Sun *-*-* 23:00:00";
+        description = ''
+          When the full backup runs (systemd OnCalendar=, unit `pgbackrest-default-full`);
+          before midnight, so the daily upload (OnCalendar=daily) carries that day's backup.
+        '';
+      };
+      diffSchedule = mkOption {
+        type = types.str;
+        default = "Mon..Sat *-*-* 23:00:00";
+        description = "When the differential backup runs (systemd OnCalendar=, unit `pgbackrest-default-diff`).";
+      };
+      offsite.target = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/mnt/offsite/valerix";
+        description = ''
+          Directory (a mounted remote file system or bucket) that `valerix upload-offsite`
+          mirrors the repository into, once a day: `valerix-backup-upload.timer`
+          (OnCalendar=daily, Persistent=true). The upload refuses a second run the same UTC
+          day (state in the repository), whoever starts it. Null: no off-site copy.
+        '';
+      };
+    };
+
     jaeger = {
       enable = mkEnableOption "a Jaeger all-in-one unit (OTLP on 4317/4318, UI and API on 16686, in-memory storage)";
       package = mkOption {
@@ -391,6 +447,10 @@ in
         {
           assertion = cfg.database.createLocally != (cfg.database.urlFile != null);
           message = "services.valerix.database: set either createLocally = true or urlFile, not both and not neither.";
+        }
+        {
+          assertion = cfg.backup.enable -> cfg.database.createLocally;
+          message = "services.valerix.backup backs up the local PostgreSQL (database.createLocally); back up an external database where it runs.";
         }
         {
           assertion = cfg.jaeger.enable -> cfg.jaeger.package != null;
@@ -538,6 +598,72 @@ in
             fi
           done
         '';
+      };
+    })
+
+    (mkIf cfg.backup.enable {
+      # nixpkgs' module (nixos/modules/services/backup/pgbackrest.nix, since 25.05)
+      # sets up the stanza `default` for the local PostgreSQL: archive_mode,
+      # archive_command (`pgbackrest --stanza=default archive-push`), the
+      # `pgbackrest` user and one unit and timer per job.
+      services.pgbackrest = {
+        enable = true;
+        repos.localhost = {
+          path = cfg.backup.repository;
+          retention-full = cfg.backup.retentionFull;
+        };
+        stanzas.default.jobs = {
+          full = {
+            schedule = cfg.backup.fullSchedule;
+            type = "full";
+          };
+          diff = {
+            schedule = cfg.backup.diffSchedule;
+            type = "diff";
+          };
+        };
+      };
+      services.postgresql.settings.archive_timeout = cfg.backup.archiveTimeout;
+    })
+
+    (mkIf (cfg.backup.enable && cfg.backup.offsite.target != null) {
+      # A mirror of the repository, not pgBackRest's second repository: that one
+      # would get every WAL segment as it is archived, far more than the
+      # provider's one call a day.
+      systemd.services.valerix-backup-upload = {
+        description = "Valerix: upload the pgBackRest repository off-site (at most once a day)";
+        after = [
+          "pgbackrest-default-full.service"
+          "pgbackrest-default-diff.service"
+        ];
+        serviceConfig = hardening // {
+          Type = "oneshot";
+          User = "pgbackrest";
+          Group = "pgbackrest";
+          ExecStart = "${cfg.package}/bin/valerix upload-offsite --repo ${cfg.backup.repository} --target ${cfg.backup.offsite.target}";
+          # Exit 3: today's upload already ran. The guard did its job; not a failure.
+          SuccessExitStatus = "3";
+          ReadWritePaths = [
+            cfg.backup.repository
+            cfg.backup.offsite.target
+          ];
+          # The repository's files are shared with the postgres group.
+          UMask = "0027";
+          # The pgbackrest user reads what PostgreSQL archived through its
+          # membership in the postgres group, which a private user namespace
+          # would map away.
+          PrivateUsers = false;
+        };
+      };
+      systemd.timers.valerix-backup-upload = {
+        description = "Valerix: daily off-site upload of the backups";
+        wantedBy = [ "timers.target" ];
+        timerConfig = {
+          OnCalendar = "daily";
+          # A day missed while the host was off is caught up at boot; the guard
+          # still allows only one upload per UTC day.
+          Persistent = true;
+        };
       };
     })
 

@@ -290,11 +290,13 @@ def credentials(unit: dict) -> dict[str, str]:
 
 
 def service_units(cfg: dict, package: str) -> dict[str, dict]:
-    """The units that run a binary of the valerix package."""
+    """The units that run a service binary of the valerix package (not the CLI's jobs)."""
+    prefix = package + "/bin/"
     return {
         name: u
         for name, u in cfg["services"].items()
-        if str(u["serviceConfig"].get("ExecStart", "")).startswith(package + "/bin/")
+        if str(u["serviceConfig"].get("ExecStart", "")).startswith(prefix)
+        and str(u["serviceConfig"]["ExecStart"])[len(prefix) :].split(" ")[0] != "valerix"
     }
 
 
@@ -387,6 +389,66 @@ def check_host(where: str, cfg: dict, pkg: Package, helps: dict[str, str], runti
 
     check_prometheus(where, cfg, pkg, package, units, listen_of)
     check_grafana(where, cfg, pkg, package)
+    check_backup(where, cfg, package, helps)
+
+
+def check_backup(where: str, cfg: dict, package: str, helps: dict[str, str]) -> None:
+    """backup.*: nixpkgs' pgBackRest module archiving the local PostgreSQL, its
+    jobs, and the daily off-site upload by `valerix upload-offsite`."""
+    w = f"{where} backup"
+    b = cfg["valerix"]["backup"]
+    upload = cfg["services"].get("valerix-backup-upload")
+    timer = cfg["timers"].get("valerix-backup-upload")
+    if not b["enable"]:
+        R.check(upload is None and timer is None, w, "an off-site upload unit without backup.enable")
+        return
+    pg, pgbr = cfg["postgresql"], cfg["pgbackrest"]
+    settings = pg["settings"]
+    R.check(pg["enable"] and pgbr["enable"], w, "backups on, but PostgreSQL or services.pgbackrest is off")
+    R.check(settings.get("archive_mode") == "on", w, f"archive_mode={settings.get('archive_mode')}")
+    R.check(
+        "/bin/pgbackrest --stanza=default archive-push" in str(settings.get("archive_command")),
+        w,
+        f"archive_command={settings.get('archive_command')} does not push to pgBackRest's stanza default",
+    )
+    R.check(settings.get("archive_timeout") == b["archiveTimeout"], w, "archive_timeout is not backup.archiveTimeout")
+    R.check(pgbr["repos"].get("localhost", {}).get("path") == b["repository"], w, "repo1-path is not backup.repository")
+    jobs = pgbr["stanzas"].get("default", {}).get("jobs", {})
+    R.check(sorted(j["type"] for j in jobs.values()) == ["diff", "full"], w, f"jobs {jobs}: want one full, one diff")
+    for job in jobs:
+        unit = f"pgbackrest-default-{job}"
+        R.check(unit in cfg["services"] and unit in cfg["timers"], w, f"no {unit} service and timer")
+
+    target = b["offsite"]["target"]
+    if target is None:
+        R.check(upload is None and timer is None, w, "an off-site upload unit without offsite.target")
+        return
+    if not R.check(upload is not None and timer is not None, w, "offsite.target set, but no valerix-backup-upload unit and timer"):
+        return
+    sc = upload["serviceConfig"]
+    argv = str(sc.get("ExecStart", "")).split()
+    R.check(argv[:2] == [f"{package}/bin/valerix", "upload-offsite"], w, f"ExecStart {argv[:2]}")
+    flags = dict(zip(argv[2::2], argv[3::2]))
+    R.check(flags == {"--repo": b["repository"], "--target": target}, w, f"upload flags {flags}")
+    sub_help = subprocess.run([bin_dir() / "valerix", "upload-offsite", "--help"], capture_output=True, text=True)
+    R.check(sub_help.returncode == 0, w, "valerix has no subcommand upload-offsite")
+    unknown = set(flags) - help_flags(sub_help.stdout)
+    R.check(not unknown, w, f"valerix upload-offsite has no {sorted(unknown)}")
+    # Exit 3 is the guard refusing a second upload the same day: not a failure.
+    R.check("exit 3" in helps["valerix"], w, "valerix --help does not document upload-offsite's exit 3")
+    R.check(str(sc.get("SuccessExitStatus", "")).split() == ["3"], w, f"SuccessExitStatus={sc.get('SuccessExitStatus')}")
+    user = sc.get("User")
+    R.check(user in cfg["users"], w, f"User={user} is not a user of this host")
+    R.check(
+        "postgres" in cfg["users"].get(user, {}).get("extraGroups", []) and sc.get("PrivateUsers") is False,
+        w,
+        f"{user} must read the archived WAL through the postgres group (and no private user namespace)",
+    )
+    rw = sc.get("ReadWritePaths", [])
+    R.check({b["repository"], target} <= set(rw if isinstance(rw, list) else [rw]), w, f"ReadWritePaths={rw}")
+    tc = timer["timerConfig"]
+    R.check(tc.get("OnCalendar") == "daily" and tc.get("Persistent") is True, w, f"timer {tc}: want daily, Persistent")
+    R.check("timers.target" in timer["wantedBy"], w, "the upload timer is not wanted by timers.target")
 
 
 def check_database(w: str, cfg: dict, unit: dict, env: dict, creds: dict, nodes) -> None:
@@ -562,7 +624,7 @@ def check_app(app: dict, pkg: Package, package_path: str, has_jaeger: bool) -> N
     # `valerix up` starts each tool it finds on PATH (observe.rs: on_path; one
     # name of a line suffices) and PostgreSQL from initdb/postgres (devdb).
     needed = [set(re.findall(r'on_path\("([\w-]+)"\)', line)) for line in observe.splitlines() if "on_path(\"" in line]
-    needed += [{"initdb"}, {"postgres"}, {"valerix"}]
+    needed += [{"initdb"}, {"postgres"}, {"valerix"}, {"pgbackrest"}]
     for alternatives in needed:
         if alternatives == {"jaeger"} and not has_jaeger:
             continue

@@ -100,8 +100,20 @@ let
         ;
     }) config.systemd.services;
     targets = lib.mapAttrs (_: t: { inherit (t) requires wantedBy; }) config.systemd.targets;
+    timers = lib.mapAttrs (_: t: { inherit (t) wantedBy timerConfig; }) config.systemd.timers;
+    pgbackrest = {
+      inherit (config.services.pgbackrest) enable repos;
+      stanzas = lib.mapAttrs (_: s: { inherit (s) jobs; }) config.services.pgbackrest.stanzas;
+    };
     systemPackages = map pkgInfo config.environment.systemPackages;
-    users = lib.mapAttrs (_: u: { inherit (u) group isSystemUser isNormalUser; }) config.users.users;
+    users = lib.mapAttrs (_: u: {
+      inherit (u)
+        group
+        isSystemUser
+        isNormalUser
+        extraGroups
+        ;
+    }) config.users.users;
     firewall = { inherit (config.networking.firewall) enable allowedTCPPorts; };
     postgresql = {
       inherit (config.services.postgresql)
@@ -110,6 +122,7 @@ let
         authentication
         ensureDatabases
         ;
+      inherit (config.services.postgresql) settings;
       port = config.services.postgresql.settings.port;
       ensureUsers = map (u: {
         inherit (u) name ensureDBOwnership;

@@ -208,6 +208,7 @@ in
   ];
 
   jq = pkg "jq" [ "jq" ];
+  pgbackrest = pkg "pgbackrest" [ "pgbackrest" ];
   postgresql = pkg "postgresql" postgresqlBins;
   postgresql_17 = pkg "postgresql-17" postgresqlBins;
   inherit prometheus;

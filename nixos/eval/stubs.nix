@@ -193,6 +193,29 @@ let
   ];
 
   pg = config.services.postgresql;
+  pgbr = config.services.pgbackrest;
+
+  # nixos/modules/services/backup/pgbackrest.nix: settingsType, and the
+  # jobs of every stanza as (unit name, job) pairs.
+  pgbackrestSettings = types.attrsOf (
+    types.oneOf [
+      types.bool
+      types.ints.unsigned
+      types.str
+      (types.attrsOf types.str)
+      (types.listOf types.str)
+    ]
+  );
+  pgbackrestJobs = lib.concatLists (
+    lib.mapAttrsToList (
+      stanza: s:
+      lib.mapAttrsToList (job: j: {
+        name = "pgbackrest-${stanza}-${job}";
+        inherit stanza job;
+        inherit (j) schedule type;
+      }) s.jobs
+    ) pgbr.stanzas
+  );
   prom = config.services.prometheus;
   graf = config.services.grafana;
 
@@ -307,6 +330,8 @@ in
             extraGroups = opt (types.listOf types.str) [ ];
             home = opt (types.passwdEntry types.path) "/var/empty";
             createHome = opt types.bool false;
+            homeMode = opt (types.strMatching "[0-7]{1,5}") "700";
+            useDefaultShell = opt types.bool false;
             isSystemUser = opt types.bool false;
             isNormalUser = opt types.bool false;
           };
@@ -329,6 +354,14 @@ in
     # nixos/modules/system/boot/systemd.nix with nixos/lib/systemd-unit-options.nix
     systemd.services = opt (types.attrsOf (types.submodule serviceModule)) { };
     systemd.targets = opt (types.attrsOf (types.submodule { options = commonUnitOptions; })) { };
+    # nixos/lib/systemd-unit-options.nix: timerOptions.
+    systemd.timers = opt (types.attrsOf (
+      types.submodule {
+        options = commonUnitOptions // {
+          timerConfig = opt (types.attrsOf unitOption) { };
+        };
+      }
+    )) { };
 
     # nixos/modules/services/networking/firewall.nix
     networking.firewall = {
@@ -347,6 +380,7 @@ in
       enableTCPIP = opt types.bool false;
       authentication = opt types.lines "";
       identMap = opt types.lines "";
+      initdbArgs = opt (types.listOf types.str) [ ];
       initialScript = nullOpt types.path;
       ensureDatabases = opt (types.listOf types.str) [ ];
       ensureUsers = opt (types.listOf (
@@ -379,6 +413,45 @@ in
         );
         options.port = opt types.port 5432;
       }) { };
+    };
+
+    # nixos/modules/services/backup/pgbackrest.nix (in nixpkgs since 25.05).
+    # `commands` is a fixed set of per-command submodules there; any name in this stub.
+    services.pgbackrest = {
+      enable = mkEnableOption "pgBackRest";
+      repos = opt (types.attrsOf (
+        types.submodule (
+          { name, ... }:
+          {
+            freeformType = pgbackrestSettings;
+            options.host = opt (types.nullOr types.str) (if name == "localhost" then null else name);
+          }
+        )
+      )) { };
+      stanzas = opt (types.attrsOf (
+        types.submodule {
+          options = {
+            jobs = opt (types.attrsOf (
+              types.submodule {
+                options.schedule = req types.str;
+                options.type = req types.str;
+              }
+            )) { };
+            instances = opt (types.attrsOf (
+              types.submodule (
+                { name, ... }:
+                {
+                  freeformType = pgbackrestSettings;
+                  options.host = opt (types.nullOr types.str) (if name == "localhost" then null else name);
+                }
+              )
+            )) { };
+            settings = opt (types.submodule { freeformType = pgbackrestSettings; }) { };
+          };
+        }
+      )) { };
+      settings = opt (types.submodule { freeformType = pgbackrestSettings; }) { };
+      commands = opt (types.attrsOf (types.submodule { freeformType = pgbackrestSettings; })) { };
     };
 
     # nixos/modules/services/monitoring/prometheus/default.nix
@@ -573,6 +646,74 @@ in
         };
         script = "psql -d postgres";
       };
+    })
+
+    # nixos/modules/services/backup/pgbackrest.nix: the user, the jobs' units and
+    # timers, and for a local PostgreSQL the stanza `default` with archiving.
+    (mkIf pgbr.enable {
+      environment.systemPackages = [ pkgs.pgbackrest ];
+      users.users.pgbackrest = {
+        group = "pgbackrest";
+        description = "pgBackRest service user";
+        isSystemUser = true;
+        useDefaultShell = true;
+        createHome = true;
+        home = pgbr.repos.localhost.path or "/var/lib/pgbackrest";
+        homeMode = mkIf pg.enable "710";
+      };
+      users.groups.pgbackrest = { };
+      systemd.services = lib.listToAttrs (
+        map (j: {
+          inherit (j) name;
+          value = {
+            description = "pgBackRest job ${j.job} for stanza ${j.stanza}";
+            serviceConfig = {
+              User = "pgbackrest";
+              Group = "pgbackrest";
+              Type = "oneshot";
+              ExecStartPre = "${pkgs.pgbackrest}/bin/pgbackrest --stanza='${j.stanza}' stanza-create";
+              ExecStart = "${pkgs.pgbackrest}/bin/pgbackrest --stanza='${j.stanza}' backup --type='${j.type}'";
+            };
+          };
+        }) pgbackrestJobs
+      );
+      systemd.timers = lib.listToAttrs (
+        map (j: {
+          inherit (j) name;
+          value = {
+            description = "pgBackRest job ${j.job} for stanza ${j.stanza}";
+            wantedBy = [ "timers.target" ];
+            after = [ "network-online.target" ];
+            wants = [ "network-online.target" ];
+            timerConfig = {
+              OnCalendar = j.schedule;
+              Persistent = true;
+              Unit = "${j.name}.service";
+            };
+          };
+        }) pgbackrestJobs
+      );
+    })
+    (mkIf (pgbr.enable && pg.enable) {
+      services.pgbackrest.stanzas.default = {
+        settings.cmd = "${pkgs.pgbackrest}/bin/pgbackrest";
+        # Upstream: services.postgresql.dataDir (not declared in this file); this is its default.
+        instances.localhost = {
+          path = "/var/lib/postgresql/${pg.package.psqlSchema or "17"}";
+          user = "postgres";
+        };
+      };
+      services.pgbackrest.commands.restore.lock-path = "/tmp/postgresql";
+      services.postgresql.identMap = ''
+        postgres pgbackrest postgres
+      '';
+      services.postgresql.initdbArgs = [ "--allow-group-access" ];
+      users.users.pgbackrest.extraGroups = [ "postgres" ];
+      services.postgresql.settings = {
+        archive_command = ''${pkgs.pgbackrest}/bin/pgbackrest --stanza=default archive-push "%p"'';
+        archive_mode = mkDefault "on";
+      };
+      users.groups.pgbackrest.members = [ "postgres" ];
     })
 
     # nixos/modules/services/monitoring/prometheus/default.nix

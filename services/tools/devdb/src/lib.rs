@@ -120,6 +120,15 @@ fn sweep_stale(base: &Path) {
     }
 }
 
+/// How to set a cluster up beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Server settings given as `-c name=value` after the defaults, so they
+    /// win over them and over the configuration files (e.g. WAL archiving:
+    /// `archive_mode`, `archive_command`, `archive_timeout`).
+    pub settings: Vec<(String, String)>,
+}
+
 /// A running throwaway cluster. Dropping it stops the server and deletes
 /// its files.
 pub struct Cluster {
@@ -127,6 +136,7 @@ pub struct Cluster {
     port: u16,
     bin: PathBuf,
     user: Option<(Uid, Gid)>,
+    settings: Vec<(String, String)>,
     /// The postmaster and the thread that spawned (and waits for) it; None
     /// while the server is stopped.
     server: Option<(Pid, thread::JoinHandle<()>)>,
@@ -135,6 +145,22 @@ pub struct Cluster {
 impl Cluster {
     /// Creates and starts a cluster; returns once it accepts connections.
     pub fn start() -> Result<Self, Error> {
+        Self::start_with(&Options::default())
+    }
+
+    /// [`Self::start`] with `options`.
+    pub fn start_with(options: &Options) -> Result<Self, Error> {
+        let mut cluster = Self::empty(options)?;
+        cluster.init()?;
+        cluster.start_on_free_port()?;
+        Ok(cluster)
+    }
+
+    /// The cluster's directory, owned by the server's account, without a
+    /// data directory and not running: then [`Self::init`] or a data
+    /// directory from elsewhere (a restore from a backup), and
+    /// [`Self::start_on_free_port`].
+    pub fn empty(options: &Options) -> Result<Self, Error> {
         let bin = find_bin_dir()?;
         let user = server_user()?;
         let base = std::env::temp_dir();
@@ -147,22 +173,25 @@ impl Cluster {
         ));
         fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
         // From here on, dropping `cluster` removes the directory.
-        let mut cluster = Self {
+        let cluster = Self {
             root,
             port: 0,
             bin,
             user,
+            settings: options.settings.clone(),
             server: None,
         };
-        let root = &cluster.root;
-        let data = cluster.data();
         if let Some((uid, gid)) = user {
-            chown(root, Some(uid), Some(gid))?;
+            chown(&cluster.root, Some(uid), Some(gid))?;
         }
-        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+        fs::set_permissions(&cluster.root, fs::Permissions::from_mode(0o700))
             .map_err(io("setting cluster directory permissions"))?;
+        Ok(cluster)
+    }
 
-        let mut initdb = Command::new(cluster.bin.join("initdb"));
+    /// `initdb` into the data directory of an [`Self::empty`] cluster.
+    pub fn init(&self) -> Result<(), Error> {
+        let mut initdb = Command::new(self.bin.join("initdb"));
         initdb
             .args([
                 "-A",
@@ -175,10 +204,10 @@ impl Cluster {
                 "--no-instructions",
             ])
             .arg("-D")
-            .arg(&data)
-            .current_dir(root)
+            .arg(self.data_dir())
+            .current_dir(&self.root)
             .env("LC_ALL", "C");
-        as_user(&mut initdb, user);
+        as_user(&mut initdb, self.user);
         let out = initdb.output().map_err(io("running initdb"))?;
         if !out.status.success() {
             return Err(Error::Initdb {
@@ -186,21 +215,32 @@ impl Cluster {
                 output: String::from_utf8_lossy(&out.stderr).into_owned(),
             });
         }
+        Ok(())
+    }
 
+    /// Starts the server on a free port; returns once it accepts connections.
+    pub fn start_on_free_port(&mut self) -> Result<(), Error> {
         // The free port may be taken between finding and binding it: retry.
         let mut last_err = None;
         for _ in 0..3 {
-            cluster.port = free_port()?;
-            match cluster.start_server() {
-                Ok(()) => return Ok(cluster),
+            self.port = free_port()?;
+            match self.start_server() {
+                Ok(()) => return Ok(()),
                 Err(e) => last_err = Some(e),
             }
         }
         Err(last_err.unwrap_or(Error::NotReady(Duration::ZERO, String::new())))
     }
 
-    fn data(&self) -> PathBuf {
+    /// The data directory (`PGDATA`).
+    pub fn data_dir(&self) -> PathBuf {
         self.root.join("data")
+    }
+
+    /// The account the server runs as when we are root (None: as ourselves).
+    /// Tools that work on the data directory (pgBackRest) must run as it too.
+    pub fn os_user(&self) -> Option<(Uid, Gid)> {
+        self.user
     }
 
     /// Starts the server on the cluster's port (again, after `stop_server`);
@@ -220,7 +260,7 @@ impl Cluster {
         }
         let mut cmd = Command::new(self.bin.join("postgres"));
         cmd.arg("-D")
-            .arg(self.data())
+            .arg(self.data_dir())
             .args(["-p", &self.port.to_string()])
             .arg("-k")
             .arg(&self.root)
@@ -235,8 +275,11 @@ impl Cluster {
                 "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
-            ])
-            .current_dir(&self.root)
+            ]);
+        for (name, value) in &self.settings {
+            cmd.arg("-c").arg(format!("{name}={value}"));
+        }
+        cmd.current_dir(&self.root)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("opening the server log"))?)
             .stderr(log);
@@ -273,7 +316,7 @@ impl Cluster {
     /// Ready means the postmaster wrote "ready" into postmaster.pid, which
     /// is what `pg_ctl -w` waits for too.
     fn wait_ready(&self, deadline: Duration) -> Result<(), Error> {
-        let pid_file = self.data().join("postmaster.pid");
+        let pid_file = self.data_dir().join("postmaster.pid");
         let start = Instant::now();
         while start.elapsed() < deadline {
             if let Ok(pid_file) = fs::read_to_string(&pid_file)

@@ -1,7 +1,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use valerix::{audit, chaos, openapi, seed, up};
+use valerix::{audit, backup, chaos, openapi, seed, up};
 use valerix_bench as bench;
 use valerix_load as load;
 use valerix_runtime::topology::Service;
@@ -20,6 +20,14 @@ struct Cli {
 enum Cmd {
     /// Run the whole stack on localhost (throwaway PostgreSQL, services, demo data)
     Up(up::UpArgs),
+    /// Take a pgBackRest backup of a `valerix up --backup-dir` stack now
+    Backup(backup::BackupArgs),
+    /// Restore a stopped cluster from its pgBackRest repository, to the
+    /// latest archived WAL or a point in time
+    Restore(backup::RestoreArgs),
+    /// Copy the local backup repository off-site; at most once a UTC day
+    /// (exit 3 when today's upload already ran)
+    UploadOffsite(backup::offsite::UploadArgs),
     /// Check the order-flow invariants against a database; exit 1 on any violation
     Audit {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -120,6 +128,21 @@ async fn main() -> ExitCode {
         Cmd::Up(args) => {
             valerix_runtime::telemetry::init("valerix");
             up::run(args).await
+        }
+        Cmd::Backup(args) => backup::backup(&args).map_err(Into::into),
+        Cmd::Restore(args) => backup::restore(&args).map_err(Into::into),
+        Cmd::UploadOffsite(args) => {
+            return match backup::offsite::run(&args) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(err @ backup::offsite::UploadError::AlreadyToday { .. }) => {
+                    eprintln!("valerix: {err}");
+                    ExitCode::from(3)
+                }
+                Err(err) => {
+                    eprintln!("valerix: {err}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Cmd::Audit {
             database_url,

@@ -58,6 +58,9 @@ pub struct UpArgs {
     /// the binary as installed, else the source tree's ui/]
     #[arg(long, env = "VALERIX_UI_DIR")]
     pub ui_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub backup: crate::backup::UpBackupArgs,
 }
 
 /// Where the dashboard is, for a person who runs `valerix up` from a
@@ -87,17 +90,25 @@ async fn create_database(cluster: &Cluster) -> anyhow::Result<String> {
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut cluster = None;
+    let mut backups = None;
     let db_url = match &args.database_url {
+        Some(_) if args.backup.backup_dir.is_some() => {
+            bail!("--backup-dir archives the throwaway cluster; give it without --database-url")
+        }
         Some(url) => url.clone(),
         None => {
-            let c = tokio::task::spawn_blocking(Cluster::start).await??;
+            let (c, b) = crate::backup::start_dev_cluster(&args.backup).await?;
             println!(
                 "PostgreSQL: throwaway cluster in {} on port {}",
                 c.dir().display(),
                 c.port()
             );
-            let url = create_database(&c).await?;
+            let url = match b.as_ref().and_then(|b| b.restored) {
+                Some(_) => c.url("valerix"),
+                None => create_database(&c).await?,
+            };
             cluster = Some(c);
+            backups = b;
             url
         }
     };
@@ -106,6 +117,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await?
         .close()
         .await;
+    if let Some(b) = &backups {
+        b.first_backup().await?;
+    }
 
     let address = |service: Service| {
         service
@@ -197,6 +211,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     println!("  {:<18} {db_url}", "database");
+    if let Some(b) = &backups {
+        println!("  {:<18} {}", "backups", b.describe());
+    }
     for tool in &obs.running {
         println!("  {:<18} {}", tool.name, tool.url);
     }
@@ -217,10 +234,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!(
         "Ctrl-C stops everything{}.",
-        if cluster.is_some() {
-            " and removes the cluster"
-        } else {
-            ""
+        match (&cluster, &backups) {
+            (Some(_), Some(b)) => format!(
+                " and removes the cluster; its backups stay in {} (`valerix up --backup-dir {0} --restore latest` brings it back)",
+                b.dir.root().display()
+            ),
+            (Some(_), None) => " and removes the cluster".to_owned(),
+            (None, _) => String::new(),
         }
     );
 

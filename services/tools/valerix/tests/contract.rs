@@ -14,11 +14,25 @@ use clap::CommandFactory;
 type Settings = BTreeMap<String, (String, String)>;
 
 fn binaries() -> Vec<(&'static str, clap::Command)> {
+    use clap::Args;
+    use valerix::backup::{BackupArgs, RestoreArgs, UpBackupArgs, offsite::UploadArgs};
+    let verb = |name: &'static str| clap::Command::new(name);
     vec![
         ("order-service", order_service::Config::command()),
         ("inventory-service", inventory_service::Config::command()),
         ("payment-service", payment_service::Config::command()),
         ("api-gateway", api_gateway::Config::command()),
+        // The backup verbs of the CLI; of `valerix up`, its backup flags.
+        ("valerix up", UpBackupArgs::augment_args(verb("up"))),
+        ("valerix backup", BackupArgs::augment_args(verb("backup"))),
+        (
+            "valerix restore",
+            RestoreArgs::augment_args(verb("restore")),
+        ),
+        (
+            "valerix upload-offsite",
+            UploadArgs::augment_args(verb("upload-offsite")),
+        ),
     ]
 }
 

@@ -44,15 +44,21 @@ pub struct Up {
 
 impl Up {
     pub fn start() -> Self {
-        Self::start_on(free_base_port())
+        Self::start_with(free_base_port(), &[])
     }
 
     /// On the given base port (the order service's).
     pub fn start_on(base: u16) -> Self {
+        Self::start_with(base, &[])
+    }
+
+    /// `valerix up` on `base` with these flags too.
+    pub fn start_with(base: u16, extra: &[&str]) -> Self {
         let prometheus_port = free_base_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_valerix"))
             .args(["up", "--base-port", &base.to_string()])
             .args(["--prometheus-port", &prometheus_port.to_string()])
+            .args(extra)
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
