@@ -19,7 +19,7 @@ use sqlx::{Connection, PgConnection};
 use valerix_devdb::Cluster;
 use valerix_runtime::{config::DatabaseArgs, db};
 
-use valerix_stack::{Ports, Service, Stack, StackBuilder};
+use valerix_stack::{Ports, RestartPolicy, Service, StackBuilder, Supervisor};
 
 use crate::observe::{self, Target};
 
@@ -244,10 +244,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     );
 
-    let exited = wait_for_stop(&mut stack).await;
-    if let Some(name) = &exited {
-        eprintln!("{name} exited; stopping the stack");
-    }
+    // Kept alive as systemd keeps the NixOS module's units: a service that
+    // exits is restarted; Ctrl-C or SIGTERM stops everything.
+    let mut supervisor = Supervisor::new(&stack, RestartPolicy::default());
+    supervisor
+        .run(&mut stack, valerix_runtime::shutdown::signal(), |event| {
+            println!("valerix: {event}");
+        })
+        .await;
+    println!("Stopping...");
     stack.stop(Duration::from_secs(15)).await;
     for mut tool in obs.running {
         if let Some(pid) = tool.child.id() {
@@ -260,10 +265,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || c.stop()).await?;
         println!("Stopped; the throwaway cluster is removed.");
     }
-    match exited {
-        Some(name) => bail!("{name} stopped unexpectedly"),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 const STATE_DIR_PREFIX: &str = "valerix-up-";
@@ -288,23 +290,5 @@ fn sweep_stale_state_dirs() {
         if kill(Pid::from_raw(pid), None).is_err() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
-    }
-}
-
-/// Until Ctrl-C/SIGTERM (None) or a service exits on its own (its name).
-async fn wait_for_stop(stack: &mut Stack) -> Option<String> {
-    let any_exit = async {
-        loop {
-            for p in stack.iter_mut() {
-                if p.is_dead() {
-                    return p.name.clone();
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    tokio::select! {
-        _ = valerix_runtime::shutdown::signal() => None,
-        name = any_exit => Some(name),
     }
 }

@@ -211,3 +211,121 @@ async fn a_killed_up_leaves_no_process_or_port_behind_and_the_next_starts_at_onc
     assert_eq!(health.status(), reqwest::StatusCode::OK);
     assert!(again.interrupt().success());
 }
+
+/// Crash after commit on every 3rd inventory request, re-armed each time
+/// inventory comes back (gremlins live in memory).
+async fn arm_crash(http: &reqwest::Client, inventory: &str) -> bool {
+    http.post(format!("{inventory}/gremlin/crash"))
+        .json(&serde_json::json!({ "enabled": true, "every_nth": 3 }))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+#[tokio::test]
+async fn a_crashing_inventory_is_restarted_and_every_order_settles_by_itself() {
+    let mut up = common::Up::start();
+    let (gateway, order, inventory) = (up.url(up.base - 1), up.url(up.base), up.url(up.base + 1));
+    let database = up
+        .printed
+        .iter()
+        .find_map(|l| l.trim_start().strip_prefix("database"))
+        .map(|u| u.trim().to_owned())
+        .expect("the database URL is printed");
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("client");
+    assert!(arm_crash(&http, &inventory).await);
+
+    // Counts exits and restarts from what `valerix up` prints, and arms the
+    // gremlin again whenever inventory is back.
+    let (mut exits, mut restarts) = (0, 0);
+    let mut follow = async |up: &mut common::Up| {
+        let lines = up.new_lines();
+        exits += lines
+            .iter()
+            .filter(|l| l.contains("inventory-service exited"))
+            .count();
+        let back = lines
+            .iter()
+            .filter(|l| l.contains("inventory-service restarted"))
+            .count();
+        restarts += back;
+        if back > 0 {
+            let start = std::time::Instant::now();
+            while !arm_crash(&http, &inventory).await {
+                assert!(start.elapsed() < std::time::Duration::from_secs(30));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        (exits, restarts)
+    };
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        let resp = http
+            .post(format!("{gateway}/api/orders"))
+            .json(&serde_json::json!({ "product_id": "PROD-1", "quantity": 1 }))
+            .send()
+            .await
+            .expect("the gateway stays up");
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let body: serde_json::Value = resp.json().await.expect("json");
+        ids.push(body["id"].as_str().expect("id").to_owned());
+        follow(&mut up).await;
+    }
+    // The reconciler's retries of the pending orders keep hitting the
+    // gremlin: a few more crashes, each followed by a restart.
+    let start = std::time::Instant::now();
+    while follow(&mut up).await.1 < 5 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(90),
+            "inventory was restarted {restarts} times in 90 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = http.delete(format!("{inventory}/gremlin")).send().await;
+    let (exits, restarts) = follow(&mut up).await;
+    assert_eq!(
+        exits, restarts,
+        "every crash of inventory was followed by a restart"
+    );
+
+    // Every order settles by itself (the reconciler), none is lost.
+    let start = std::time::Instant::now();
+    loop {
+        let mut unsettled = 0;
+        for id in &ids {
+            let o: serde_json::Value = http
+                .get(format!("{order}/orders/{id}"))
+                .send()
+                .await
+                .expect("read")
+                .json()
+                .await
+                .expect("json");
+            if !matches!(o["status"].as_str(), Some("CONFIRMED" | "FAILED")) {
+                unsettled += 1;
+            }
+        }
+        if unsettled == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "{unsettled} of {} orders unsettled after 120 s",
+            ids.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_valerix"))
+        .args(["audit", "--database-url", &database])
+        .output()
+        .expect("valerix audit");
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+    assert!(up.interrupt().success(), "Ctrl-C still stops it cleanly");
+}

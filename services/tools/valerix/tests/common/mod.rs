@@ -40,6 +40,8 @@ pub struct Up {
     /// What it printed up to "Ctrl-C stops everything".
     pub printed: Vec<String>,
     pub cluster_dir: Option<PathBuf>,
+    /// What it prints after that.
+    later: Option<mpsc::Receiver<String>>,
 }
 
 impl Up {
@@ -72,6 +74,7 @@ impl Up {
             prometheus_port,
             printed: Vec::new(),
             cluster_dir: None,
+            later: None,
         };
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -91,9 +94,18 @@ impl Up {
             let done = line.starts_with("Ctrl-C stops everything");
             up.printed.push(line);
             if done {
+                up.later = Some(rx);
                 return up;
             }
         }
+    }
+
+    /// The lines printed since the last call (or since it came up).
+    pub fn new_lines(&mut self) -> Vec<String> {
+        self.later
+            .as_ref()
+            .map(|rx| rx.try_iter().collect())
+            .unwrap_or_default()
     }
 
     /// Its process id.
