@@ -1,8 +1,10 @@
 //! What every Valerix service shares, each concern in one place.
 
 pub mod allow;
+pub mod auth;
 pub mod client;
 pub mod config;
+#[cfg(feature = "db")]
 pub mod db;
 pub mod domain;
 pub mod gremlin;

@@ -206,6 +206,45 @@ pub async fn start_gateway(config: api_gateway::Config) -> Running {
     })
 }
 
+/// A random bearer token in a file of its own (mode 0600), as systemd's
+/// `LoadCredential` or `valerix up` hands one over. Removed on drop.
+pub struct TokenFile {
+    pub path: PathBuf,
+    pub token: String,
+}
+
+impl TokenFile {
+    pub fn new(what: &str) -> Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let path = std::env::temp_dir().join(format!("valerix-{what}-{}", uuid::Uuid::new_v4()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        Self { path, token }
+    }
+
+    /// The `Authorization` header value.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// The three services on one fresh database.
 pub struct Stack {
     pub db: TestDb,
@@ -214,6 +253,11 @@ pub struct Stack {
     pub inventory: Running,
     pub payment: Running,
     pub order: Running,
+    /// The token the gateways of this stack take from the operator.
+    pub operator: TokenFile,
+    /// The token the services require of each other, when the stack was
+    /// started with `StackOptions::service_token`.
+    pub service: Option<TokenFile>,
 }
 
 /// Knobs a test may turn before the stack starts.
@@ -224,6 +268,8 @@ pub struct StackOptions {
     /// Each service also serves on `<dir>/<service>.sock`, and the order
     /// service calls inventory and payment through their sockets.
     pub unix_sockets: Option<PathBuf>,
+    /// Every service started with `--service-token-file`.
+    pub service_token: bool,
 }
 
 impl Default for StackOptions {
@@ -232,6 +278,7 @@ impl Default for StackOptions {
             order: Box::new(|_| {}),
             gremlins: false,
             unix_sockets: None,
+            service_token: false,
         }
     }
 }
@@ -249,13 +296,17 @@ impl Stack {
                 .as_ref()
                 .map(|d| d.join(format!("{name}.sock")))
         };
+        let service = opts.service_token.then(|| TokenFile::new("service-token"));
+        let service_token_file = service.as_ref().map(|t| t.path.clone());
         let mut inventory_config = inventory_service::Config::with_database(&db.url);
         inventory_config.http.gremlins = opts.gremlins;
         inventory_config.http.unix_socket = socket("inventory");
+        inventory_config.http.service_token_file = service_token_file.clone();
         let inventory = start_inventory_with(inventory_config).await;
         let mut payment_config = payment_service::Config::with_database(&db.url);
         payment_config.http.gremlins = opts.gremlins;
         payment_config.http.unix_socket = socket("payment");
+        payment_config.http.service_token_file = service_token_file.clone();
         let payment = start_payment_with(payment_config).await;
         let mut config = order_service::Config::with_database(&db.url);
         let address = |name: &str, svc: &Running| {
@@ -269,6 +320,7 @@ impl Stack {
         config.http.unix_socket = socket("order");
         config.reconcile_interval_ms = 100;
         config.http.gremlins = opts.gremlins;
+        config.http.service_token_file = service_token_file;
         (opts.order)(&mut config);
         let order = start_order(config).await;
         let http = reqwest::Client::new();
@@ -285,16 +337,21 @@ impl Stack {
             inventory,
             payment,
             order,
+            operator: TokenFile::new("operator-token"),
+            service,
         }
     }
 
-    /// The gateway's settings for this stack's services.
+    /// The gateway's settings for this stack's services, with its tokens.
     pub fn gateway_config(&self) -> api_gateway::Config {
-        api_gateway::Config::with_upstreams(
+        let mut config = api_gateway::Config::with_upstreams(
             self.order.upstream(),
             self.inventory.upstream(),
             self.payment.upstream(),
-        )
+        );
+        config.operator_token_file = Some(self.operator.path.clone());
+        config.http.service_token_file = self.service.as_ref().map(|t| t.path.clone());
+        config
     }
 
     /// An API gateway in front of this stack, answering once it is up.
@@ -310,10 +367,14 @@ impl Stack {
 
     /// Creates (or restocks) a product through the inventory API.
     pub async fn product(&self, id: &str, price_cents: i64, stock: i32) {
-        let resp = self
+        let mut put = self
             .http
             .put(format!("{}/inventory/{id}", self.inventory.url))
-            .json(&serde_json::json!({ "name": id, "price_cents": price_cents, "stock": stock }))
+            .json(&serde_json::json!({ "name": id, "price_cents": price_cents, "stock": stock }));
+        if let Some(service) = &self.service {
+            put = put.header("authorization", service.bearer());
+        }
+        let resp = put
             .send()
             .await
             .unwrap_or_else(|e| panic!("seed {id}: {e}"));
