@@ -5,4 +5,5 @@ pub mod chaos;
 pub mod observe;
 pub mod openapi;
 pub mod seed;
+pub mod token;
 pub mod up;

@@ -146,6 +146,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // files; their TCP ports stay for people, Prometheus and the tests.
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
+    // The operator's credential for this run (token.rs).
+    let operator = crate::token::OperatorToken::create(&state_dir)?;
     let service = |name, sub, listen: &String, extra: &[String]| {
         let mut args = extra.to_vec();
         if with_gremlins {
@@ -196,7 +198,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "api-gateway",
         "gateway",
         &gw_listen,
-        &[upstreams.to_vec(), ui].concat(),
+        &[upstreams.to_vec(), ui, operator.gateway_args().to_vec()].concat(),
     );
     // Started in dependency order, then listed with the gateway first: it
     // is where a person starts.
@@ -234,6 +236,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     println!("  {:<18} {db_url}", "database");
+    println!(
+        "  {:<18} {}   (the operator's dashboard; token in {})",
+        "operator link",
+        operator.dashboard_link(&procs[0].url()),
+        operator.path().display()
+    );
     for tool in &obs.running {
         println!("  {:<18} {}", tool.name, tool.url);
     }
@@ -246,6 +254,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         procs[0].url()
     );
     println!("        -d '{{\"product_id\":\"PROD-1\",\"quantity\":1}}'");
+    println!(
+        "      curl -s {}/api/orders -H \"Authorization: Bearer $(cat {})\"",
+        procs[0].url(),
+        operator.path().display()
+    );
     if !args.no_gremlins {
         println!(
             "      curl -s -X POST http://{inv_listen}/gremlin/latency -H 'content-type: application/json' -d '{{\"delay_ms\":3000,\"enabled\":true}}'"

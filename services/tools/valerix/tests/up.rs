@@ -34,6 +34,27 @@ async fn up_serves_an_order_and_cleans_up_on_interrupt() {
         .await
         .expect("json");
     assert_eq!(health["status"], "healthy", "{health}");
+
+    // The printed link carries the operator token: the operator's routes
+    // answer with it, and only with it.
+    let link = up.operator_link.clone().unwrap_or_default();
+    assert!(
+        link.starts_with(&format!("{gateway_url}/#token=")),
+        "{link}"
+    );
+    let token = up.operator_token();
+    assert_eq!(token.len(), 64, "{link}");
+    let orders = |auth: Option<String>| {
+        let mut req = http.get(format!("{gateway_url}/api/orders"));
+        if let Some(token) = auth {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+    let resp = orders(None).await.expect("orders");
+    assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let resp = orders(Some(token)).await.expect("orders");
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
     let resp = http
         .post(format!("{order_url}/orders"))
         .json(&serde_json::json!({ "product_id": "PROD-1", "quantity": 1 }))

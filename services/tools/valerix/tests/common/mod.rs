@@ -40,6 +40,8 @@ pub struct Up {
     /// What it printed up to "Ctrl-C stops everything".
     pub printed: Vec<String>,
     pub cluster_dir: Option<PathBuf>,
+    /// The operator's dashboard link it printed (`http://.../#token=...`).
+    pub operator_link: Option<String>,
 }
 
 impl Up {
@@ -62,6 +64,7 @@ impl Up {
             prometheus_port,
             printed: Vec::new(),
             cluster_dir: None,
+            operator_link: None,
         };
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -78,12 +81,26 @@ impl Up {
             if let Some(rest) = line.strip_prefix("PostgreSQL: throwaway cluster in ") {
                 up.cluster_dir = rest.split(" on port").next().map(PathBuf::from);
             }
+            if let Some(link) = line.split_whitespace().find(|w| w.contains("/#token=")) {
+                up.operator_link = Some(link.to_owned());
+            }
             let done = line.starts_with("Ctrl-C stops everything");
             up.printed.push(line);
             if done {
                 return up;
             }
         }
+    }
+
+    /// The operator token, from the printed link's fragment.
+    pub fn operator_token(&self) -> String {
+        let link = self
+            .operator_link
+            .as_deref()
+            .unwrap_or_else(|| panic!("valerix up printed no operator link: {:#?}", self.printed));
+        link.split_once("#token=")
+            .map(|(_, token)| token.to_owned())
+            .unwrap_or_default()
     }
 
     pub fn url(&self, port: u16) -> String {
