@@ -227,7 +227,7 @@ impl Guard {
             audience,
             reason = reason.label(),
             method = %req.method(),
-            path = req.uri().path(),
+            path = req.original_uri().path(),
             peer = %req.remote_addr(),
             "refused: no valid {audience} token"
         );
