@@ -132,6 +132,7 @@ fn docs(route: Route, own: &OpenApiService<GatewayApi, ()>, spec: &str) -> Route
 fn app(
     config: &Config,
     secrets: &Secrets,
+    spec: &str,
 ) -> Result<impl Endpoint<Output = Response> + 'static, Error> {
     // One client per service: a client reaching a Unix socket sends every
     // request to it.
@@ -154,8 +155,7 @@ fn app(
     };
 
     let api = openapi(secrets.api(config));
-    let spec = spec::compose(&api.spec(), &COMMITTED_SERVICE_SPECS)?;
-    let mut app = docs(Route::new(), &api, &spec);
+    let mut app = docs(Route::new(), &api, spec);
     let own = Arc::new(api.into_endpoint());
     for path in GatewayApi::meta().iter().flat_map(|a| &a.paths) {
         app = app.at(poem_path(&path.path), own.clone());
@@ -185,10 +185,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let secrets = Secrets::read(&config)?;
-    let app = app(&config, &secrets)?;
+    let spec = spec_from(&COMMITTED_SERVICE_SPECS)?;
+    let app = app(&config, &secrets, &spec)?;
     // The gateway holds no state to lose: alive is serving.
     let liveness: systemd::Probe = Arc::new(|| Box::pin(async { true }));
-    let routes = RouteLabels::from_openapi_json(&spec_from(&COMMITTED_SERVICE_SPECS)?);
+    let routes = RouteLabels::from_openapi_json(&spec);
     server::serve_app(
         NAME,
         app,

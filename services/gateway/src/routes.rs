@@ -74,40 +74,41 @@ const fn op(
     }
 }
 
-use Access::{Operator, Public};
-use Service::{Inventory, Order, Payment};
-
 /// Everything the gateway forwards. The saga's own steps (reserve, commit,
 /// release, charge, void, refund) are not here: they are calls between the
 /// services, and through the gateway they are 404. A refund is not an
 /// operator's action either: refunding a CONFIRMED order would leave it
 /// confirmed without payment; the saga refunds what it gives up.
 #[rustfmt::skip]
-pub const OPERATIONS: &[Operation] = &[
-    op(Order,     "POST",   "/orders",                  Public),
-    op(Order,     "GET",    "/orders/{id}",             Public),
-    op(Order,     "GET",    "/orders",                  Operator),
-    op(Inventory, "GET",    "/inventory",               Public),
-    op(Inventory, "GET",    "/inventory/{product_id}",  Public),
-    op(Inventory, "PUT",    "/inventory/{product_id}",  Operator),
-    op(Payment,   "GET",    "/payments",                Operator),
-    op(Payment,   "GET",    "/payments/{id}",           Operator),
-    op(Order,     "GET",    "/gremlin",                 Operator),
-    op(Order,     "DELETE", "/gremlin",                 Operator),
-    op(Order,     "POST",   "/gremlin/latency",         Operator),
-    op(Order,     "POST",   "/gremlin/noise",           Operator),
-    op(Order,     "POST",   "/gremlin/crash",           Operator),
-    op(Inventory, "GET",    "/gremlin",                 Operator),
-    op(Inventory, "DELETE", "/gremlin",                 Operator),
-    op(Inventory, "POST",   "/gremlin/latency",         Operator),
-    op(Inventory, "POST",   "/gremlin/noise",           Operator),
-    op(Inventory, "POST",   "/gremlin/crash",           Operator),
-    op(Payment,   "GET",    "/gremlin",                 Operator),
-    op(Payment,   "DELETE", "/gremlin",                 Operator),
-    op(Payment,   "POST",   "/gremlin/latency",         Operator),
-    op(Payment,   "POST",   "/gremlin/noise",           Operator),
-    op(Payment,   "POST",   "/gremlin/crash",           Operator),
-];
+pub const OPERATIONS: &[Operation] = {
+    use Access::{Operator, Public};
+    use Service::{Inventory, Order, Payment};
+    &[
+        op(Order,     "POST",   "/orders",                  Public),
+        op(Order,     "GET",    "/orders/{id}",             Public),
+        op(Order,     "GET",    "/orders",                  Operator),
+        op(Inventory, "GET",    "/inventory",               Public),
+        op(Inventory, "GET",    "/inventory/{product_id}",  Public),
+        op(Inventory, "PUT",    "/inventory/{product_id}",  Operator),
+        op(Payment,   "GET",    "/payments",                Operator),
+        op(Payment,   "GET",    "/payments/{id}",           Operator),
+        op(Order,     "GET",    "/gremlin",                 Operator),
+        op(Order,     "DELETE", "/gremlin",                 Operator),
+        op(Order,     "POST",   "/gremlin/latency",         Operator),
+        op(Order,     "POST",   "/gremlin/noise",           Operator),
+        op(Order,     "POST",   "/gremlin/crash",           Operator),
+        op(Inventory, "GET",    "/gremlin",                 Operator),
+        op(Inventory, "DELETE", "/gremlin",                 Operator),
+        op(Inventory, "POST",   "/gremlin/latency",         Operator),
+        op(Inventory, "POST",   "/gremlin/noise",           Operator),
+        op(Inventory, "POST",   "/gremlin/crash",           Operator),
+        op(Payment,   "GET",    "/gremlin",                 Operator),
+        op(Payment,   "DELETE", "/gremlin",                 Operator),
+        op(Payment,   "POST",   "/gremlin/latency",         Operator),
+        op(Payment,   "POST",   "/gremlin/noise",           Operator),
+        op(Payment,   "POST",   "/gremlin/crash",           Operator),
+    ]
+};
 
 /// The routed operation of `service` for `method` on its path `path`, if
 /// any. poem answers HEAD with GET, and so does the gateway.
@@ -172,6 +173,9 @@ mod tests {
             assert_eq!(route.upstream_path(on_gateway).as_deref(), Some(path));
         }
     }
+
+    use Access::{Operator, Public};
+    use Service::{Inventory, Order, Payment};
 
     #[test]
     fn the_sagas_steps_are_not_routed_and_the_operators_actions_need_the_token() {

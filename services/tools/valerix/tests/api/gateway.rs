@@ -368,7 +368,11 @@ async fn the_dashboard_docs_and_spec_are_served() {
 
     let docs = get("/docs").await.expect("docs");
     assert_eq!(docs.status(), StatusCode::OK);
-    assert!(docs.text().await.expect("html").contains("swagger"));
+    let html = docs.text().await.expect("html");
+    assert!(html.contains("swagger"));
+    // Swagger UI shows the whole spec: the routed operations and the scheme.
+    assert!(html.contains("/api/inventory/{product_id}"));
+    assert!(html.contains("operatorToken"));
     let spec: Value = get("/openapi.json")
         .await
         .expect("spec")
@@ -380,6 +384,10 @@ async fn the_dashboard_docs_and_spec_are_served() {
         "{}",
         spec["paths"]
     );
+    assert!(spec["paths"].get("/api/payments/refund").is_none());
+    let committed = include_str!("../../../../../openapi/api-gateway.json");
+    let committed: Value = serde_json::from_str(committed).expect("committed spec");
+    assert_eq!(spec, committed, "the gateway serves the committed spec");
     let yaml = get("/openapi.yaml").await.expect("yaml");
     assert_eq!(yaml.status(), StatusCode::OK);
     let _ = std::fs::remove_dir_all(&dir);
