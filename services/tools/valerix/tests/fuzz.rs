@@ -170,6 +170,29 @@ fn schemathesis_finds_nothing_wrong_with_any_service() {
         summary.join("\n"),
         failed.join("\n\n")
     );
+    // The 401s were really tried: calls without the token and with a wrong
+    // one (ignored_auth's probes, the stranger's run), each refused and
+    // counted by the gateway.
+    let url = format!("{}/metrics", up.url(up.base - 1));
+    let metrics = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async { reqwest::get(&url).await?.text().await })
+        .expect("the gateway's metrics");
+    let samples = valerix_testkit::metrics::parse(&metrics);
+    for reason in ["missing", "wrong"] {
+        let refused = valerix_testkit::metrics::value(
+            &samples,
+            "valerix_auth_failures_total",
+            &[("service", "api-gateway"), ("reason", reason)],
+        );
+        report(&format!(
+            "fuzz: api-gateway refused {refused:?} calls ({reason} token)"
+        ));
+        assert!(
+            refused.is_some_and(|n| n > 0.0),
+            "no call with a {reason} token was refused"
+        );
+    }
     let status = up.interrupt();
     assert!(status.success(), "valerix up exited {status}");
 }
