@@ -167,7 +167,7 @@ impl Endpoint for Proxy {
         let op = routes::operation(self.route.service, req.method().as_str(), url.path())
             .ok_or_else(|| ProxyError::NotRouted {
                 method: req.method().to_string(),
-                path: req.uri().path().to_owned(),
+                path: req.original_uri().path().to_owned(),
             })?;
         let operator = op.access == Access::Operator;
         if operator && let Err(denied) = self.credentials.operator.admit(&req) {

@@ -143,6 +143,8 @@ async fn a_stranger_gets_the_shop_and_the_operator_the_rest() {
             assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {problem}");
             assert_eq!(content_type, "application/problem+json", "{method} {path}");
             assert_eq!(problem["type"], "not-found", "{problem}");
+            let detail = problem["detail"].as_str().unwrap_or_default();
+            assert!(detail.ends_with(&format!("{method} {path}")), "{problem}");
         }
     }
 
