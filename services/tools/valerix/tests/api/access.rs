@@ -379,6 +379,14 @@ async fn with_a_service_token_the_services_refuse_internal_calls_and_the_saga_st
     assert_eq!(status, StatusCode::OK, "{p1}");
     assert_eq!(p1["stock"], 10, "nothing refused changed the stock: {p1}");
 
+    // `valerix seed` restocks only with the token.
+    assert!(valerix::seed::seed(inventory).await.is_err());
+    let token = valerix_runtime::auth::Token::from_file(&service.path).expect("token");
+    let created = valerix::seed::seed_with(inventory, Some(&token))
+        .await
+        .expect("seed with the token");
+    assert!(created.contains(&"PROD-2"), "{created:?}");
+
     // The saga sends the token: orders confirm.
     let (status, order) = crate::support::order(&stack, "P1", 2).await;
     assert_eq!(status, StatusCode::CREATED, "{order}");
