@@ -7,15 +7,17 @@ const $ = (sel) => document.querySelector(sel);
 
 // The operator token: from the link `valerix up` prints (`#token=...`, a
 // fragment, so it never reaches a server or a log), kept for this tab only
-// (sessionStorage), sent as `Authorization: Bearer` on the operator's calls.
+// (the browser's per-tab storage, gone when the tab closes), sent as
+// `Authorization: Bearer` on the operator's calls.
 const TOKEN_KEY = "valerix-operator-token";
-const operatorToken = () => sessionStorage.getItem(TOKEN_KEY);
+const tabStorage = window.sessionStorage;
+const operatorToken = () => tabStorage.getItem(TOKEN_KEY);
 
 function takeTokenFromAddress() {
   const params = new URLSearchParams(location.hash.slice(1));
   const token = params.get("token");
   if (!token) return;
-  sessionStorage.setItem(TOKEN_KEY, token);
+  tabStorage.setItem(TOKEN_KEY, token);
   params.delete("token");
   const rest = params.toString();
   // Out of the address bar, the history and any bookmark made from now on.
@@ -42,7 +44,7 @@ function showOperator(state) {
 }
 
 function forgetToken(state) {
-  sessionStorage.removeItem(TOKEN_KEY);
+  tabStorage.removeItem(TOKEN_KEY);
   showOperator(state);
 }
 
@@ -281,7 +283,7 @@ function useToken(event) {
   const input = $("#token");
   const token = input.value.trim();
   if (!token) return;
-  sessionStorage.setItem(TOKEN_KEY, token);
+  tabStorage.setItem(TOKEN_KEY, token);
   input.value = "";
   signedIn();
 }

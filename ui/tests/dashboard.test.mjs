@@ -52,6 +52,9 @@ async function placeOrder(product, quantity) {
   };
 }
 
+// The token as the page keeps it for its tab.
+const storedToken = () => page.evaluate(() => window.sessionStorage.getItem("valerix-operator-token"));
+
 const orderStatus = (id) =>
   page.locator(`#orders tr[data-order-id="${id}"] td.status`).getAttribute("data-status");
 
@@ -78,7 +81,7 @@ test("a stranger's page places an order and asks for the operator token", async 
   await page.fill("#token", "not-the-operator-token");
   await page.click("#token-form button");
   await page.waitForSelector("#operator[data-state=refused]", { timeout: 10_000 });
-  assert.equal(await page.evaluate(() => sessionStorage.getItem("valerix-operator-token")), null);
+  assert.equal(await storedToken(), null);
 });
 
 test("a gremlin episode, caused and watched from the page", async () => {
@@ -86,7 +89,7 @@ test("a gremlin episode, caused and watched from the page", async () => {
   // The token left the address bar for this tab's storage.
   await page.waitForSelector("#operator[data-state=operator]");
   assert.ok(!page.url().includes("token="), page.url());
-  assert.ok(await page.evaluate(() => Boolean(sessionStorage.getItem("valerix-operator-token"))));
+  assert.ok(await storedToken());
   assert.ok(!(await page.locator("#token-form").isVisible()), "no token asked for once signed in");
 
   // Every indicator green, the SLA green.

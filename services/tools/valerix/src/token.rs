@@ -3,7 +3,7 @@
 //! person as a dashboard link carrying it in the URL fragment, as Jupyter
 //! does. A fragment never leaves the browser: it is not sent to the server,
 //! so it stays out of access logs and `Referer` headers; the page moves it
-//! to sessionStorage and removes it from the address bar.
+//! to the tab's own storage and removes it from the address bar.
 
 use std::{
     io::Write,
