@@ -5,11 +5,57 @@ const GOOD = new Set(["healthy", "connected", "reachable"]);
 const SERVICES = ["inventory", "payment", "order"];
 const $ = (sel) => document.querySelector(sel);
 
-async function api(path, options = {}) {
-  const init = { ...options, headers: { "content-type": "application/json", ...(options.headers || {}) } };
+// The operator token: from the link `valerix up` prints (`#token=...`, a
+// fragment, so it never reaches a server or a log), kept for this tab only
+// (the browser's per-tab storage, gone when the tab closes), sent as
+// `Authorization: Bearer` on the operator's calls.
+const TOKEN_KEY = "valerix-operator-token";
+const tabStorage = window.sessionStorage;
+const operatorToken = () => tabStorage.getItem(TOKEN_KEY);
+
+function takeTokenFromAddress() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const token = params.get("token");
+  if (!token) return;
+  tabStorage.setItem(TOKEN_KEY, token);
+  params.delete("token");
+  const rest = params.toString();
+  // Out of the address bar, the history and any bookmark made from now on.
+  history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+}
+
+// anonymous: no token; operator: a token, not refused so far; refused: the
+// gateway answered 401 to it.
+function showOperator(state) {
+  const section = $("#operator");
+  if (section.dataset.state === state) return;
+  section.dataset.state = state;
+  const message = {
+    anonymous: "You see the shop. The order list and the gremlins need the operator token " +
+      "(valerix up prints a dashboard link carrying it).",
+    operator: "Signed in as the operator for this tab.",
+    refused: "The gateway refused that operator token: give the current one.",
+  }[state];
+  text($("#operator-state"), message);
+  $("#token-form").hidden = state === "operator";
+  $("#forget-token").hidden = state !== "operator";
+  $("#orders-locked").hidden = state === "operator";
+  if (state !== "operator") $("#orders").replaceChildren();
+}
+
+function forgetToken(state) {
+  tabStorage.removeItem(TOKEN_KEY);
+  showOperator(state);
+}
+
+async function api(path, options = {}, operator = false) {
+  const headers = { "content-type": "application/json", ...(options.headers || {}) };
+  const token = operator && operatorToken();
+  if (token) headers.authorization = `Bearer ${token}`;
   try {
-    const r = await fetch(path, init);
+    const r = await fetch(path, { ...options, headers });
     const body = await r.json().catch(() => null);
+    if (token && r.status === 401 && operatorToken() === token) forgetToken("refused");
     return { ok: r.ok, status: r.status, body };
   } catch (err) {
     return { ok: false, status: 0, body: { detail: String(err) } };
@@ -33,7 +79,9 @@ function money(cents) {
 }
 
 async function refreshOverview() {
-  const r = await api("/api/overview");
+  let r = await api("/api/overview", {}, true);
+  // A refused token still leaves the public part to show.
+  if (r.status === 401) r = await api("/api/overview");
   const services = (r.ok && r.body && r.body.services) || {};
   for (const li of document.querySelectorAll("#health li")) {
     const state = r.ok ? services[li.dataset.service] : undefined;
@@ -52,25 +100,34 @@ async function refreshOverview() {
     sla.className = "pill unknown";
     sla.dataset.state = "unknown";
   }
-  for (const [name, state] of Object.entries((r.ok && r.body.breakers) || {})) {
-    const el = document.getElementById(`breaker-${name}`);
-    if (el) text(el, state).dataset.state = state;
+  // The operator's part: breakers and which services take gremlins.
+  const breakers = (r.ok && r.body.breakers) || {};
+  for (const el of document.querySelectorAll(".breakers strong")) {
+    const state = breakers[el.id.replace("breaker-", "")];
+    text(el, state || "–");
+    if (state) el.dataset.state = state;
+    else delete el.dataset.state;
   }
+  const operator = r.ok && Boolean(r.body.gremlins);
   // Controls only for the services that accept gremlins (--gremlins).
-  const accepts = (r.ok && r.body.gremlins) || {};
+  const accepts = (operator && r.body.gremlins) || {};
   let any = false;
   for (const card of document.querySelectorAll("#gremlin-grid .gremlin")) {
     const on = Boolean(accepts[`${card.dataset.service}-service`]);
     card.hidden = !on;
     any ||= on;
   }
-  $("#gremlins-off").hidden = any || !r.ok;
+  if (operator && !gremlinsLoaded) await loadGremlins();
+  $("#gremlins-off").hidden = any || !operator;
+  $("#gremlins-locked").hidden = operator || !r.ok;
   $("#gremlin-grid").hidden = !any;
 }
 
 async function refreshOrders() {
-  const r = await api("/api/orders?limit=20");
+  if (!operatorToken()) return;
+  const r = await api("/api/orders?limit=20", {}, true);
   if (!r.ok) return;
+  showOperator("operator");
   const tbody = $("#orders");
   tbody.replaceChildren();
   for (const o of r.body.orders) {
@@ -167,7 +224,7 @@ function gremlinCard(service) {
     el.id = `${service}-${id}`;
   }
   const post = (kind, payload) =>
-    api(`/api/gremlin/${service}/${kind}`, { method: "POST", body: JSON.stringify(payload) });
+    api(`/api/gremlin/${service}/${kind}`, { method: "POST", body: JSON.stringify(payload) }, true);
   const latency = () =>
     post("latency", { delay_ms: Number(field("delay_ms").value), enabled: field("latency").checked });
   field("latency").addEventListener("change", latency);
@@ -179,17 +236,20 @@ function gremlinCard(service) {
     field(`${kind}_rate`).addEventListener("change", () => field(kind).checked && afterCommit(kind)());
   }
   field("clear").addEventListener("click", async () => {
-    await api(`/api/gremlin/${service}`, { method: "DELETE" });
+    await api(`/api/gremlin/${service}`, { method: "DELETE" }, true);
     for (const kind of ["latency", "noise", "crash"]) field(kind).checked = false;
   });
   return card;
 }
 
+// The cards and their current settings, once the operator is signed in.
+let gremlinsLoaded = false;
+
 async function loadGremlins() {
+  gremlinsLoaded = true;
   const grid = $("#gremlin-grid");
-  grid.replaceChildren(...SERVICES.map(gremlinCard));
   for (const service of SERVICES) {
-    const r = await api(`/api/gremlin/${service}`);
+    const r = await api(`/api/gremlin/${service}`, {}, true);
     if (!r.ok) continue;
     const card = grid.querySelector(`[data-service=${service}]`);
     const s = r.body;
@@ -211,8 +271,39 @@ function every(ms, fn) {
   tick();
 }
 
+function signedIn() {
+  gremlinsLoaded = false;
+  showOperator("operator");
+  refreshOrders();
+  refreshOverview();
+}
+
+function useToken(event) {
+  event.preventDefault();
+  const input = $("#token");
+  const token = input.value.trim();
+  if (!token) return;
+  tabStorage.setItem(TOKEN_KEY, token);
+  input.value = "";
+  signedIn();
+}
+
+takeTokenFromAddress();
+showOperator(operatorToken() ? "operator" : "anonymous");
+$("#gremlin-grid").replaceChildren(...SERVICES.map(gremlinCard));
 $("#order-form").addEventListener("submit", placeOrder);
-loadGremlins();
+$("#token-form").addEventListener("submit", useToken);
+// The operator link opened in a tab that already shows the page.
+window.addEventListener("hashchange", () => {
+  const before = operatorToken();
+  takeTokenFromAddress();
+  if (operatorToken() !== before) signedIn();
+});
+$("#forget-token").addEventListener("click", () => {
+  gremlinsLoaded = false;
+  forgetToken("anonymous");
+  refreshOverview();
+});
 every(1000, refreshOverview);
 every(1000, refreshOrders);
 every(2000, refreshStock);

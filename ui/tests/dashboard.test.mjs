@@ -1,5 +1,6 @@
 // The dashboard in a real headless Chromium against a running stack.
-// BASE_URL: the gateway (default http://127.0.0.1:5000). Screenshots go to
+// BASE_URL: the gateway (default http://127.0.0.1:5000). OPERATOR_LINK: the
+// link `valerix up` prints (`BASE_URL/#token=...`). Screenshots go to
 // SCREENSHOT_DIR (default test-results/). Waits are on page conditions.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -9,6 +10,8 @@ import { chromium } from "playwright-core";
 const BASE = process.env.BASE_URL || "http://127.0.0.1:5000";
 const SHOTS = process.env.SCREENSHOT_DIR || "test-results";
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const OPERATOR_LINK = process.env.OPERATOR_LINK;
+assert.ok(OPERATOR_LINK && OPERATOR_LINK.includes("#token="), "OPERATOR_LINK: the link valerix up prints");
 mkdirSync(SHOTS, { recursive: true });
 
 let browser;
@@ -49,11 +52,45 @@ async function placeOrder(product, quantity) {
   };
 }
 
+// The token as the page keeps it for its tab.
+const storedToken = () => page.evaluate(() => window.sessionStorage.getItem("valerix-operator-token"));
+
 const orderStatus = (id) =>
   page.locator(`#orders tr[data-order-id="${id}"] td.status`).getAttribute("data-status");
 
-test("a gremlin episode, caused and watched from the page", async () => {
+test("a stranger's page places an order and asks for the operator token", async () => {
   await page.goto(BASE);
+  await page.waitForFunction(
+    () => [...document.querySelectorAll("#health li")].every((li) => li.className === "ok"),
+    null,
+    { timeout: 20_000 },
+  );
+  await page.waitForSelector("#sla[data-state=ok]", { timeout: 20_000 });
+  await page.waitForSelector("#product option", { state: "attached", timeout: 10_000 });
+  assert.equal(await page.locator("#operator").getAttribute("data-state"), "anonymous");
+  assert.ok(await page.locator("#token-form").isVisible(), "the page asks for the token");
+  await page.waitForSelector("#orders-locked", { state: "visible" });
+  await page.waitForSelector("#gremlins-locked", { state: "visible", timeout: 10_000 });
+
+  const placed = await placeOrder("PROD-1", 1);
+  assert.equal(placed.status, "CONFIRMED", placed.text);
+  assert.equal(await page.locator("#orders tr").count(), 0, "no order list without the token");
+  await shot("00-anonymous");
+
+  // A wrong token is refused, and the page says so.
+  await page.fill("#token", "not-the-operator-token");
+  await page.click("#token-form button");
+  await page.waitForSelector("#operator[data-state=refused]", { timeout: 10_000 });
+  assert.equal(await storedToken(), null);
+});
+
+test("a gremlin episode, caused and watched from the page", async () => {
+  await page.goto(OPERATOR_LINK);
+  // The token left the address bar for this tab's storage.
+  await page.waitForSelector("#operator[data-state=operator]");
+  assert.ok(!page.url().includes("token="), page.url());
+  assert.ok(await storedToken());
+  assert.ok(!(await page.locator("#token-form").isVisible()), "no token asked for once signed in");
 
   // Every indicator green, the SLA green.
   await page.waitForFunction(

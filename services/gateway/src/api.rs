@@ -4,9 +4,11 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use poem::http::Method;
-use poem_openapi::{Object, OpenApi, Tags, payload::Json};
+use poem::{Request, http::Method};
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags, payload::Json};
 use valerix_runtime::{
+    Problem,
+    auth::{Denied, Guard, Token},
     client::{CallPolicy, Downstream},
     gremlin::GremlinSettings,
     health::{Health, HealthResponse},
@@ -22,13 +24,11 @@ enum Tag {
     Dashboard,
 }
 
-/// The SLA, as the order service measures it.
-pub const SLA_GAUGE: &str = "order_service_avg_latency_30s";
-/// The SLA's limit in seconds: breached above it (the OrderServiceSLABreach rule).
-pub const SLA_LIMIT_SECONDS: f64 = 1.0;
-
-/// What the dashboard shows besides orders and stock, in one call.
+/// What the dashboard shows besides orders and stock, in one call. Anyone
+/// sees health and the SLA; the breakers and which services take gremlins
+/// are the operator's (sent with the operator token).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Overview {
     /// Each part of the system: `api-gateway` (`healthy`), the three
     /// services (`reachable` | `unreachable`, as the gateway reaches them)
@@ -36,22 +36,23 @@ pub struct Overview {
     /// sees it; `unknown` when the order service does not answer).
     pub services: BTreeMap<String, String>,
     pub sla: Sla,
-    /// The order service's circuit breaker per downstream service:
-    /// `closed` | `open` | `half-open`. Empty when the order service does
-    /// not answer.
-    pub breakers: BTreeMap<String, String>,
-    /// Per service, whether it accepts gremlins (it was started with
-    /// `--gremlins`); false also when it does not answer.
-    pub gremlins: BTreeMap<String, bool>,
+    /// With the operator token: the order service's circuit breaker per
+    /// downstream service: `closed` | `open` | `half-open`. Empty when the
+    /// order service does not answer.
+    pub breakers: Option<BTreeMap<String, String>>,
+    /// With the operator token: per service, whether it accepts gremlins
+    /// (it was started with `--gremlins`); false also when it does not
+    /// answer.
+    pub gremlins: Option<BTreeMap<String, bool>>,
 }
 
 /// The order service's SLA: placing an order takes under a second on
 /// average over the last 30 s.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, serde::Deserialize)]
 pub struct Sla {
     /// `order_service_avg_latency_30s`: mean seconds taken by `POST /orders`
-    /// over the last 30 s (0 when idle). Absent when the order service's
-    /// metrics could not be read.
+    /// over the last 30 s (0 when idle). Absent when the order service did
+    /// not answer.
     #[oai(skip_serializing_if_is_none)]
     pub avg_latency_30s: Option<f64>,
     /// The limit in seconds.
@@ -60,25 +61,39 @@ pub struct Sla {
     pub breached: bool,
 }
 
+/// The limit shown while the order service does not answer; it is the
+/// order service's (`GET /sla`) otherwise.
+const SLA_LIMIT_SECONDS: f64 = 1.0;
+
 impl Sla {
-    fn new(avg_latency_30s: Option<f64>) -> Self {
+    fn unknown() -> Self {
         Self {
-            avg_latency_30s,
+            avg_latency_30s: None,
             limit: SLA_LIMIT_SECONDS,
-            breached: avg_latency_30s.is_some_and(|v| v > SLA_LIMIT_SECONDS),
+            breached: false,
         }
     }
 }
 
-/// The value of an unlabelled gauge in a Prometheus text exposition.
-fn gauge_value(exposition: &str, name: &str) -> Option<f64> {
-    exposition.lines().find_map(|line| {
-        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
-        value.split_whitespace().next()?.parse().ok()
-    })
+#[derive(ApiResponse)]
+enum OverviewResponse {
+    /// The overview; the operator's part only with the operator token.
+    #[oai(status = 200)]
+    Ok(Json<Overview>),
+    /// An operator token was sent, and it is wrong (`unauthorized`).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
 }
 
-/// The three services as the gateway's own operations reach them.
+impl From<Denied> for OverviewResponse {
+    fn from(denied: Denied) -> Self {
+        Self::Unauthorized(Json(denied.problem()), denied.challenge().to_owned())
+    }
+}
+
+/// The three services as the gateway's own operations reach them: one
+/// attempt each, no retries and no circuit breaker (a probe that fails
+/// shows as down; there is nothing to protect by not asking).
 pub struct Upstreams {
     pub order: Downstream,
     pub inventory: Downstream,
@@ -87,16 +102,22 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    pub fn new(config: &Config) -> Self {
+    /// `token`: the services' shared token, for reading their gremlin
+    /// settings when they require it.
+    pub fn new(config: &Config, token: Option<&Token>) -> Self {
         let policy = CallPolicy {
-            timeout: config.upstream_timeout(),
+            timeout: config.health_timeout(),
             retries: 0,
+            breaker: None,
             ..CallPolicy::default()
         };
+        let downstream = |service: Service, upstream| {
+            Downstream::new(service.name(), upstream, policy).with_bearer(token)
+        };
         Self {
-            order: Downstream::new(Service::Order.name(), &config.order_url, policy),
-            inventory: Downstream::new(Service::Inventory.name(), &config.inventory_url, policy),
-            payment: Downstream::new(Service::Payment.name(), &config.payment_url, policy),
+            order: downstream(Service::Order, &config.order_url),
+            inventory: downstream(Service::Inventory, &config.inventory_url),
+            payment: downstream(Service::Payment, &config.payment_url),
             health_timeout: config.health_timeout(),
         }
     }
@@ -133,10 +154,12 @@ impl Upstreams {
         (health, order)
     }
 
-    /// The SLA gauge from the order service's `/metrics`.
-    async fn sla_seconds(&self) -> Option<f64> {
-        let exposition = self.order.text("/metrics", self.health_timeout).await?;
-        gauge_value(&exposition, SLA_GAUGE)
+    /// The order service's `GET /sla`.
+    async fn sla(&self) -> Sla {
+        self.order
+            .attempt::<(), Sla>(Method::GET, "/sla", None, self.health_timeout)
+            .await
+            .map_or_else(|_| Sla::unknown(), |answer| answer.body)
     }
 
     /// Whether the service accepts gremlins: its `GET /gremlin` answers
@@ -147,15 +170,46 @@ impl Upstreams {
             .await
             .is_ok_and(|answer| answer.body.enabled)
     }
+
+    /// The operator's part of the overview.
+    async fn gremlins(&self) -> BTreeMap<String, bool> {
+        let [order, inventory, payment] = self.all();
+        let (o, i, p) = tokio::join!(
+            self.gremlins_enabled(order),
+            self.gremlins_enabled(inventory),
+            self.gremlins_enabled(payment),
+        );
+        BTreeMap::from([
+            (order.name().to_owned(), o),
+            (inventory.name().to_owned(), i),
+            (payment.name().to_owned(), p),
+        ])
+    }
+}
+
+fn breakers(order_health: Option<&Health>) -> BTreeMap<String, String> {
+    [Service::Inventory, Service::Payment]
+        .into_iter()
+        .filter_map(|s| {
+            let state = order_health?
+                .dependencies
+                .get(&format!("{}-circuit", s.name()))?;
+            Some((s.name().to_owned(), state.clone()))
+        })
+        .collect()
 }
 
 pub struct GatewayApi {
     upstreams: Arc<Upstreams>,
+    operator: Guard,
 }
 
 impl GatewayApi {
-    pub fn new(upstreams: Arc<Upstreams>) -> Self {
-        Self { upstreams }
+    pub fn new(upstreams: Arc<Upstreams>, operator: Guard) -> Self {
+        Self {
+            upstreams,
+            operator,
+        }
     }
 }
 
@@ -172,68 +226,32 @@ impl GatewayApi {
 
     /// The dashboard's view of the system.
     ///
-    /// Health per part (green/red), the SLA against its 1 s limit, the
-    /// order service's breaker per downstream and which services accept
-    /// gremlins. Always 200: a part that does not answer shows as down.
+    /// Health per part (green/red) and the SLA against its 1 s limit for
+    /// anyone; with the operator token also the order service's breaker per
+    /// downstream and which services accept gremlins. 200 even when parts
+    /// do not answer (they show as down); 401 only for a wrong token.
     #[oai(path = "/api/overview", method = "get", tag = "Tag::Dashboard")]
-    async fn overview(&self) -> Json<Overview> {
+    async fn overview(&self, req: &Request) -> OverviewResponse {
+        let operator = req
+            .headers()
+            .contains_key(poem::http::header::AUTHORIZATION);
+        if operator && let Err(denied) = self.operator.admit(req) {
+            return denied.into();
+        }
         let u = &self.upstreams;
-        let [order, inventory, payment] = u.all();
-        let ((health, order_health), sla, g_order, g_inventory, g_payment) = tokio::join!(
-            u.health(),
-            u.sla_seconds(),
-            u.gremlins_enabled(order),
-            u.gremlins_enabled(inventory),
-            u.gremlins_enabled(payment),
-        );
+        let ((health, order_health), sla, gremlins) = tokio::join!(u.health(), u.sla(), async {
+            match operator {
+                true => Some(u.gremlins().await),
+                false => None,
+            }
+        },);
         let mut services = BTreeMap::from([(NAME.to_owned(), "healthy".to_owned())]);
         services.extend(health.dependencies);
-        let breakers = [Service::Inventory, Service::Payment]
-            .into_iter()
-            .filter_map(|s| {
-                let state = order_health
-                    .as_ref()?
-                    .dependencies
-                    .get(&format!("{}-circuit", s.name()))?;
-                Some((s.name().to_owned(), state.clone()))
-            })
-            .collect();
-        let gremlins = BTreeMap::from([
-            (order.name().to_owned(), g_order),
-            (inventory.name().to_owned(), g_inventory),
-            (payment.name().to_owned(), g_payment),
-        ]);
-        Json(Overview {
+        OverviewResponse::Ok(Json(Overview {
             services,
-            sla: Sla::new(sla),
-            breakers,
+            sla,
+            breakers: operator.then(|| breakers(order_health.as_ref())),
             gremlins,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_sla_gauge_from_an_exposition() {
-        let text = "# TYPE order_service_avg_latency_30s gauge\n\
-                    order_service_avg_latency_30s_other 7\n\
-                    order_service_avg_latency_30s 1.25\n";
-        assert_eq!(gauge_value(text, SLA_GAUGE), Some(1.25));
-        assert_eq!(gauge_value("", SLA_GAUGE), None);
-        assert_eq!(
-            gauge_value("order_service_avg_latency_30s NaNx", SLA_GAUGE),
-            None
-        );
-    }
-
-    #[test]
-    fn the_sla_is_breached_above_its_limit_only() {
-        assert!(!Sla::new(Some(0.999)).breached);
-        assert!(!Sla::new(Some(1.0)).breached);
-        assert!(Sla::new(Some(1.001)).breached);
-        assert!(!Sla::new(None).breached);
+        }))
     }
 }

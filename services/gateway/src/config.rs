@@ -41,6 +41,12 @@ pub struct Config {
     /// Longest the gateway waits for a service's health, in milliseconds
     #[arg(long, env = "VALERIX_HEALTH_TIMEOUT_MS", default_value_t = 1_000)]
     pub health_timeout_ms: u64,
+
+    /// A file holding the operator's bearer token: restocking and pricing,
+    /// the order and payment lists and the gremlins need it (without it
+    /// they answer 401 to everyone)
+    #[arg(long, env = "VALERIX_OPERATOR_TOKEN_FILE")]
+    pub operator_token_file: Option<PathBuf>,
 }
 
 impl Config {

@@ -3,28 +3,29 @@
 
 mod api;
 mod config;
-mod proxied;
 mod proxy;
 mod routes;
+mod spec;
 mod ui;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 pub use api::{GatewayApi, Upstreams};
 pub use config::Config;
-use poem::{Endpoint, IntoEndpoint, Response, Route};
+use poem::{Endpoint, IntoEndpoint, IntoResponse, Response, Route, endpoint::make_sync, web::Html};
 use poem_openapi::{OpenApi, OpenApiService};
-pub use proxied::Proxied;
 use tokio::net::TcpListener;
-use valerix_runtime::observe::RouteLabels;
 use valerix_runtime::{
     allow::{Allowed, with_allow},
+    auth::{Guard, Token, TokenError},
+    observe::RouteLabels,
     server, systemd, topology,
     upstream::Upstream,
 };
 
+pub use crate::spec::{COMMITTED as COMMITTED_SERVICE_SPECS, ServiceSpecs, SpecError};
 use crate::{
-    proxy::Proxy,
+    proxy::{Credentials, Proxy},
     routes::{ROUTES, Service},
 };
 
@@ -36,31 +37,52 @@ pub enum Error {
     Client(#[from] reqwest::Error),
     #[error("serving failed: {0}")]
     Serve(#[from] std::io::Error),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("cannot build the gateway's spec: {0}")]
+    Spec(#[from] SpecError),
 }
 
-/// Everything the gateway documents: its own operations and the proxied ones.
-pub type Apis = (
-    GatewayApi,
-    Proxied<order_service::OrderApi>,
-    Proxied<inventory_service::InventoryApi>,
-    Proxied<payment_service::PaymentApi>,
-);
-
-fn openapi(api: GatewayApi) -> OpenApiService<Apis, ()> {
-    let apis = (
-        api,
-        Proxied::default(),
-        Proxied::default(),
-        Proxied::default(),
-    );
-    server::openapi_service(apis, "Valerix API gateway").description(
-        "The entry point of the dashboard. `/api/orders`, `/api/inventory` and \
-         `/api/payments` are the services' own APIs, forwarded unchanged (status, \
-         body, content type; `traceparent`, `tracestate` and `Idempotency-Key` are \
-         passed on); `/api/gremlin/{order,inventory,payment}` reach each service's \
-         `/gremlin`. The gateway adds only 502 (service unreachable) and 504 \
+fn openapi(api: GatewayApi) -> OpenApiService<GatewayApi, ()> {
+    server::openapi_service(api, "Valerix API gateway").description(
+        "The entry point of the dashboard and the shop. Anyone may place an order \
+         (`POST /api/orders`), read one by its id and read the catalog \
+         (`/api/inventory`). The operator's actions (restocking and pricing, the \
+         order and payment lists, the gremlins under \
+         `/api/gremlin/{order,inventory,payment}`) take the operator token as \
+         `Authorization: Bearer`. The services' calls to each other (reserve, \
+         commit, release, charge, void, refund) are not routed. The operations \
+         under `/api` are the services' own, forwarded unchanged (status, body, \
+         content type; `traceparent`, `tracestate` and `Idempotency-Key` are \
+         passed on); the gateway adds only 401, 502 (service unreachable) and 504 \
          (no answer in time).",
     )
+}
+
+/// What the gateway reads once at start: its credentials.
+struct Secrets {
+    operator: Guard,
+    service: Option<Token>,
+}
+
+impl Secrets {
+    fn read(config: &Config) -> Result<Self, TokenError> {
+        let operator = Token::read(config.operator_token_file.as_deref())?;
+        if operator.is_none() {
+            tracing::warn!(
+                "no --operator-token-file: the operator's routes answer 401 to everyone"
+            );
+        }
+        Ok(Self {
+            operator: Guard::new(NAME, "operator", operator),
+            service: config.http.service_token()?,
+        })
+    }
+
+    fn api(&self, config: &Config) -> GatewayApi {
+        let upstreams = Upstreams::new(config, self.service.as_ref());
+        GatewayApi::new(Arc::new(upstreams), self.operator.clone())
+    }
 }
 
 /// A poem route path from an OpenAPI one: `/a/{b}` is `/a/:b`.
@@ -76,9 +98,42 @@ fn poem_path(path: &str) -> String {
         .join("/")
 }
 
+/// `/docs` (Swagger UI), `/openapi.json` and `/openapi.yaml` for the
+/// composed spec. poem-openapi's Swagger UI page embeds its own spec: the
+/// gateway's own part is swapped for the whole.
+fn docs(route: Route, own: &OpenApiService<GatewayApi, ()>, spec: &str) -> Route {
+    let html = own.swagger_ui_html().replacen(&own.spec(), spec, 1);
+    let yaml = serde_json::from_str::<serde_json::Value>(spec)
+        .ok()
+        .and_then(|v| serde_yaml::to_string(&v).ok())
+        .unwrap_or_default();
+    let json = spec.to_owned();
+    route
+        .at("/docs", make_sync(move |_| Html(html.clone())))
+        .at(
+            "/openapi.json",
+            make_sync(move |_| {
+                json.clone()
+                    .with_content_type("application/json; charset=utf-8")
+            }),
+        )
+        .at(
+            "/openapi.yaml",
+            make_sync(move |_| {
+                yaml.clone()
+                    .with_content_type("application/yaml; charset=utf-8")
+            }),
+        )
+}
+
 /// The gateway's routes: docs, its own operations, a proxy per prefix of
-/// the route table, and the dashboard for everything else.
-pub fn app(config: &Config) -> Result<impl Endpoint<Output = Response> + 'static, Error> {
+/// the route table (only the routed operations pass), and the dashboard
+/// for everything else.
+fn app(
+    config: &Config,
+    secrets: &Secrets,
+    spec: &str,
+) -> Result<impl Endpoint<Output = Response> + 'static, Error> {
     // One client per service: a client reaching a Unix socket sends every
     // request to it.
     let upstream = |upstream: &Upstream| -> Result<(reqwest::Url, reqwest::Client), Error> {
@@ -94,20 +149,29 @@ pub fn app(config: &Config) -> Result<impl Endpoint<Output = Response> + 'static
         upstream(&config.inventory_url)?,
         upstream(&config.payment_url)?,
     );
+    let credentials = Credentials {
+        operator: secrets.operator.clone(),
+        service: secrets.service.as_ref().map(Token::authorization),
+    };
 
-    let api = openapi(GatewayApi::new(Arc::new(Upstreams::new(config))));
-    let mut app = server::docs(Route::new(), &api);
+    let api = openapi(secrets.api(config));
+    let mut app = docs(Route::new(), &api, spec);
     let own = Arc::new(api.into_endpoint());
     for path in GatewayApi::meta().iter().flat_map(|a| &a.paths) {
         app = app.at(poem_path(&path.path), own.clone());
     }
     for route in ROUTES {
-        let (base, http) = match route.service {
+        let client = match route.service {
             Service::Order => order.clone(),
             Service::Inventory => inventory.clone(),
             Service::Payment => payment.clone(),
         };
-        let proxy = Proxy::new(route, base, http, config.upstream_timeout());
+        let proxy = Proxy::new(
+            route,
+            client,
+            config.upstream_timeout(),
+            credentials.clone(),
+        );
         app = app.nest(route.prefix, proxy);
     }
     let app = app.nest("/", ui::endpoint(&config.ui_dir));
@@ -120,10 +184,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let app = app(&config)?;
+    let secrets = Secrets::read(&config)?;
+    let spec = spec_from(&COMMITTED_SERVICE_SPECS)?;
+    let app = app(&config, &secrets, &spec)?;
     // The gateway holds no state to lose: alive is serving.
     let liveness: systemd::Probe = Arc::new(|| Box::pin(async { true }));
-    let routes = RouteLabels::from_openapi_json(&spec());
+    let routes = RouteLabels::from_openapi_json(&spec);
     server::serve_app(
         NAME,
         app,
@@ -138,14 +204,24 @@ pub async fn run(
     Ok(())
 }
 
-/// The OpenAPI document, for `valerix openapi` and the drift test.
-pub fn spec() -> String {
+/// The gateway's OpenAPI document over the given service specs, for
+/// `valerix openapi` (the services' fresh specs) and the drift test.
+pub fn spec_from(services: &ServiceSpecs) -> Result<String, SpecError> {
     let config = Config::with_upstreams(
         topology::Service::Order.default_address(),
         topology::Service::Inventory.default_address(),
         topology::Service::Payment.default_address(),
     );
-    openapi(GatewayApi::new(Arc::new(Upstreams::new(&config)))).spec()
+    let api = GatewayApi::new(
+        Arc::new(Upstreams::new(&config, None)),
+        Guard::new(NAME, "operator", None),
+    );
+    spec::compose(&openapi(api).spec(), services)
+}
+
+/// The OpenAPI document the gateway serves (over the committed specs).
+pub fn spec() -> String {
+    spec_from(&COMMITTED_SERVICE_SPECS).unwrap_or_else(|err| panic!("{err}"))
 }
 
 #[cfg(test)]
@@ -166,11 +242,12 @@ mod tests {
             "/health",
             "/api/orders",
             "/api/orders/{id}",
-            "/api/inventory/reserve",
+            "/api/inventory/{product_id}",
         ] {
             assert!(paths.contains_key(path), "{path} in {:?}", paths.keys());
         }
         assert!(!paths.keys().any(|p| p.starts_with("/orders")));
+        assert!(!paths.contains_key("/api/inventory/reserve"));
         let post = &paths["/api/orders"]["post"]["responses"];
         for status in ["201", "202", "400", "422", "502", "504"] {
             assert!(post.get(status).is_some(), "{status} documented");

@@ -1,17 +1,18 @@
-//! Forwarding one request to a service: bodies streamed both ways, status and
-//! content type kept, trace context and idempotency key passed on, bounded by
-//! the gateway's own timeout.
+//! Forwarding one request to a service: only the routed operations (the
+//! operator's behind the operator token), bodies streamed both ways, status
+//! and content type kept, trace context and idempotency key passed on,
+//! bounded by the gateway's own timeout.
 
 use std::time::Duration;
 
 use futures::TryStreamExt;
 use poem::{
     Body, Endpoint, IntoResponse, Request, Response,
-    http::{HeaderName, StatusCode, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
 };
-use valerix_runtime::Problem;
+use valerix_runtime::{Problem, auth::Guard};
 
-use crate::routes::Route;
+use crate::routes::{self, Access, Route};
 
 /// Request headers the services act on; anything else stays at the gateway.
 const FORWARDED: &[&str] = &[
@@ -55,6 +56,10 @@ pub enum ProxyError {
     /// URL is normalised: refused rather than resolved.
     #[error("the path {0} leaves the routed prefix")]
     EscapingPath(String),
+    /// Not one of the operations the gateway offers (the services' own
+    /// calls to each other among them).
+    #[error("the gateway does not route {method} {path}")]
+    NotRouted { method: String, path: String },
 }
 
 impl ProxyError {
@@ -63,6 +68,7 @@ impl ProxyError {
             Self::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
             Self::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream-unreachable"),
             Self::EscapingPath(_) => (StatusCode::BAD_REQUEST, "invalid-path"),
+            Self::NotRouted { .. } => (StatusCode::NOT_FOUND, "not-found"),
         };
         Problem::new(status, kind, self)
     }
@@ -70,33 +76,48 @@ impl ProxyError {
 
 impl From<ProxyError> for poem::Error {
     fn from(err: ProxyError) -> Self {
-        if !matches!(err, ProxyError::EscapingPath(_)) {
+        if !matches!(
+            err,
+            ProxyError::EscapingPath(_) | ProxyError::NotRouted { .. }
+        ) {
             tracing::warn!(%err, "proxying failed");
         }
         poem::Error::from_response(err.problem().into_response())
     }
 }
 
-/// Everything under one route's prefix, forwarded to one service.
+/// Who may pass, and what the gateway shows the services for them.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Admits the operator (`--operator-token-file`).
+    pub operator: Guard,
+    /// `Bearer <service token>`, sent on the operator's calls when the
+    /// services require it (`--service-token-file`).
+    pub service: Option<HeaderValue>,
+}
+
+/// The routed operations under one route's prefix, forwarded to one service.
 pub struct Proxy {
     route: &'static Route,
     base: reqwest::Url,
     http: reqwest::Client,
     timeout: Duration,
+    credentials: Credentials,
 }
 
 impl Proxy {
     pub fn new(
         route: &'static Route,
-        base: reqwest::Url,
-        http: reqwest::Client,
+        (base, http): (reqwest::Url, reqwest::Client),
         timeout: Duration,
+        credentials: Credentials,
     ) -> Self {
         Self {
             route,
             base,
             http,
             timeout,
+            credentials,
         }
     }
 
@@ -143,10 +164,24 @@ impl Endpoint for Proxy {
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let url = self.target(&req)?;
+        let op = routes::operation(self.route.service, req.method().as_str(), url.path())
+            .ok_or_else(|| ProxyError::NotRouted {
+                method: req.method().to_string(),
+                path: req.original_uri().path().to_owned(),
+            })?;
+        let operator = op.access == Access::Operator;
+        if operator && let Err(denied) = self.credentials.operator.admit(&req) {
+            return Ok(denied.into_response());
+        }
         let mut out = self
             .http
             .request(req.method().clone(), url)
             .timeout(self.timeout);
+        // The operator's token stays here (`Authorization` is not in
+        // FORWARDED); the services see the gateway's own credential.
+        if operator && let Some(bearer) = &self.credentials.service {
+            out = out.header(header::AUTHORIZATION, bearer.clone());
+        }
         for name in FORWARDED {
             for value in req.headers().get_all(*name) {
                 out = out.header(*name, value);

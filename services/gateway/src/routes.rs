@@ -1,7 +1,11 @@
 //! The route table: which gateway prefix goes to which service, and to what
-//! path there. The proxy and the spec both read it, so what the gateway
+//! path there, and which of the services' operations are reachable through
+//! it, by whom. The proxy and the spec both read it, so what the gateway
 //! documents is what it routes.
 
+use valerix_runtime::topology;
+
+/// The services the gateway routes to (all but itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Order,
@@ -12,12 +16,17 @@ pub enum Service {
 impl Service {
     pub const ALL: [Service; 3] = [Self::Order, Self::Inventory, Self::Payment];
 
-    pub fn name(self) -> &'static str {
+    /// The same service in the stack's topology.
+    pub fn topology(self) -> topology::Service {
         match self {
-            Self::Order => "order-service",
-            Self::Inventory => "inventory-service",
-            Self::Payment => "payment-service",
+            Self::Order => topology::Service::Order,
+            Self::Inventory => topology::Service::Inventory,
+            Self::Payment => topology::Service::Payment,
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.topology().name()
     }
 }
 
@@ -39,6 +48,86 @@ pub const ROUTES: &[Route] = &[
     Route { prefix: "/api/gremlin/inventory", service: Service::Inventory, to: "/gremlin" },
     Route { prefix: "/api/gremlin/payment",   service: Service::Payment,   to: "/gremlin" },
 ];
+
+/// Who may call an operation through the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: the shop.
+    Public,
+    /// Only with the operator token (`Authorization: Bearer`).
+    Operator,
+}
+
+/// One of a service's operations, routed by the gateway.
+#[derive(Debug)]
+pub struct Operation {
+    pub service: Service,
+    pub method: &'static str,
+    /// The service's own path template, as in its spec.
+    pub path: &'static str,
+    pub access: Access,
+}
+
+const fn op(
+    service: Service,
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+) -> Operation {
+    Operation {
+        service,
+        method,
+        path,
+        access,
+    }
+}
+
+/// Everything the gateway forwards. The saga's own steps (reserve, commit,
+/// release, charge, void, refund) are not here: they are calls between the
+/// services, and through the gateway they are 404. A refund is not an
+/// operator's action either: refunding a CONFIRMED order would leave it
+/// confirmed without payment; the saga refunds what it gives up.
+#[rustfmt::skip]
+pub const OPERATIONS: &[Operation] = {
+    use Access::{Operator, Public};
+    use Service::{Inventory, Order, Payment};
+    &[
+        op(Order,     "POST",   "/orders",                  Public),
+        op(Order,     "GET",    "/orders/{id}",             Public),
+        op(Order,     "GET",    "/orders",                  Operator),
+        op(Inventory, "GET",    "/inventory",               Public),
+        op(Inventory, "GET",    "/inventory/{product_id}",  Public),
+        op(Inventory, "PUT",    "/inventory/{product_id}",  Operator),
+        op(Payment,   "GET",    "/payments",                Operator),
+        op(Payment,   "GET",    "/payments/{id}",           Operator),
+        op(Order,     "GET",    "/gremlin",                 Operator),
+        op(Order,     "DELETE", "/gremlin",                 Operator),
+        op(Order,     "POST",   "/gremlin/latency",         Operator),
+        op(Order,     "POST",   "/gremlin/noise",           Operator),
+        op(Order,     "POST",   "/gremlin/crash",           Operator),
+        op(Inventory, "GET",    "/gremlin",                 Operator),
+        op(Inventory, "DELETE", "/gremlin",                 Operator),
+        op(Inventory, "POST",   "/gremlin/latency",         Operator),
+        op(Inventory, "POST",   "/gremlin/noise",           Operator),
+        op(Inventory, "POST",   "/gremlin/crash",           Operator),
+        op(Payment,   "GET",    "/gremlin",                 Operator),
+        op(Payment,   "DELETE", "/gremlin",                 Operator),
+        op(Payment,   "POST",   "/gremlin/latency",         Operator),
+        op(Payment,   "POST",   "/gremlin/noise",           Operator),
+        op(Payment,   "POST",   "/gremlin/crash",           Operator),
+    ]
+};
+
+/// The routed operation of `service` for `method` on its path `path`, if
+/// any. poem answers HEAD with GET, and so does the gateway.
+pub fn operation(service: Service, method: &str, path: &str) -> Option<&'static Operation> {
+    let method = if method == "HEAD" { "GET" } else { method };
+    OPERATIONS.iter().find(|o| {
+        o.service == service
+            && o.method == method
+            && valerix_runtime::auth::template_matches(o.path, path)
+    })
+}
 
 /// `rest` with `prefix` (and only a whole segment of it) taken off the front.
 fn under<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
@@ -90,6 +179,49 @@ mod tests {
                 .find(|r| r.upstream_path(on_gateway).is_some() && r.service == service)
                 .expect("routed");
             assert_eq!(route.upstream_path(on_gateway).as_deref(), Some(path));
+        }
+    }
+
+    use Access::{Operator, Public};
+    use Service::{Inventory, Order, Payment};
+
+    #[test]
+    fn the_sagas_steps_are_not_routed_and_the_operators_actions_need_the_token() {
+        for (service, method, path) in [
+            (Inventory, "POST", "/inventory/reserve"),
+            (Inventory, "POST", "/inventory/commit"),
+            (Inventory, "POST", "/inventory/release"),
+            (Inventory, "GET", "/inventory/reservations/x"),
+            (Payment, "POST", "/payments"),
+            (Payment, "POST", "/payments/void"),
+            (Payment, "POST", "/payments/refund"),
+            (Order, "DELETE", "/orders/x"),
+        ] {
+            assert!(
+                operation(service, method, path).is_none(),
+                "{method} {path}"
+            );
+        }
+        for (service, method, path, access) in [
+            (Order, "POST", "/orders", Public),
+            (Order, "GET", "/orders/abc", Public),
+            (Order, "HEAD", "/orders/abc", Public),
+            (Order, "GET", "/orders", Operator),
+            (Inventory, "GET", "/inventory/PROD-1", Public),
+            (Inventory, "PUT", "/inventory/PROD-1", Operator),
+            (Payment, "GET", "/payments", Operator),
+            (Payment, "GET", "/payments/abc", Operator),
+            (Payment, "POST", "/gremlin/crash", Operator),
+        ] {
+            let op = operation(service, method, path).expect("routed");
+            assert_eq!(op.access, access, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn every_routed_operation_is_under_a_route() {
+        for op in OPERATIONS {
+            assert!(gateway_path(op.service, op.path).is_some(), "{op:?}");
         }
     }
 

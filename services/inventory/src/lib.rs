@@ -10,6 +10,7 @@ use std::future::Future;
 
 pub use api::InventoryApi;
 pub use config::Config;
+use poem::http::Method;
 use tokio::net::TcpListener;
 use valerix_runtime::{db, server};
 
@@ -17,15 +18,24 @@ pub const NAME: &str = valerix_runtime::topology::Service::Inventory.name();
 
 pub use valerix_runtime::server::ServiceError as Error;
 
+/// What anyone may call when the services share a token: the catalog.
+/// Reservations are the saga's, restocking and pricing the operator's.
+const OPEN: &[(Method, &str)] = &[
+    (Method::GET, "/inventory"),
+    (Method::GET, "/inventory/{product_id}"),
+];
+
 /// Runs the service on `listener` until `shutdown` resolves.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    let token = config.http.service_token()?;
     valerix_runtime::systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
-    let api = server::openapi(InventoryApi::new(pool.clone()), "Valerix inventory service");
+    let api = server::openapi(InventoryApi::new(pool.clone()), "Valerix inventory service")
+        .with_service_token(NAME, token, OPEN);
     server::serve(
         NAME,
         api,

@@ -5,6 +5,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use valerix_runtime::{
+    auth::Token,
     client::{CallError, CallPolicy, Downstream},
     upstream::Upstream,
 };
@@ -99,8 +100,9 @@ pub struct Inventory(Downstream);
 impl Inventory {
     pub const NAME: &'static str = valerix_runtime::topology::Service::Inventory.name();
 
-    pub fn new(base: &Upstream, policy: CallPolicy) -> Self {
-        Self(Downstream::new(Self::NAME, base, policy))
+    /// `token`: the services' shared token, sent on every call.
+    pub fn new(base: &Upstream, policy: CallPolicy, token: Option<&Token>) -> Self {
+        Self(Downstream::new(Self::NAME, base, policy).with_bearer(token))
     }
 
     pub fn downstream(&self) -> &Downstream {
@@ -170,8 +172,9 @@ pub struct Payments(Downstream);
 impl Payments {
     pub const NAME: &'static str = valerix_runtime::topology::Service::Payment.name();
 
-    pub fn new(base: &Upstream, policy: CallPolicy) -> Self {
-        Self(Downstream::new(Self::NAME, base, policy))
+    /// `token`: the services' shared token, sent on every call.
+    pub fn new(base: &Upstream, policy: CallPolicy, token: Option<&Token>) -> Self {
+        Self(Downstream::new(Self::NAME, base, policy).with_bearer(token))
     }
 
     pub fn downstream(&self) -> &Downstream {

@@ -7,6 +7,7 @@ mod config;
 pub mod domain;
 mod reconciler;
 mod saga;
+mod sla;
 /// Public so `valerix bench` issues exactly this SQL for its database-only bound.
 pub mod store;
 mod telemetry;
@@ -17,11 +18,12 @@ pub use api::OrderApi;
 pub use config::Config;
 use poem::http::Method;
 use tokio::net::TcpListener;
-use valerix_runtime::{db, server, systemd};
+use valerix_runtime::{auth::Token, db, observe::LatencyGauge, server, systemd};
 
 use crate::{
     clients::{Inventory, Payments},
     saga::Saga,
+    sla::SlaApi,
     store::Store,
 };
 
@@ -29,12 +31,20 @@ pub const NAME: &str = valerix_runtime::topology::Service::Order.name();
 
 pub use valerix_runtime::server::ServiceError as Error;
 
-fn saga(config: &Config, pool: sqlx::PgPool) -> Saga {
+/// What anyone may call when the services share a token; the rest (the
+/// order list, the gremlins) is the operator's, through the gateway.
+const OPEN: &[(Method, &str)] = &[
+    (Method::POST, "/orders"),
+    (Method::GET, "/orders/{id}"),
+    (Method::GET, "/sla"),
+];
+
+fn saga(config: &Config, pool: sqlx::PgPool, token: Option<&Token>) -> Saga {
     let policy = config.call_policy();
     Saga {
         store: Store::new(pool),
-        inventory: Inventory::new(&config.inventory_url, policy),
-        payments: Payments::new(&config.payment_url, policy),
+        inventory: Inventory::new(&config.inventory_url, policy, token),
+        payments: Payments::new(&config.payment_url, policy, token),
         deadline: Duration::from_secs(config.order_deadline_secs),
     }
 }
@@ -44,10 +54,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    let token = config.http.service_token()?;
     systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
     telemetry::register();
-    let saga = Arc::new(saga(&config, pool.clone()));
+    let saga = Arc::new(saga(&config, pool.clone(), token.as_ref()));
     let reconciler = config.reconciler.then(|| {
         reconciler::spawn(
             saga.clone(),
@@ -55,12 +66,10 @@ pub async fn run(
         )
     });
     let pending_gauge = telemetry::spawn_pending_gauge(saga.store.clone());
-    let api = server::openapi(OrderApi::new(saga), "Valerix order service").with_avg_latency_gauge(
-        telemetry::AVG_LATENCY_GAUGE,
-        telemetry::AVG_LATENCY_WINDOW,
-        Method::POST,
-        telemetry::AVG_LATENCY_ROUTE,
-    );
+    let gauge = latency_gauge();
+    let api = server::openapi((OrderApi::new(saga), SlaApi::new(gauge.clone())), TITLE)
+        .with_avg_latency_gauge(gauge)
+        .with_service_token(NAME, token, OPEN);
     let served = server::serve(
         NAME,
         api,
@@ -78,8 +87,19 @@ pub async fn run(
     Ok(())
 }
 
+const TITLE: &str = "Valerix order service";
+
+fn latency_gauge() -> LatencyGauge {
+    LatencyGauge::new(
+        telemetry::AVG_LATENCY_GAUGE,
+        telemetry::AVG_LATENCY_WINDOW,
+        Method::POST,
+        telemetry::AVG_LATENCY_ROUTE,
+    )
+}
+
 pub fn spec() -> String {
     let config = Config::with_database("postgres://localhost/spec");
-    let api = OrderApi::new(Arc::new(saga(&config, db::lazy_pool())));
-    server::openapi(api, "Valerix order service").spec()
+    let api = OrderApi::new(Arc::new(saga(&config, db::lazy_pool(), None)));
+    server::openapi((api, SlaApi::new(latency_gauge())), TITLE).spec()
 }

@@ -23,12 +23,16 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    let token = config.http.service_token()?;
     valerix_runtime::systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
+    // Nothing is open when the services share a token: charges, voids and
+    // refunds are the saga's, the payment reads the operator's.
     let api = server::openapi(
         PaymentApi::new(pool.clone(), config.decline),
         "Valerix payment service",
-    );
+    )
+    .with_service_token(NAME, token, &[]);
     server::serve(
         NAME,
         api,

@@ -106,6 +106,9 @@ pub struct Downstream {
     http: reqwest::Client,
     policy: CallPolicy,
     breaker: Option<Arc<Breaker>>,
+    /// `Authorization` sent on every call but the health probes, when the
+    /// services share a token (`--service-token-file`).
+    bearer: Option<reqwest::header::HeaderValue>,
 }
 
 /// A response that was 2xx: its status and body.
@@ -130,7 +133,14 @@ impl Downstream {
             http,
             policy,
             breaker: policy.breaker.map(|p| Arc::new(Breaker::new(name, p))),
+            bearer: None,
         }
+    }
+
+    /// Sends `token` as a bearer token on the calls that may need it.
+    pub fn with_bearer(mut self, token: Option<&crate::auth::Token>) -> Self {
+        self.bearer = token.map(crate::auth::Token::authorization);
+        self
     }
 
     /// The breaker's state: "closed", "open", "half-open" (or "disabled").
@@ -219,6 +229,9 @@ impl Downstream {
         let mut trace = reqwest::header::HeaderMap::new();
         crate::otel::inject_current(&mut trace);
         req = req.headers(trace);
+        if let Some(bearer) = &self.bearer {
+            req = req.header(reqwest::header::AUTHORIZATION, bearer.clone());
+        }
         if let Some(body) = body {
             req = req.json(body);
         }
@@ -247,16 +260,6 @@ impl Downstream {
             reason: e.to_string(),
         })?;
         Ok(Answer { status, body })
-    }
-
-    /// A GET's body as text (e.g. `/metrics`), when it answers 2xx in time.
-    pub async fn text(&self, path: &str, timeout: Duration) -> Option<String> {
-        let url = self.upstream.join(path);
-        let resp = self.http.get(url).timeout(timeout).send().await.ok()?;
-        if !resp.status().is_success() {
-            return None;
-        }
-        resp.text().await.ok()
     }
 
     /// Whether the service answers its health endpoint with 200.

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser};
 
+use crate::auth::{Token, TokenError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("no database configured: set DATABASE_URL or DATABASE_URL_FILE")]
@@ -124,11 +126,22 @@ pub struct HttpArgs {
     /// (they use the address unix:PATH); the TCP address stays as it is
     #[arg(long, env = "VALERIX_UNIX_SOCKET")]
     pub unix_socket: Option<PathBuf>,
+
+    /// A file holding the token the services share: when set, a service
+    /// answers its internal and operator operations only to callers that
+    /// send it (Authorization: Bearer), and sends it on its own calls
+    #[arg(long, env = "VALERIX_SERVICE_TOKEN_FILE")]
+    pub service_token_file: Option<PathBuf>,
 }
 
 impl HttpArgs {
     pub fn shed_after(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.shed_after_ms)
+    }
+
+    /// The service token, read once at start.
+    pub fn service_token(&self) -> Result<Option<Token>, TokenError> {
+        Token::read(self.service_token_file.as_deref())
     }
 }
 

@@ -1,9 +1,11 @@
 //! What every Valerix service shares, each concern in one place.
 
 pub mod allow;
+pub mod auth;
 pub mod breaker;
 pub mod client;
 pub mod config;
+#[cfg(feature = "db")]
 pub mod db;
 pub mod domain;
 pub mod gremlin;

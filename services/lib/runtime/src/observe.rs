@@ -99,6 +99,11 @@ impl LatencyGauge {
         }
     }
 
+    /// The mean over the window now, in seconds (0 when idle).
+    pub fn mean(&self) -> f64 {
+        self.window.mean()
+    }
+
     fn covers(&self, method: &Method, route: &str) -> bool {
         *method == self.method && route == self.route
     }

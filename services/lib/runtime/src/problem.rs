@@ -137,6 +137,7 @@ impl ProblemResponse {
 
 /// A database error that is not one the caller can fix is our failure, but
 /// a lost connection is a dependency being down: 503 tells clients to retry.
+#[cfg(feature = "db")]
 impl From<sqlx::Error> for ProblemResponse {
     fn from(err: sqlx::Error) -> Self {
         match err {

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     allow::{Allowed, with_allow},
+    auth::{Guard, Token},
     config::HttpArgs,
     gremlin::{GremlinApi, Gremlins},
     limits::limit_body,
@@ -26,10 +27,13 @@ use crate::{
 /// Why a service stopped other than by being asked to.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    #[cfg(feature = "db")]
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
     #[error("serving failed: {0}")]
     Serve(#[from] std::io::Error),
+    #[error(transparent)]
+    Token(#[from] crate::auth::TokenError),
 }
 
 /// A service's API with the gremlin controls every service carries.
@@ -37,6 +41,7 @@ pub struct ServiceApi<T> {
     spec: OpenApiService<(T, GremlinApi), ()>,
     gremlins: Gremlins,
     latency_gauge: Option<LatencyGauge>,
+    guard: Option<(Guard, &'static [(Method, &'static str)])>,
 }
 
 impl<T: OpenApi> ServiceApi<T> {
@@ -45,20 +50,31 @@ impl<T: OpenApi> ServiceApi<T> {
         self.spec.spec()
     }
 
-    /// Also publish the mean latency of one operation (`method` on the route
-    /// template `route`) over the last `window` as the gauge `name` (0 when
-    /// idle).
-    pub fn with_avg_latency_gauge(
+    /// Also publish the mean latency of the gauge's operation (0 when idle).
+    pub fn with_avg_latency_gauge(mut self, gauge: LatencyGauge) -> Self {
+        self.latency_gauge = Some(gauge);
+        self
+    }
+
+    /// With a service token (`--service-token-file`), every operation but
+    /// those in `open` (and `/health`) answers only to callers that send
+    /// it: the saga's steps and the operator's actions. Without one they
+    /// stay open, reachable only where the service listens (loopback, its
+    /// Unix socket). `/metrics`, `/docs` and the spec are never guarded.
+    pub fn with_service_token(
         mut self,
-        name: &'static str,
-        window: Duration,
-        method: Method,
-        route: &'static str,
+        service: &'static str,
+        token: Option<Token>,
+        open: &'static [(Method, &'static str)],
     ) -> Self {
-        self.latency_gauge = Some(LatencyGauge::new(name, window, method, route));
+        self.guard = token.map(|t| (Guard::new(service, "service", Some(t)), open));
         self
     }
 }
+
+/// Open on every service whatever its token: what load balancers,
+/// systemd's watchdog and people check first.
+const ALWAYS_OPEN: &[(Method, &str)] = &[(Method::GET, "/health")];
 
 /// A plain OpenAPI service (no gremlins), e.g. for the gateway.
 pub fn openapi_service<T: OpenApi>(api: T, title: &str) -> OpenApiService<T, ()> {
@@ -81,6 +97,7 @@ pub fn openapi<T: OpenApi>(api: T, title: &str) -> ServiceApi<T> {
         spec,
         gremlins,
         latency_gauge: None,
+        guard: None,
     }
 }
 
@@ -102,6 +119,7 @@ where
         spec,
         gremlins,
         latency_gauge,
+        guard,
     } = api;
     gremlins.set_enabled(http.gremlins);
     if http.gremlins {
@@ -109,7 +127,15 @@ where
     }
     let routes = observe::RouteLabels::from_openapi_json(&spec.spec());
     let allowed = Allowed::of(&<(T, GremlinApi)>::meta());
-    let app = with_allow(docs(Route::new(), &spec).nest("/", spec), allowed);
+    let docs = docs(Route::new(), &spec);
+    let app = match guard {
+        Some((guard, open)) => {
+            let open = [open, ALWAYS_OPEN].concat();
+            docs.nest("/", guard.protect(spec.into_endpoint(), open))
+        }
+        None => docs.nest("/", spec),
+    };
+    let app = with_allow(app, allowed);
     serve_app(
         service,
         gremlins.wrap(app),

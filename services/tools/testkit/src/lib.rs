@@ -213,6 +213,45 @@ pub async fn start_gateway(config: api_gateway::Config) -> Running {
     })
 }
 
+/// A random bearer token in a file of its own (mode 0600), as systemd's
+/// `LoadCredential` or `valerix up` hands one over. Removed on drop.
+pub struct TokenFile {
+    pub path: PathBuf,
+    pub token: String,
+}
+
+impl TokenFile {
+    pub fn new(what: &str) -> Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let path = std::env::temp_dir().join(format!("valerix-{what}-{}", uuid::Uuid::new_v4()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        Self { path, token }
+    }
+
+    /// The `Authorization` header value.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// The three services on one fresh database.
 pub struct Stack {
     pub db: TestDb,
@@ -221,6 +260,11 @@ pub struct Stack {
     pub inventory: Running,
     pub payment: Running,
     pub order: Running,
+    /// The token the gateways of this stack take from the operator.
+    pub operator: TokenFile,
+    /// The token the services require of each other, when the stack was
+    /// started with `StackOptions::service_token`.
+    pub service: Option<TokenFile>,
 }
 
 /// Knobs a test may turn before the stack starts.
@@ -231,6 +275,8 @@ pub struct StackOptions {
     /// Each service also serves on `<dir>/<service>.sock`, and the order
     /// service calls inventory and payment through their sockets.
     pub unix_sockets: Option<PathBuf>,
+    /// Every service started with `--service-token-file`.
+    pub service_token: bool,
 }
 
 impl Default for StackOptions {
@@ -239,6 +285,7 @@ impl Default for StackOptions {
             order: Box::new(|_| {}),
             gremlins: false,
             unix_sockets: None,
+            service_token: false,
         }
     }
 }
@@ -256,14 +303,22 @@ impl Stack {
                 .as_ref()
                 .map(|d| d.join(format!("{}.sock", service.command())))
         };
+        let service = opts.service_token.then(|| TokenFile::new("service-token"));
         let mut running: BTreeMap<Service, String> = BTreeMap::new();
         // The flags the process launcher would give the service.
-        let args = |service: Service, running: &BTreeMap<Service, String>| {
-            let mut args = valerix_stack::wiring(service, Some(&db.url), opts.gremlins, |callee| {
-                running.get(&callee).cloned()
-            });
-            if let Some(path) = socket(service) {
+        let args = |service_: Service, running: &BTreeMap<Service, String>| {
+            let mut args =
+                valerix_stack::wiring(service_, Some(&db.url), opts.gremlins, |callee| {
+                    running.get(&callee).cloned()
+                });
+            if let Some(path) = socket(service_) {
                 args.extend(["--unix-socket".to_owned(), path.display().to_string()]);
+            }
+            if let Some(token) = &service {
+                args.extend([
+                    "--service-token-file".to_owned(),
+                    token.path.display().to_string(),
+                ]);
             }
             args
         };
@@ -292,16 +347,21 @@ impl Stack {
             inventory,
             payment,
             order,
+            operator: TokenFile::new("operator-token"),
+            service,
         }
     }
 
-    /// The gateway's settings for this stack's services.
+    /// The gateway's settings for this stack's services, with its tokens.
     pub fn gateway_config(&self) -> api_gateway::Config {
-        api_gateway::Config::with_upstreams(
+        let mut config = api_gateway::Config::with_upstreams(
             self.order.upstream(),
             self.inventory.upstream(),
             self.payment.upstream(),
-        )
+        );
+        config.operator_token_file = Some(self.operator.path.clone());
+        config.http.service_token_file = self.service.as_ref().map(|t| t.path.clone());
+        config
     }
 
     /// An API gateway in front of this stack, answering once it is up.
@@ -317,10 +377,14 @@ impl Stack {
 
     /// Creates (or restocks) a product through the inventory API.
     pub async fn product(&self, id: &str, price_cents: i64, stock: i32) {
-        let resp = self
+        let mut put = self
             .http
             .put(format!("{}/inventory/{id}", self.inventory.url))
-            .json(&serde_json::json!({ "name": id, "price_cents": price_cents, "stock": stock }))
+            .json(&serde_json::json!({ "name": id, "price_cents": price_cents, "stock": stock }));
+        if let Some(service) = &self.service {
+            put = put.header("authorization", service.bearer());
+        }
+        let resp = put
             .send()
             .await
             .unwrap_or_else(|e| panic!("seed {id}: {e}"));

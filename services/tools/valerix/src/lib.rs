@@ -6,4 +6,5 @@ pub mod chaos;
 pub mod observe;
 pub mod openapi;
 pub mod seed;
+pub mod token;
 pub mod up;

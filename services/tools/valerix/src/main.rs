@@ -40,6 +40,9 @@ enum Cmd {
     Seed {
         #[arg(long, env = "INVENTORY_URL", default_value_t = Service::Inventory.default_address().to_string())]
         inventory_url: String,
+        /// The services' token, when the inventory service requires it
+        #[arg(long, env = "VALERIX_SERVICE_TOKEN_FILE")]
+        service_token_file: Option<std::path::PathBuf>,
     },
     /// Drive orders at the running stack and report what happened to each;
     /// exit 2 when an order was lost or did not settle
@@ -160,7 +163,15 @@ async fn main() -> ExitCode {
             }
             .await
         }
-        Cmd::Seed { inventory_url } => seed::seed(&inventory_url).await.map(|created| {
+        Cmd::Seed {
+            inventory_url,
+            service_token_file,
+        } => async {
+            let token = valerix_runtime::auth::Token::read(service_token_file.as_deref())?;
+            seed::seed_with(&inventory_url, token.as_ref()).await
+        }
+        .await
+        .map(|created| {
             println!(
                 "created: {}",
                 if created.is_empty() {

@@ -1,6 +1,7 @@
 //! Demo products for the dev stack, created through the inventory API.
 
 use anyhow::Context;
+use valerix_runtime::auth::Token;
 
 /// (id, name, price in cents, stock). PROD-4 is dear on purpose: three of
 /// them (15000.00) go over the payment service's default 10000.00 limit, so
@@ -14,6 +15,15 @@ pub const PRODUCTS: &[(&str, &str, i64, i32)] = &[
 
 /// Creates the demo products that do not exist yet; never touches existing stock.
 pub async fn seed(inventory_url: &str) -> anyhow::Result<Vec<&'static str>> {
+    seed_with(inventory_url, None).await
+}
+
+/// The same, sending the services' token (`--service-token-file`) when the
+/// inventory service requires it for restocking.
+pub async fn seed_with(
+    inventory_url: &str,
+    token: Option<&Token>,
+) -> anyhow::Result<Vec<&'static str>> {
     let http = reqwest::Client::new();
     let mut created = Vec::new();
     for (id, name, price, stock) in PRODUCTS {
@@ -26,12 +36,13 @@ pub async fn seed(inventory_url: &str) -> anyhow::Result<Vec<&'static str>> {
         if exists.status().is_success() {
             continue;
         }
-        let resp = http
+        let mut put = http
             .put(&url)
-            .json(&serde_json::json!({ "name": name, "price_cents": price, "stock": stock }))
-            .send()
-            .await
-            .with_context(|| format!("PUT {url}"))?;
+            .json(&serde_json::json!({ "name": name, "price_cents": price, "stock": stock }));
+        if let Some(token) = token {
+            put = put.header(reqwest::header::AUTHORIZATION, token.authorization());
+        }
+        let resp = put.send().await.with_context(|| format!("PUT {url}"))?;
         anyhow::ensure!(resp.status().is_success(), "PUT {url}: {}", resp.status());
         created.push(*id);
     }

@@ -162,6 +162,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--host {:?} is not an IP address", args.host))?;
     // The services call each other over Unix sockets beside the state
     // files; their TCP ports stay for people, Prometheus and the tests.
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    // The operator's credential for this run (token.rs).
+    let operator = crate::token::OperatorToken::create(&state_dir)?;
     let mut stack = StackBuilder::new(&exe)
         .all()
         .host(host)
@@ -172,6 +176,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if obs.jaeger_running() {
         stack = stack.otlp(observe::JAEGER_OTLP);
     }
+    stack = stack.args(Service::Gateway, operator.gateway_args());
     match &ui_dir {
         Some(dir) => {
             stack = stack.args(
@@ -214,6 +219,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(b) = &backups {
         println!("  {:<18} {}", "backups", b.describe());
     }
+    println!(
+        "  {:<18} {}   (the operator's dashboard; token in {})",
+        "operator link",
+        operator.dashboard_link(&stack.get(Service::Gateway).url()),
+        operator.path().display()
+    );
     for tool in &obs.running {
         println!("  {:<18} {}", tool.name, tool.url);
     }
@@ -226,6 +237,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stack.get(Service::Gateway).url()
     );
     println!("        -d '{{\"product_id\":\"PROD-1\",\"quantity\":1}}'");
+    println!(
+        "      curl -s {}/api/orders -H \"Authorization: Bearer $(cat {})\"",
+        stack.get(Service::Gateway).url(),
+        operator.path().display()
+    );
     if !args.no_gremlins {
         println!(
             "      curl -s -X POST {}/gremlin/latency -H 'content-type: application/json' -d '{{\"delay_ms\":3000,\"enabled\":true}}'",

@@ -1,6 +1,7 @@
 //! The dashboard in a real headless Chromium, driven by Playwright
 //! (`ui/tests/dashboard.test.mjs`), against the stack as a person starts
-//! it: `valerix up`, the page at the gateway.
+//! it: `valerix up`, the page at the gateway, first as a stranger, then
+//! through the operator link it printed.
 //!
 //! Needs Node.js, `npm ci --prefix ui` (playwright-core) and Chromium
 //! (`/usr/bin/chromium`, or `CHROMIUM`). Under CI (`CI=true`, where
@@ -69,6 +70,11 @@ fn the_dashboard_shows_a_gremlin_episode_in_a_real_browser() {
         .current_dir(ui_dir())
         .args(["--test", "--test-reporter=spec", "tests/"])
         .env("BASE_URL", &base_url)
+        // The page signs in with the token from the link valerix up printed.
+        .env(
+            "OPERATOR_LINK",
+            up.operator_link.clone().unwrap_or_default(),
+        )
         .env("SCREENSHOT_DIR", &shots)
         .env("CHROMIUM", chromium())
         .stdin(Stdio::null())

@@ -1,7 +1,10 @@
 //! Schema-driven fuzzing: schemathesis generates requests from each running
 //! service's committed spec (valid ones and deliberately invalid ones) and
 //! checks every answer against that spec. Any 5xx, undocumented status,
-//! wrong content type or body that breaks its schema fails the run.
+//! wrong content type or body that breaks its schema fails the run. The
+//! gateway runs twice: with the operator token that `valerix up` printed,
+//! and without it, where every operator operation must answer 401 (and a
+//! 2xx without the token, or with a wrong one, fails `ignored_auth`).
 //!
 //! Runs under CI (`CI=true`, where `.ci/run` installs schemathesis) or with
 //! `VALERIX_FUZZ=1`; otherwise it says how to run it and passes.
@@ -21,8 +24,17 @@ const SEED: &str = "20261128";
 /// Test cases per operation and phase: enough to find the bugs it found,
 /// while the whole run stays under two minutes on two cores.
 const EXAMPLES: &str = "300";
+/// The stranger's run of the gateway: its public operations were fuzzed in
+/// the operator's run; this one is about the 401s, which need fewer.
+const ANONYMOUS_EXAMPLES: &str = "100";
 const CHECKS: &str = "not_a_server_error,status_code_conformance,\
     response_schema_conformance,content_type_conformance,unsupported_method";
+/// The gateway answers 404, not 405, for a method it does not route (it
+/// names no operations of the services it does not offer), so it skips the
+/// 405 check, and adds the one that the operator's operations refuse a
+/// call without the token, or with a wrong one.
+const GATEWAY_CHECKS: &str = "not_a_server_error,status_code_conformance,\
+    response_schema_conformance,content_type_conformance,ignored_auth";
 /// Fault injection is for people, not fuzzers (and changes what others see).
 const EXCLUDE: &str = "/gremlin";
 
@@ -82,26 +94,47 @@ fn schemathesis_finds_nothing_wrong_with_any_service() {
     let up = common::Up::start();
     let workdir = std::env::temp_dir().join(format!("valerix-fuzz-{}", up.base));
     std::fs::create_dir_all(&workdir).expect("work dir");
-    let services = [
-        ("order-service", up.base),
-        ("inventory-service", up.base + 1),
-        ("payment-service", up.base + 2),
-        ("api-gateway", up.base - 1),
+    let operator = format!("Authorization: Bearer {}", up.operator_token());
+    // The gateway twice: as the operator (every operation), and as a
+    // stranger (the operator's operations answer 401, as documented).
+    let runs = [
+        ("order-service", up.base, CHECKS, None, EXAMPLES),
+        ("inventory-service", up.base + 1, CHECKS, None, EXAMPLES),
+        ("payment-service", up.base + 2, CHECKS, None, EXAMPLES),
+        (
+            "api-gateway (operator)",
+            up.base - 1,
+            GATEWAY_CHECKS,
+            Some(operator.as_str()),
+            EXAMPLES,
+        ),
+        (
+            "api-gateway (anonymous)",
+            up.base - 1,
+            GATEWAY_CHECKS,
+            None,
+            ANONYMOUS_EXAMPLES,
+        ),
     ];
     let mut failed = Vec::new();
     let mut summary = Vec::new();
-    for (name, port) in services {
+    for (name, port, checks, header, examples) in runs {
         let started = Instant::now();
-        let out = Command::new(&st)
+        let mut st_run = Command::new(&st);
+        st_run
             .current_dir(&workdir)
-            .args(["run", &format!("{}/openapi.json", up.url(port))])
+            .args(["run", &format!("{}/openapi.json", up.url(port))]);
+        if let Some(header) = header {
+            st_run.args(["--header", header]);
+        }
+        let out = st_run
             .args([
                 "--checks",
-                CHECKS,
+                checks,
                 "--seed",
                 SEED,
                 "--max-examples",
-                EXAMPLES,
+                examples,
             ])
             .args(["--exclude-path-regex", EXCLUDE])
             // One worker: reproducible, and CPython 3.11's parser is not
@@ -137,6 +170,29 @@ fn schemathesis_finds_nothing_wrong_with_any_service() {
         summary.join("\n"),
         failed.join("\n\n")
     );
+    // The 401s were really tried: calls without the token and with a wrong
+    // one (ignored_auth's probes, the stranger's run), each refused and
+    // counted by the gateway.
+    let url = format!("{}/metrics", up.url(up.base - 1));
+    let metrics = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async { reqwest::get(&url).await?.text().await })
+        .expect("the gateway's metrics");
+    let samples = valerix_testkit::metrics::parse(&metrics);
+    for reason in ["missing", "wrong"] {
+        let refused = valerix_testkit::metrics::value(
+            &samples,
+            "valerix_auth_failures_total",
+            &[("service", "api-gateway"), ("reason", reason)],
+        );
+        report(&format!(
+            "fuzz: api-gateway refused {refused:?} calls ({reason} token)"
+        ));
+        assert!(
+            refused.is_some_and(|n| n > 0.0),
+            "no call with a {reason} token was refused"
+        );
+    }
     let status = up.interrupt();
     assert!(status.success(), "valerix up exited {status}");
 }

@@ -34,6 +34,58 @@ async fn up_serves_an_order_and_cleans_up_on_interrupt() {
         .await
         .expect("json");
     assert_eq!(health["status"], "healthy", "{health}");
+
+    // The printed link carries the operator token: the operator's routes
+    // answer with it, and only with it.
+    let link = up.operator_link.clone().unwrap_or_default();
+    assert!(
+        link.starts_with(&format!("{gateway_url}/#token=")),
+        "{link}"
+    );
+    let token = up.operator_token();
+    assert_eq!(token.len(), 64, "{link}");
+    let orders = |auth: Option<String>| {
+        let mut req = http.get(format!("{gateway_url}/api/orders"));
+        if let Some(token) = auth {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+    let resp = orders(None).await.expect("orders");
+    assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let resp = orders(Some(token)).await.expect("orders");
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+
+    // The gateway's own probes of the services carry no circuit breaker,
+    // so it publishes no breaker gauge that would never move.
+    let metrics = http
+        .get(format!("{gateway_url}/metrics"))
+        .send()
+        .await
+        .expect("gateway metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("valerix_auth_failures_total"), "{metrics}");
+    assert!(
+        !metrics.contains("valerix_circuit_breaker_state"),
+        "{metrics}"
+    );
+    // The overview's SLA comes from the order service's own JSON endpoint.
+    let sla: serde_json::Value = http
+        .get(format!("{}/sla", up.url(base)))
+        .send()
+        .await
+        .expect("sla")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(sla["limit"], 1.0, "{sla}");
+    assert_eq!(sla["window_seconds"], 30, "{sla}");
+    assert!(
+        sla["avg_latency_30s"].as_f64().is_some_and(|v| v > 0.0),
+        "{sla}"
+    );
     let resp = http
         .post(format!("{order_url}/orders"))
         .json(&serde_json::json!({ "product_id": "PROD-1", "quantity": 1 }))

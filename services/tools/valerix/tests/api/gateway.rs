@@ -100,6 +100,7 @@ async fn an_order_goes_through_the_gateway_end_to_end() {
     assert_eq!(stock["stock"], 8);
     let payments: Value = http
         .get(format!("{}/api/payments?order_id={id}", gw.url))
+        .header("authorization", stack.operator.bearer())
         .send()
         .await
         .expect("payments")
@@ -148,6 +149,7 @@ async fn the_gateway_forwards_paths_headers_bodies_and_answers_unchanged() {
         )
         .header("tracestate", "valerix=1")
         .header("idempotency-key", "k-1")
+        .header("authorization", stack.operator.bearer())
         .header("cookie", "session=secret")
         .header("x-forwarded-host", "evil.example")
         .body(body.clone())
@@ -176,18 +178,20 @@ async fn the_gateway_forwards_paths_headers_bodies_and_answers_unchanged() {
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(headers["host"], addr_of(&echo).expect("addr").to_string());
     assert!(headers.get("cookie").is_none(), "{headers}");
+    // The operator's token stays at the gateway (no service token here).
+    assert!(headers.get("authorization").is_none(), "{headers}");
     assert!(headers.get("x-forwarded-host").is_none(), "{headers}");
     assert_eq!(echoed["body"].as_str().map(str::len), Some(body.len()));
 
     for (path, upstream) in [
         ("/api/orders", "/orders"),
-        ("/api/orders/", "/orders/"),
         ("/api/orders/abc?limit=5", "/orders/abc?limit=5"),
         ("/api/gremlin/order", "/gremlin"),
     ] {
         let echoed: Value = stack
             .http
             .get(format!("{}{path}", gw.url))
+            .header("authorization", stack.operator.bearer())
             .send()
             .await
             .expect("echo")
@@ -257,6 +261,7 @@ async fn a_slow_service_is_a_504_and_a_dead_one_a_502() {
     let resp = stack
         .http
         .get(format!("{}/api/orders", gw.url))
+        .header("authorization", stack.operator.bearer())
         .send()
         .await
         .expect("slow");
@@ -363,7 +368,11 @@ async fn the_dashboard_docs_and_spec_are_served() {
 
     let docs = get("/docs").await.expect("docs");
     assert_eq!(docs.status(), StatusCode::OK);
-    assert!(docs.text().await.expect("html").contains("swagger"));
+    let html = docs.text().await.expect("html");
+    assert!(html.contains("swagger"));
+    // Swagger UI shows the whole spec: the routed operations and the scheme.
+    assert!(html.contains("/api/inventory/{product_id}"));
+    assert!(html.contains("operatorToken"));
     let spec: Value = get("/openapi.json")
         .await
         .expect("spec")
@@ -375,6 +384,10 @@ async fn the_dashboard_docs_and_spec_are_served() {
         "{}",
         spec["paths"]
     );
+    assert!(spec["paths"].get("/api/payments/refund").is_none());
+    let committed = include_str!("../../../../../openapi/api-gateway.json");
+    let committed: Value = serde_json::from_str(committed).expect("committed spec");
+    assert_eq!(spec, committed, "the gateway serves the committed spec");
     let yaml = get("/openapi.yaml").await.expect("yaml");
     assert_eq!(yaml.status(), StatusCode::OK);
     let _ = std::fs::remove_dir_all(&dir);
@@ -393,10 +406,12 @@ async fn the_dashboard_docs_and_spec_are_served() {
     assert!(page.text().await.expect("text").contains("/docs"));
 }
 
+/// The operator's overview.
 async fn overview(stack: &Stack, gateway: &str) -> Value {
     let resp = stack
         .http
         .get(format!("{gateway}/api/overview"))
+        .header("authorization", stack.operator.bearer())
         .send()
         .await
         .expect("overview");
@@ -442,6 +457,21 @@ async fn the_overview_shows_health_sla_breakers_and_gremlins() {
     );
     assert_eq!(o["sla"]["limit"], 1.0);
     assert!(o["sla"]["breached"].is_boolean());
+
+    // Anyone sees health and the SLA, not the breakers or the gremlins.
+    let public: Value = stack
+        .http
+        .get(format!("{}/api/overview", gw.url))
+        .send()
+        .await
+        .expect("overview")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(public["services"], o["services"]);
+    assert!(public["sla"]["limit"].is_number(), "{public}");
+    assert!(public.get("breakers").is_none(), "{public}");
+    assert!(public.get("gremlins").is_none(), "{public}");
 
     // The order service gone: it and the database show as down, no SLA
     // figure and no breakers are made up.

@@ -42,6 +42,8 @@ pub struct Up {
     pub cluster_dir: Option<PathBuf>,
     /// What it prints after that.
     later: Option<mpsc::Receiver<String>>,
+    /// The operator's dashboard link it printed (`http://.../#token=...`).
+    pub operator_link: Option<String>,
 }
 
 impl Up {
@@ -75,6 +77,7 @@ impl Up {
             printed: Vec::new(),
             cluster_dir: None,
             later: None,
+            operator_link: None,
         };
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -90,6 +93,9 @@ impl Up {
                 });
             if let Some(rest) = line.strip_prefix("PostgreSQL: throwaway cluster in ") {
                 up.cluster_dir = rest.split(" on port").next().map(PathBuf::from);
+            }
+            if let Some(link) = line.split_whitespace().find(|w| w.contains("/#token=")) {
+                up.operator_link = Some(link.to_owned());
             }
             let done = line.starts_with("Ctrl-C stops everything");
             up.printed.push(line);
@@ -119,6 +125,17 @@ impl Up {
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             let _ = child.wait();
         }
+    }
+
+    /// The operator token, from the printed link's fragment.
+    pub fn operator_token(&self) -> String {
+        let link = self
+            .operator_link
+            .as_deref()
+            .unwrap_or_else(|| panic!("valerix up printed no operator link: {:#?}", self.printed));
+        link.split_once("#token=")
+            .map(|(_, token)| token.to_owned())
+            .unwrap_or_default()
     }
 
     pub fn url(&self, port: u16) -> String {
