@@ -27,16 +27,12 @@ use valerix_testkit::eventually;
 
 const VALERIX: &str = env!("CARGO_BIN_EXE_valerix");
 
-/// pgBackRest is what is under test: CI installs it (`.ci/run`), so there
-/// a missing one fails; elsewhere the drill is skipped, said loudly.
-fn have_pgbackrest() -> bool {
-    match backup::find_pgbackrest() {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("CI").is_some() => panic!("{e}"),
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            false
-        }
+/// pgBackRest is what is under test: the tests that need it are
+/// `#[ignore]`d (run with `--include-ignored`, as `.ci/run` does, which
+/// installs it), and fail without it.
+fn require_pgbackrest() {
+    if let Err(e) = backup::find_pgbackrest() {
+        panic!("{e}");
     }
 }
 
@@ -190,10 +186,9 @@ async fn wait_archived(pool: &PgPool, segment: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs pgbackrest (Debian: pgbackrest); run with --include-ignored"]
 async fn drill_the_shop_survives_losing_the_database_disk() {
-    if !have_pgbackrest() {
-        return;
-    }
+    require_pgbackrest();
     let dir = BackupDir::new(&temp_dir("backup"));
     let offsite = temp_dir("offsite");
     let root = dir.root().display().to_string();
@@ -374,10 +369,9 @@ async fn drill_the_shop_survives_losing_the_database_disk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs pgbackrest (Debian: pgbackrest); run with --include-ignored"]
 async fn restore_to_a_point_in_time_between_two_orders() {
-    if !have_pgbackrest() {
-        return;
-    }
+    require_pgbackrest();
     let dir = BackupDir::new(&temp_dir("backup-pitr"));
     let root = dir.root().display().to_string();
     // A short archive_timeout: this case also shows that a quiet server
@@ -451,10 +445,9 @@ async fn restore_to_a_point_in_time_between_two_orders() {
 }
 
 #[tokio::test]
+#[ignore = "needs pgbackrest (Debian: pgbackrest); run with --include-ignored"]
 async fn backup_and_restore_against_valerix_up_with_backups() {
-    if !have_pgbackrest() {
-        return;
-    }
+    require_pgbackrest();
     let dir = temp_dir("backup-up");
     let root = dir.display().to_string();
     let up = common::Up::start_with(
