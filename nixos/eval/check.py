@@ -4,7 +4,8 @@
 `nix-instantiate` (Debian's nix-bin is enough) evaluates nixos/eval/eval.nix
 with the nixpkgs lib in nixos/vendor/nixpkgs-lib (or $NIXPKGS_LIB): flake.nix
 with stand-in packages, nixos/example.nix, a host with only
-`services.valerix.enable = true`, and every node of the two VM tests, each
+`services.valerix.enable = true`, a `split` host (inventory and payment on
+another host), and every node of the two VM tests, each
 through `lib.evalModules` with nixos/eval/stubs.nix. An unknown option, a
 wrong type or a failed assertion fails that evaluation. Then this script
 checks the evaluated configurations against the rest of the repository:
@@ -16,6 +17,11 @@ checks the evaluated configurations against the rest of the repository:
   as the contract says (local: After=/Requires=postgresql.target, peer auth as
   the unit's user; remote: pg_hba lines that admit the other nodes over IPv4
   and IPv6), upstream URLs pointing at the other units' sockets or ports;
+- the tokens (docs/CONTRACT.md "Who may call what"): the gateway loads the
+  operator's, every service the services' one once an address is not local,
+  from files outside the Nix store; the generator of the default files is
+  ordered before them and run in a scratch directory; the split host without
+  serviceTokenFile is refused;
 - Prometheus scraping exactly the services' listen addresses, Grafana's
   provisioning paths existing in the package (as flake.nix's postInstall lays
   out share/valerix), the datasource uids the dashboards and alert refer to;
