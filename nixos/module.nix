@@ -98,7 +98,7 @@ let
   isLoopback = addr: lib.hasPrefix "127." addr || addr == "::1" || addr == "localhost";
 
   # The services whose own addresses another host may reach: one listening
-  # beyond loopback here, or one served elsewhere (enable = false) that the
+  # beyond loopback on this host, or one served elsewhere (enable = false) that the
   # others call at its listenAddress. The gateway is not among them: it routes
   # none of the internal operations and guards the operator's with its own token.
   nonLocalServices = lib.filter (name: !isLoopback cfg.${name}.listenAddress) [
@@ -543,6 +543,14 @@ in
         {
           assertion = cfg.backup.enable -> cfg.database.createLocally;
           message = "services.valerix.backup backs up the local PostgreSQL (database.createLocally); back up an external database where it runs.";
+        }
+        {
+          # The Nix store is readable by every user of the host.
+          assertion = lib.all (f: f == null || !lib.hasPrefix "${builtins.storeDir}/" f) [
+            cfg.gateway.operatorTokenFile
+            cfg.serviceTokenFile
+          ];
+          message = "services.valerix: gateway.operatorTokenFile and serviceTokenFile must not be in the Nix store, which every user can read.";
         }
         {
           assertion = servedElsewhere == [ ] || cfg.serviceTokenFile != null;

@@ -317,7 +317,7 @@ in
     # nixos/modules/config/system-path.nix
     environment.systemPackages = opt (types.listOf types.package) [ ];
     # nixos/modules/system/etc/etc.nix (there `source` defaults to the `text`
-    # written to the store; a stand-in store path needs no default here).
+    # written to the store; a stand-in store path needs no default).
     environment.etc = opt (types.attrsOf (
       types.submodule (
         { name, ... }:

@@ -123,7 +123,7 @@ pkgs.testers.runNixOSTest {
         };
         gateway.listenAddress = "0.0.0.0";
         # Beyond loopback: the module would turn the service token on by itself
-        # (generated on `app`); given here as the file every host shares.
+        # (generated on `app`); given as the file every host shares.
         order.listenAddress = "0.0.0.0";
         serviceTokenFile = "/etc/valerix/service-token";
         openFirewall = true;
