@@ -12,6 +12,10 @@
 
   services.valerix = {
     enable = true;
+    # The public edge. The operator's token (restocking, the order list, the
+    # dashboard's operator view) is generated on first start into
+    # /var/lib/valerix/operator-token (gateway.operatorTokenFile). The other
+    # services stay on loopback and Unix sockets: no service token needed.
     gateway.listenAddress = "0.0.0.0";
     # Traces to the local Jaeger (OTLP over HTTP).
     otlpEndpoint = "http://127.0.0.1:4318";

@@ -89,6 +89,40 @@ let
 
   localDatabaseUrl = "postgres:///valerix?host=/run/postgresql&user=valerix";
 
+  # The tokens' files the module generates when they are missing (root's, mode
+  # 0600): only these, never a path the operator chose.
+  stateDir = "/var/lib/valerix";
+  defaultOperatorTokenFile = "${stateDir}/operator-token";
+  defaultServiceTokenFile = "${stateDir}/service-token";
+
+  isLoopback = addr: lib.hasPrefix "127." addr || addr == "::1" || addr == "localhost";
+
+  # The services whose own addresses another host may reach: one listening
+  # beyond loopback on this host, or one served elsewhere (enable = false) that the
+  # others call at its listenAddress. The gateway is not among them: it routes
+  # none of the internal operations and guards the operator's with its own token.
+  nonLocalServices = lib.filter (name: !isLoopback cfg.${name}.listenAddress) [
+    "order"
+    "inventory"
+    "payment"
+  ];
+  servedElsewhere = lib.filter (name: !cfg.${name}.enable) nonLocalServices;
+
+  serviceTokenFile =
+    if cfg.serviceTokenFile != null then
+      cfg.serviceTokenFile
+    else if nonLocalServices != [ ] then
+      defaultServiceTokenFile
+    else
+      null;
+
+  generatedTokenFiles =
+    lib.filter (f: f == defaultOperatorTokenFile || f == defaultServiceTokenFile)
+      (
+        optionals cfg.gateway.enable [ cfg.gateway.operatorTokenFile ]
+        ++ optionals (serviceTokenFile != null) [ serviceTokenFile ]
+      );
+
   # Sandboxing shared by every unit of this module, after nix-community/harmonia's
   # nix/module.nix. Aimed at a `systemd-analyze security` exposure of 2.0 or less
   # (what remains exposed: host network, AF_INET/AF_INET6, no IP allow list).
@@ -140,11 +174,23 @@ let
   # in the unit's environment. One entry per variable; nixos/eval/check.py holds
   # each against the binary's --help and the unit's LoadCredential=.
   credentialsOf =
-    _name: def:
+    name: def:
     optionalAttrs (def.usesDatabase && !cfg.database.createLocally) {
       DATABASE_URL_FILE = {
         id = "database-url";
         file = cfg.database.urlFile;
+      };
+    }
+    // optionalAttrs (name == "gateway") {
+      VALERIX_OPERATOR_TOKEN_FILE = {
+        id = "operator-token";
+        file = cfg.gateway.operatorTokenFile;
+      };
+    }
+    // optionalAttrs (serviceTokenFile != null) {
+      VALERIX_SERVICE_TOKEN_FILE = {
+        id = "service-token";
+        file = serviceTokenFile;
       };
     };
 
@@ -189,16 +235,24 @@ let
       localDb = def.usesDatabase && cfg.database.createLocally;
       remoteDb = def.usesDatabase && !cfg.database.createLocally;
       credentials = credentialsOf name def;
+      # LoadCredential= of a missing absolute path fails the unit's start, so
+      # a token the module generates is written before the unit starts.
+      tokenUnits =
+        optionals (lib.any (c: lib.elem c.file generatedTokenFiles) (lib.attrValues credentials))
+          [
+            "valerix-tokens.service"
+          ];
     in
     {
       description = "Valerix ${def.binary}";
       wantedBy = [ "multi-user.target" ];
       wants = upstreamUnits ++ optionals remoteDb [ "network-online.target" ];
-      requires = optionals localDb [ "postgresql.target" ];
+      requires = optionals localDb [ "postgresql.target" ] ++ tokenUnits;
       after = [
         "network.target"
       ]
       ++ upstreamUnits
+      ++ tokenUnits
       ++ optionals localDb [ "postgresql.target" ]
       ++ optionals remoteDb [ "network-online.target" ];
       environment = serviceEnvironment name def;
@@ -337,6 +391,25 @@ in
       description = "OTEL_EXPORTER_OTLP_ENDPOINT for every service; null turns tracing off.";
     };
 
+    serviceTokenFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/keys/valerix-service-token";
+      description = ''
+        File holding the token the services share (VALERIX_SERVICE_TOKEN_FILE=%d/service-token,
+        handed over with LoadCredential=). With it, a service answers its internal operations
+        (the saga's steps) and the operator's only to callers that send it; the order service
+        and the gateway send it on their calls. Set: every service loads it. Null: the module
+        turns it on by itself when the order, inventory or payment service listens beyond
+        loopback or is served by another host (`<service>.enable = false` with a
+        `listenAddress` that is not loopback), with a token generated once into
+        ${defaultServiceTokenFile}. When the services span hosts, every host needs the
+        same token: set this on each to a file holding it (from your secrets manager, not
+        the Nix store). A path other than ${defaultServiceTokenFile} is never generated:
+        the units fail to start while it is missing.
+      '';
+    };
+
     gremlins.enable = mkEnableOption "the fault-injection (gremlin) endpoints; for tests only";
 
     openFirewall = mkOption {
@@ -439,7 +512,26 @@ in
       };
     };
   }
-  // lib.mapAttrs mkServiceOptions serviceDefs;
+  // lib.mapAttrs mkServiceOptions serviceDefs
+  // {
+    gateway = mkServiceOptions "gateway" serviceDefs.gateway // {
+      operatorTokenFile = mkOption {
+        type = types.str;
+        default = defaultOperatorTokenFile;
+        example = "/run/keys/valerix-operator-token";
+        description = ''
+          File holding the operator's bearer token: restocking and pricing, the order and
+          payment lists and the gremlins answer 401 without it. The gateway gets it with
+          LoadCredential= (VALERIX_OPERATOR_TOKEN_FILE=%d/operator-token), never in its
+          environment or the Nix store. At the default, ${defaultOperatorTokenFile} is
+          generated once (32 random bytes as hex, readable by root only) by
+          valerix-tokens.service before the gateway starts; read it there to call the
+          operator's routes or open the dashboard. Another path is yours to provide: the
+          gateway fails to start while it is missing.
+        '';
+      };
+    };
+  };
 
   config = mkIf cfg.enable (mkMerge [
     {
@@ -451,6 +543,18 @@ in
         {
           assertion = cfg.backup.enable -> cfg.database.createLocally;
           message = "services.valerix.backup backs up the local PostgreSQL (database.createLocally); back up an external database where it runs.";
+        }
+        {
+          # The Nix store is readable by every user of the host.
+          assertion = lib.all (f: f == null || !lib.hasPrefix "${builtins.storeDir}/" f) [
+            cfg.gateway.operatorTokenFile
+            cfg.serviceTokenFile
+          ];
+          message = "services.valerix: gateway.operatorTokenFile and serviceTokenFile must not be in the Nix store, which every user can read.";
+        }
+        {
+          assertion = servedElsewhere == [ ] || cfg.serviceTokenFile != null;
+          message = "services.valerix: ${lib.concatStringsSep ", " servedElsewhere} run on another host; set serviceTokenFile on every host to a file holding the same token (a token generated on each host would not match).";
         }
         {
           assertion = cfg.jaeger.enable -> cfg.jaeger.package != null;
@@ -468,9 +572,31 @@ in
       # For operators: `valerix audit`, `valerix openapi`, ...
       environment.systemPackages = [ cfg.package ];
 
-      systemd.services = lib.mapAttrs' (
-        name: def: lib.nameValuePair "valerix-${name}" (mkServiceUnit name def)
-      ) enabledServices;
+      systemd.services =
+        lib.mapAttrs' (
+          name: def: lib.nameValuePair "valerix-${name}" (mkServiceUnit name def)
+        ) enabledServices
+        // optionalAttrs (generatedTokenFiles != [ ]) {
+          # Writes only the files that are missing: a token in use stays as it is.
+          valerix-tokens = {
+            description = "Generate the missing Valerix tokens (once)";
+            serviceConfig = hardening // {
+              Type = "oneshot";
+              RemainAfterExit = true;
+              StateDirectory = "valerix";
+              StateDirectoryMode = "0700";
+            };
+            script = ''
+              for f in ${lib.escapeShellArgs generatedTokenFiles}; do
+                if [ ! -e "$f" ]; then
+                  token=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+                  printf '%s\n' "$token" > "$f.new"
+                  mv "$f.new" "$f"
+                fi
+              done
+            '';
+          };
+        };
 
       networking.firewall.allowedTCPPorts = mkIf cfg.openFirewall (
         lib.mapAttrsToList (name: _: cfg.${name}.port) enabledServices

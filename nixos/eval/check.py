@@ -4,7 +4,8 @@
 `nix-instantiate` (Debian's nix-bin is enough) evaluates nixos/eval/eval.nix
 with the nixpkgs lib in nixos/vendor/nixpkgs-lib (or $NIXPKGS_LIB): flake.nix
 with stand-in packages, nixos/example.nix, a host with only
-`services.valerix.enable = true`, and every node of the two VM tests, each
+`services.valerix.enable = true`, a `split` host (inventory and payment on
+another host), and every node of the two VM tests, each
 through `lib.evalModules` with nixos/eval/stubs.nix. An unknown option, a
 wrong type or a failed assertion fails that evaluation. Then this script
 checks the evaluated configurations against the rest of the repository:
@@ -16,6 +17,11 @@ checks the evaluated configurations against the rest of the repository:
   as the contract says (local: After=/Requires=postgresql.target, peer auth as
   the unit's user; remote: pg_hba lines that admit the other nodes over IPv4
   and IPv6), upstream URLs pointing at the other units' sockets or ports;
+- the tokens (docs/CONTRACT.md "Who may call what"): the gateway loads the
+  operator's, every service the services' one once an address is not local,
+  from files outside the Nix store; the generator of the default files is
+  ordered before them and run in a scratch directory; the split host without
+  serviceTokenFile is refused;
 - Prometheus scraping exactly the services' listen addresses, Grafana's
   provisioning paths existing in the package (as flake.nix's postInstall lays
   out share/valerix), the datasource uids the dashboards and alert refer to;
@@ -77,6 +83,12 @@ DRIVER_GLOBALS = {
 }
 # Machine methods whose string arguments are shell commands run in the VM.
 SHELL_METHODS = {"succeed", "fail", "execute", "wait_until_succeeds", "wait_until_fails"}
+# The tokens' files the module generates when missing (nixos/module.nix, stateDir).
+DEFAULT_TOKEN_FILES = {
+    "operator-token": "/var/lib/valerix/operator-token",
+    "service-token": "/var/lib/valerix/service-token",
+}
+TOKEN_VARS = {"operator-token": "VALERIX_OPERATOR_TOKEN_FILE", "service-token": "VALERIX_SERVICE_TOKEN_FILE"}
 # The ports Jaeger's built-in all-in-one configuration listens on (OTLP gRPC,
 # OTLP HTTP, UI/API), as the module's jaeger.enable documents.
 JAEGER_PORTS = {4317, 4318, 16686}
@@ -387,9 +399,96 @@ def check_host(where: str, cfg: dict, pkg: Package, helps: dict[str, str], runti
                 R.check(url == f"http://{connect_target(listen_of[target])}", w, f"{url} is not where {target} listens")
             R.check(f"{target}.service" in unit["after"], w, f"not After={target}.service")
 
+    check_tokens(where, cfg, units)
     check_prometheus(where, cfg, pkg, package, units, listen_of)
     check_grafana(where, cfg, pkg, package)
     check_backup(where, cfg, package, helps)
+
+
+def check_tokens(where: str, cfg: dict, units: dict[str, dict]) -> None:
+    """docs/CONTRACT.md "Who may call what": the gateway loads the operator's token;
+    every service loads the services' token once one of order, inventory or payment
+    is reachable beyond loopback (or served by another host), or when it is set.
+    Both with LoadCredential= from a file outside the Nix store, the variable
+    naming %d/<id>; a file at the module's default path is generated first."""
+    vx = cfg["valerix"]
+    non_local = [n for n in ("order", "inventory", "payment") if not is_loopback(vx[n]["listenAddress"])]
+    service_file = vx["serviceTokenFile"] or (DEFAULT_TOKEN_FILES["service-token"] if non_local else None)
+    generated: set[str] = set()
+    for name, unit in sorted(units.items()):
+        w = f"{where} {name}"
+        env, creds = unit["environment"], credentials(unit)
+        want = {}
+        if name == "valerix-gateway":
+            want["operator-token"] = vx["gateway"]["operatorTokenFile"]
+        if service_file is not None:
+            want["service-token"] = service_file
+        for cred, var in TOKEN_VARS.items():
+            if cred not in want:
+                R.check(cred not in creds and var not in env, w, f"loads {cred}, which is not this unit's"
+                        + ("" if name == "valerix-gateway" or cred == "operator-token"
+                           else f" (every service address is local: {non_local})"))
+                continue
+            path = want[cred]
+            why = f" (non-local: {non_local})" if cred == "service-token" and non_local else ""
+            R.check(creds.get(cred) == path, w, f"LoadCredential={cred}:{creds.get(cred)}, want {path}{why}")
+            R.check(env.get(var) == f"%d/{cred}", w, f"{var}={env.get(var)}, want %d/{cred}")
+            R.check(not path.startswith("/nix/store/"), w, f"{cred} from {path}: the Nix store is world-readable")
+            if path == DEFAULT_TOKEN_FILES[cred]:
+                generated.add(path)
+                for key in ("requires", "after"):
+                    R.check("valerix-tokens.service" in unit[key], w,
+                            f"{key} lacks valerix-tokens.service, which writes {path} (a missing credential fails the start)")
+            elif path.startswith("/etc/"):
+                etc = [e for e in cfg["etc"].values() if e["target"] == path[len("/etc/"):]]
+                R.check(any(e["enable"] and e["hasContent"] for e in etc), w,
+                        f"{cred} from {path}, which environment.etc does not provide")
+        leaked = sorted(v for v, value in env.items() if str(value) in want.values())
+        R.check(not leaked, w, f"{leaked} name a token's file itself, not its credential")
+
+    tokens = cfg["services"].get("valerix-tokens")
+    w = f"{where} valerix-tokens"
+    if not generated:
+        R.check(tokens is None, w, "a token generator, but no unit loads a token from the default paths")
+        return
+    if not R.check(tokens is not None, w, f"no unit generates {sorted(generated)}"):
+        return
+    sc = tokens["serviceConfig"]
+    R.check(sc.get("Type") == "oneshot" and sc.get("RemainAfterExit") is True, w, "not a oneshot that remains active")
+    state = sc.get("StateDirectory")
+    R.check(all(str(Path(p).parent) == f"/var/lib/{state}" for p in generated), w,
+            f"StateDirectory={state} does not hold {sorted(generated)} (ProtectSystem=strict)")
+    run_token_script(w, tokens["script"], generated, sc.get("UMask"))
+
+
+def run_token_script(w: str, script: str, files: set[str], umask: str | None) -> None:
+    """Runs the generator in a scratch directory (its paths moved there): every file
+    written is 64 hex digits, mode 0600; a second run changes nothing."""
+    import tempfile
+
+    if not R.check(umask is not None, w, "no UMask= (the files would be world-readable)"):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        moved = script
+        for f in files:
+            moved = moved.replace(f, tmp + f)
+            Path(tmp + f).parent.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            R.check(tmp + f in moved, w, f"the script does not name {f}")
+
+        def run() -> dict[str, str]:
+            done = subprocess.run(["bash", "-euc", f"umask {umask}\n{moved}"], capture_output=True, text=True)
+            R.check(done.returncode == 0, w, f"the script failed: {done.stderr.strip()}")
+            return {f: Path(tmp + f).read_text() if Path(tmp + f).exists() else "" for f in files}
+
+        first = run()
+        for f, text in first.items():
+            R.check(re.fullmatch(r"[0-9a-f]{64}\n", text) is not None, w, f"{f} holds {text!r}, not 32 random bytes in hex")
+            if Path(tmp + f).exists():
+                mode = Path(tmp + f).stat().st_mode & 0o777
+                R.check(mode == 0o600, w, f"{f} has mode {mode:o}, not 600")
+        R.check(len(set(first.values())) == len(first), w, "two tokens are the same")
+        R.check(run() == first, w, "a second run replaced a token that was there")
 
 
 def check_backup(where: str, cfg: dict, package: str, helps: dict[str, str]) -> None:
@@ -865,6 +964,11 @@ def main() -> int:
         check_host(where, cfg, pkg, helps, runtime)
     check_defaults(configs["defaults"])
     check_example(configs["example"])
+    # inventory and payment on another host, no shared token given: a token
+    # generated on each host would never match.
+    refused = ev["refused"]["split-without-service-token"]
+    R.check(any("serviceTokenFile" in m for m in refused), "split without serviceTokenFile",
+            f"not refused (failed assertions: {refused})")
     check_app(ev["app"], pkg, package_path, has_jaeger)
     check_devshell(ev["devShell"])
     for name, test in ev["tests"].items():

@@ -106,6 +106,11 @@ let
       stanzas = lib.mapAttrs (_: s: { inherit (s) jobs; }) config.services.pgbackrest.stanzas;
     };
     systemPackages = map pkgInfo config.environment.systemPackages;
+    # Where files are, not what they hold (the tests put tokens there).
+    etc = lib.mapAttrs (_: e: {
+      inherit (e) enable target mode;
+      hasContent = e.text != null || e.source != null;
+    }) config.environment.etc;
     users = lib.mapAttrs (_: u: {
       inherit (u)
         group
@@ -176,6 +181,38 @@ let
     };
 
   example = flake.nixosConfigurations.example;
+
+  # The messages of the assertions a configuration fails, for one that must be refused.
+  failedAssertions =
+    modules:
+    let
+      inherit
+        (lib.evalModules {
+          modules = modules ++ [
+            ./stubs.nix
+            { _module.args.pkgs = pkgs; }
+          ];
+        })
+        config
+        ;
+    in
+    map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+
+  # Inventory and payment served by another host: the order service and the
+  # gateway reach them at their listenAddress.
+  split = {
+    services.valerix = {
+      enable = true;
+      inventory = {
+        enable = false;
+        listenAddress = "192.0.2.12";
+      };
+      payment = {
+        enable = false;
+        listenAddress = "192.0.2.12";
+      };
+    };
+  };
 in
 {
   package = flake.packages.${system}.valerix._eval;
@@ -188,6 +225,18 @@ in
     defaults = evalHost "defaults" [
       flake.nixosModules.default
       { services.valerix.enable = true; }
+    ];
+    split = evalHost "split" [
+      flake.nixosModules.default
+      split
+      { services.valerix.serviceTokenFile = "/run/keys/valerix-service-token"; }
+    ];
+  };
+  # Configurations the module must refuse, with the messages it gives.
+  refused = {
+    split-without-service-token = failedAssertions [
+      flake.nixosModules.default
+      split
     ];
   };
   tests = {

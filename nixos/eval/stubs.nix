@@ -316,6 +316,24 @@ in
 
     # nixos/modules/config/system-path.nix
     environment.systemPackages = opt (types.listOf types.package) [ ];
+    # nixos/modules/system/etc/etc.nix (there `source` defaults to the `text`
+    # written to the store; a stand-in store path needs no default).
+    environment.etc = opt (types.attrsOf (
+      types.submodule (
+        { name, ... }:
+        {
+          options = {
+            enable = opt types.bool true;
+            target = opt types.str name;
+            text = nullOpt types.lines;
+            source = nullOpt types.path;
+            mode = opt types.str "symlink";
+            user = opt types.str "+0";
+            group = opt types.str "+0";
+          };
+        }
+      )
+    )) { };
 
     # nixos/modules/config/users-groups.nix: userOpts, groupOpts.
     users.users = opt (types.attrsOf (

@@ -10,6 +10,14 @@ let
   # Test-only credentials; a real host keeps the URL file out of the Nix store.
   dbPassword = "valerix-multinode-test";
   databaseUrl = "postgres://valerix:${dbPassword}@db:5432/valerix";
+  # The services' shared token, the same file on `app` and `client`. Through
+  # environment.etc it also lands in the Nix store: test data only; a real host
+  # points serviceTokenFile at its secrets manager's file.
+  serviceToken = "valerix-multinode-service-token";
+  serviceTokenFile = {
+    text = serviceToken;
+    mode = "0400";
+  };
 
   script =
     name: text:
@@ -49,6 +57,11 @@ let
           ;;
       esac
     done < /tmp/acked
+  '';
+
+  # Only the HTTP status code of a curl call (its arguments), e.g. 401.
+  httpStatus = script "http-status" ''
+    curl -s -o /dev/null -m 30 -w '%{http_code}' "$@"
   '';
 
   seedProducts = script "seed-products" ''
@@ -109,9 +122,14 @@ pkgs.testers.runNixOSTest {
           urlFile = "${pkgs.writeText "valerix-database-url" databaseUrl}";
         };
         gateway.listenAddress = "0.0.0.0";
+        # Beyond loopback: the module would turn the service token on by itself
+        # (generated on `app`); given as the file every host shares.
         order.listenAddress = "0.0.0.0";
+        serviceTokenFile = "/etc/valerix/service-token";
         openFirewall = true;
       };
+      environment.etc."valerix/service-token" = serviceTokenFile;
+      environment.systemPackages = [ httpStatus ];
     };
 
     client = {
@@ -120,7 +138,9 @@ pkgs.testers.runNixOSTest {
         valerix
         driveOrders
         checkAcked
+        httpStatus
       ];
+      environment.etc."valerix/service-token" = serviceTokenFile;
     };
   };
 
@@ -135,6 +155,24 @@ pkgs.testers.runNixOSTest {
             app.wait_for_unit(f"{service}.service")
         db.succeed("seed-products")
         client.wait_until_succeeds("curl -s -o /dev/null http://app:5000/", timeout=120)
+
+    with subtest("across hosts the services' own operator and internal operations need the service token"):
+        bearer = "-H \"Authorization: Bearer $(cat /etc/valerix/service-token)\""
+        code = client.succeed("http-status http://app:5001/orders").strip()
+        assert code == "401", f"order list on app:5001 without the service token: {code}"
+        code = client.succeed(f"http-status {bearer} http://app:5001/orders").strip()
+        assert code == "200", f"order list on app:5001 with the service token: {code}"
+        code = client.succeed(
+            "http-status -X POST http://app:5000/api/payments/refund"
+            + " -H 'content-type: application/json' -d '{\"order_id\":\"x\"}'"
+        ).strip()
+        assert code == "404", f"anonymous refund through the gateway: {code}"
+        code = client.succeed("http-status http://app:5000/api/orders").strip()
+        assert code == "401", f"order list through the gateway without the operator token: {code}"
+        # The gateway passes the operator's call on with the service token.
+        operator = "-H \"Authorization: Bearer $(cat /var/lib/valerix/operator-token)\""
+        code = app.succeed(f"http-status {operator} http://127.0.0.1:5000/api/orders").strip()
+        assert code == "200", f"order list through the gateway with the operator token: {code}"
 
     with subtest("orders keep coming while db's firewall cuts PostgreSQL off, then heals"):
         client.succeed("drive-orders 150 >/dev/null 2>&1 &")
