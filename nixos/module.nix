@@ -267,6 +267,11 @@ let
           ExecStart = "${cfg.package}/bin/${def.binary}";
           Restart = "on-failure";
           RestartSec = "2s";
+          # Room for --max-connections (4096 by default) plus the database
+          # pool and sockets; the services raise their soft limit to this and
+          # lower their connection cap to fit it (systemd's default soft
+          # limit, 1024, would let a thousand idle sockets starve a service).
+          LimitNOFILE = 8192;
           # A static user whose name matches the PostgreSQL role (peer auth).
           User = "valerix";
           Group = "valerix";

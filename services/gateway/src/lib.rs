@@ -140,7 +140,7 @@ fn app(
         let http = upstream.client(
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(2).min(config.upstream_timeout()))
-                .pool_idle_timeout(Duration::from_secs(30)),
+                .pool_idle_timeout(valerix_runtime::client::POOL_IDLE),
         )?;
         Ok((upstream.url().clone(), http))
     };

@@ -118,12 +118,17 @@ pub struct Answer<T> {
     pub body: T,
 }
 
+/// How long a client keeps an idle connection to a service: well below the
+/// services' keep-alive (their `--header-timeout-ms`, 5 s by default), so a
+/// client never reuses a connection the server is closing at that moment.
+pub const POOL_IDLE: Duration = Duration::from_secs(2);
+
 impl Downstream {
     pub fn new(name: &'static str, upstream: &Upstream, policy: CallPolicy) -> Self {
         let http = upstream
             .client(
                 reqwest::Client::builder()
-                    .pool_idle_timeout(Duration::from_secs(30))
+                    .pool_idle_timeout(POOL_IDLE)
                     .connect_timeout(policy.timeout),
             )
             .unwrap_or_else(|_| reqwest::Client::new());

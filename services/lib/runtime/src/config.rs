@@ -122,6 +122,24 @@ pub struct HttpArgs {
     #[arg(long, env = "VALERIX_SHED_AFTER_MS", default_value_t = 50)]
     pub shed_after_ms: u64,
 
+    /// Connections open at once; past it new ones wait in the kernel's
+    /// backlog (lowered at start to fit the file-descriptor limit)
+    #[arg(long, env = "VALERIX_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// A request whose headers have not all arrived this long after it
+    /// began, or an idle keep-alive connection, is closed (milliseconds)
+    #[arg(long, env = "VALERIX_HEADER_TIMEOUT_MS", default_value_t = 5000)]
+    pub header_timeout_ms: u64,
+
+    /// Largest request head (request line and headers) in bytes; larger: 431
+    #[arg(long, env = "VALERIX_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Most request headers; more: 431
+    #[arg(long, env = "VALERIX_MAX_HEADERS", default_value_t = 64)]
+    pub max_headers: usize,
+
     /// Also serve on this Unix domain socket, for callers on the same host
     /// (they use the address unix:PATH); the TCP address stays as it is
     #[arg(long, env = "VALERIX_UNIX_SOCKET")]

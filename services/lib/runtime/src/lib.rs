@@ -11,6 +11,7 @@ pub mod domain;
 pub mod gremlin;
 pub mod health;
 pub mod limits;
+pub mod listen;
 pub mod observe;
 pub mod otel;
 pub mod problem;

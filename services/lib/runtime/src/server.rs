@@ -2,13 +2,13 @@
 //! request telemetry, the edge error mapping, body limits, readiness and a
 //! graceful drain on shutdown.
 
-use std::{future::Future, path::Path, time::Duration};
-
-use poem::{
-    Endpoint, EndpointExt, IntoEndpoint, Route, Server, get,
-    http::Method,
-    listener::{Acceptor, AcceptorExt, TcpAcceptor, UnixAcceptor},
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    time::Duration,
 };
+
+use poem::{EndpointExt, IntoEndpoint, Route, get, http::Method};
 use poem_openapi::{OpenApi, OpenApiService};
 use tokio::net::TcpListener;
 
@@ -18,6 +18,7 @@ use crate::{
     config::HttpArgs,
     gremlin::{GremlinApi, Gremlins},
     limits::limit_body,
+    listen::{self, Limits, Listeners},
     observe::{self, LatencyGauge},
     problem::error_to_problem,
     prometheus, shed,
@@ -173,8 +174,8 @@ pub async fn serve_app(
     let app = observe::requests(service, routes, latency_gauge.clone(), app);
 
     let addr = listener.local_addr()?;
-    let tcp = TcpAcceptor::from_tokio(listener)?;
     let socket = http.unix_socket.as_deref().map(bind_unix).transpose()?;
+    let limits = fit_to_descriptors(service, Limits::from(http));
 
     // Requests publish the gauge as they end; the timer lets it decay to 0.
     let gauge_timer = latency_gauge.map(|g| {
@@ -200,37 +201,56 @@ pub async fn serve_app(
         shutdown.await;
         systemd::stopping();
     };
-    let drain = Some(Duration::from_secs(http.drain_secs));
-    let served = match socket {
-        Some((unix, path)) => {
-            let served = run(service, tcp.combine(unix), app, shutdown, drain).await;
-            let _ = std::fs::remove_file(path);
-            served
-        }
-        None => run(service, tcp, app, shutdown, drain).await,
+    let drain = Duration::from_secs(http.drain_secs);
+    let listeners = Listeners {
+        tcp: listener,
+        unix: socket,
     };
+    let served = listen::serve(listeners, app, limits, shutdown, drain).await;
     for task in [gauge_timer, watchdog].into_iter().flatten() {
         task.abort();
     }
     served
 }
 
-async fn run(
-    service: &'static str,
-    acceptor: impl Acceptor + 'static,
-    app: impl Endpoint + 'static,
-    shutdown: impl Future<Output = ()> + Send,
-    drain: Option<Duration>,
-) -> std::io::Result<()> {
-    Server::new_with_acceptor(acceptor)
-        .name(service)
-        .run_with_graceful_shutdown(app, shutdown, drain)
-        .await
+/// Raises the soft limit on open files to the hard one (as servers commonly
+/// do: systemd's default soft limit is 1024) and keeps the connection cap
+/// within it, with room for the database pool, sockets and logs; logs both.
+fn fit_to_descriptors(service: &'static str, mut limits: Limits) -> Limits {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return limits;
+    };
+    let raised = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    // Room for the database pool, listeners, logs and outgoing calls.
+    let reserved = (raised / 2).min(128);
+    let fits = usize::try_from(raised - reserved).unwrap_or(usize::MAX);
+    if limits.max_connections > fits {
+        tracing::warn!(
+            service,
+            wanted = limits.max_connections,
+            fits,
+            "--max-connections lowered to fit the file-descriptor limit"
+        );
+        limits.max_connections = fits.max(1);
+    }
+    tracing::info!(
+        service,
+        nofile = raised,
+        was = soft,
+        max_connections = limits.max_connections,
+        "file descriptors"
+    );
+    limits
 }
 
 /// Binds the Unix domain socket at `path`. A socket file left behind by a
 /// process that was killed is replaced; one that still answers is in use.
-fn bind_unix(path: &Path) -> std::io::Result<(UnixAcceptor, &Path)> {
+fn bind_unix(path: &Path) -> std::io::Result<(tokio::net::UnixListener, PathBuf)> {
     use std::os::unix::{
         fs::FileTypeExt,
         net::{UnixListener, UnixStream},
@@ -248,7 +268,10 @@ fn bind_unix(path: &Path) -> std::io::Result<(UnixAcceptor, &Path)> {
         std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display()))
     })?;
     listener.set_nonblocking(true)?;
-    Ok((UnixAcceptor::from_std(listener)?, path))
+    Ok((
+        tokio::net::UnixListener::from_std(listener)?,
+        path.to_owned(),
+    ))
 }
 
 /// What a service binary's `main` does: logs, bind, run until SIGTERM.

@@ -117,6 +117,7 @@ impl OrderTarget {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(max_in_flight)
+            .pool_idle_timeout(valerix_runtime::client::POOL_IDLE)
             .tcp_nodelay(true)
             .build()
             .context("building the HTTP client")?;
