@@ -703,3 +703,25 @@ async fn a_client_that_writes_a_2_mb_body_first_gets_the_413_from_every_service_
         }
     }
 }
+
+#[tokio::test]
+async fn the_gateway_relays_an_upstreams_early_413_never_a_reset_or_5xx() {
+    // The order service takes 1 KiB bodies, the gateway 64 KiB: a 30 KB
+    // body passes the gateway and is refused by the service while the
+    // gateway may still be streaming it.
+    let stack = Stack::start_with(valerix_testkit::StackOptions {
+        order: Box::new(|c| c.http.max_body_bytes = 1024),
+        ..Default::default()
+    })
+    .await;
+    let gateway = stack.gateway().await;
+    for chunked in [false, true, false, true, false, true] {
+        let (status, problem) =
+            post_whole_body(&gateway.url, "/api/orders", 30 * 1024, chunked).await;
+        assert_eq!(status, 413, "chunked: {chunked}: {problem}");
+        assert_eq!(
+            problem["status"], 413,
+            "the service's problem JSON: {problem}"
+        );
+    }
+}
