@@ -44,7 +44,7 @@ impl OrderStatus {
 
     /// `('PENDING', 'PENDING_INVENTORY', 'PENDING_PAYMENT')`, for SQL that
     /// must match the partial index `orders_unsettled` (a bound array
-    /// parameter would keep the planner from using it).
+    /// parameter would keep the query planner from using it).
     pub fn unsettled_sql() -> String {
         let quoted: Vec<String> = Self::UNSETTLED
             .iter()

@@ -163,11 +163,11 @@ impl Stack {
             .execute(&pool)
             .await?;
         // Only the table that keeps its rows. VACUUM (or ANALYZE) of a
-        // just-emptied table records it as empty, the planner then prefers
+        // just-emptied table records it as empty, the query planner then prefers
         // sequential scans, and prepared statements keep those plans while
         // the table grows: each order then costs more than the one before
         // (that made the first figures both slow and erratic). TRUNCATE
-        // leaves the size unknown, and the planner uses the indexes.
+        // leaves the size unknown, and the query planner uses the indexes.
         sqlx::query("VACUUM ANALYZE inventory")
             .execute(&pool)
             .await?;

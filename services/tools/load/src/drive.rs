@@ -169,7 +169,7 @@ impl Shared {
     }
 }
 
-/// Runs the plan until it is done or `stop` says so, and returns the tally
+/// Runs the schedule until it is done or `stop` says so, and returns the tally
 /// once every request in flight has been answered.
 pub async fn drive(
     target: OrderTarget,

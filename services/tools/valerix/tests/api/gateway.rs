@@ -150,7 +150,7 @@ async fn the_gateway_forwards_paths_headers_bodies_and_answers_unchanged() {
         .header("tracestate", "valerix=1")
         .header("idempotency-key", "k-1")
         .header("authorization", stack.operator.bearer())
-        .header("cookie", "session=secret")
+        .header("cookie", "sid=secret")
         .header("x-forwarded-host", "evil.example")
         .body(body.clone())
         .send()
