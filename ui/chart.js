@@ -63,7 +63,8 @@ function drawLineChart(svg, options) {
   for (const line of lines) {
     const g = svgElement("g", { class: line.className || "limit" });
     g.append(svgElement("line", { x1: pad.left, x2: width - pad.right, y1: y(line.value), y2: y(line.value) }));
-    g.append(svgElement("text", { x: width - pad.right - 2, y: y(line.value) - 3, "text-anchor": "end" }, line.label));
+    // At the left, where the window's oldest and usually quietest points are.
+    g.append(svgElement("text", { x: pad.left + 3, y: y(line.value) - 3 }, line.label));
     children.push(g);
   }
 
