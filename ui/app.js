@@ -78,18 +78,54 @@ function money(cents) {
   return (cents / 100).toFixed(2);
 }
 
+// The SLA's limit in seconds, as the order service states it.
+let slaLimit = 1;
+
+// How long a restarted service's dot keeps its amber ring.
+const RESTART_SHOWN_MS = 30_000;
+// Restarts seen on this page, marked on the charts: {t, label}.
+const restartMarks = [];
+const lastRestarts = {};
+
+function clock(time) {
+  return new Date(time).toLocaleTimeString();
+}
+
+// The restart count beside a service, and a mark on the charts for each
+// restart the page sees happen.
+function showProcess(li, process) {
+  const restarts = (process && process.restarts) || 0;
+  li.dataset.restarts = String(restarts);
+  text(li.querySelector(".restarts"), restarts ? `↻ ${restarts}` : "");
+  const last = process && process.last_restart ? Date.parse(process.last_restart) : null;
+  if (last && Date.now() - last < RESTART_SHOWN_MS) li.classList.add("restarted");
+  const since = process && process.up_since ? `up since ${clock(process.up_since)}` : "";
+  const again = restarts ? `, restarted ${restarts}× (last at ${clock(last)})` : "";
+  if (since) li.title += ` — ${since}${again}`;
+  const service = li.dataset.service;
+  if (last && lastRestarts[service] !== last) {
+    restartMarks.push({ t: last, label: `${service.replace("-service", "")} restarted` });
+    // A new process forgot its gremlins: show the settings it has now.
+    if (service in lastRestarts) gremlinsLoaded = false;
+  }
+  lastRestarts[service] = last;
+}
+
 async function refreshOverview() {
   let r = await api("/api/overview", {}, true);
   // A refused token still leaves the public part to show.
   if (r.status === 401) r = await api("/api/overview");
   const services = (r.ok && r.body && r.body.services) || {};
+  const processes = (r.ok && r.body && r.body.processes) || {};
   for (const li of document.querySelectorAll("#health li")) {
     const state = r.ok ? services[li.dataset.service] : undefined;
     const good = li.dataset.service === "api-gateway" ? r.ok : GOOD.has(state);
     li.className = good ? "ok" : "bad";
     li.title = state || (r.ok ? "unknown" : "gateway unreachable");
+    if (li.querySelector(".restarts")) showProcess(li, processes[li.dataset.service]);
   }
   const sla = $("#sla");
+  if (r.ok && r.body.sla && typeof r.body.sla.limit === "number") slaLimit = r.body.sla.limit;
   if (r.ok && r.body.sla && typeof r.body.sla.avg_latency_30s === "number") {
     const v = r.body.sla.avg_latency_30s;
     text($("#sla-value"), `${v.toFixed(3)} s`);
@@ -220,8 +256,8 @@ function gremlinCard(service) {
       <button type="button" class="secondary" name="clear">Clear all</button>
     </fieldset>`;
   const field = (name) => card.querySelector(`[name=${name}]`);
-  for (const [id, el] of [["latency", field("latency")], ["delay_ms", field("delay_ms")]]) {
-    el.id = `${service}-${id}`;
+  for (const id of ["latency", "delay_ms", "noise", "noise_rate", "crash", "crash_rate"]) {
+    field(id).id = `${service}-${id}`;
   }
   const post = (kind, payload) =>
     api(`/api/gremlin/${service}/${kind}`, { method: "POST", body: JSON.stringify(payload) }, true);
@@ -258,6 +294,34 @@ async function loadGremlins() {
     card.querySelector("[name=noise]").checked = Boolean(s.noise && s.noise.enabled);
     card.querySelector("[name=crash]").checked = Boolean(s.crash && s.crash.enabled);
   }
+}
+
+// The charts: the gateway's points, fetched as they come (`after` the
+// newest one here), kept for the window it reports.
+let activity = { points: [], windowMs: 300_000 };
+
+async function refreshActivity() {
+  const newest = activity.points.length ? activity.points[activity.points.length - 1].t : null;
+  const r = await api(newest === null ? "/api/activity" : `/api/activity?after=${newest}`);
+  if (r.ok && r.body) {
+    activity.windowMs = r.body.window_seconds * 1000;
+    const points = activity.points.concat(r.body.points);
+    const end = points.length ? points[points.length - 1].t : Date.now();
+    activity.points = points.filter((p) => p.t > end - activity.windowMs);
+  }
+  drawCharts();
+}
+
+function drawCharts() {
+  const { points, windowMs } = activity;
+  while (restartMarks.length && restartMarks[0].t < Date.now() - windowMs) restartMarks.shift();
+  drawLineChart($("#chart-orders"), {
+    points, windowMs, series: ["confirmed", "failed", "pending"], floor: 1, events: restartMarks,
+  });
+  drawLineChart($("#chart-latency"), {
+    points, windowMs, series: ["p50", "p99", "avg_30s"], floor: 0.1, events: restartMarks,
+    lines: [{ value: slaLimit, label: `SLA ${slaLimit} s`, className: "limit" }],
+  });
 }
 
 function every(ms, fn) {
@@ -307,3 +371,4 @@ $("#forget-token").addEventListener("click", () => {
 every(1000, refreshOverview);
 every(1000, refreshOrders);
 every(2000, refreshStock);
+every(1000, refreshActivity);

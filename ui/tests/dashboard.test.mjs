@@ -55,6 +55,13 @@ async function placeOrder(product, quantity) {
 // The token as the page keeps it for its tab.
 const storedToken = () => page.evaluate(() => window.sessionStorage.getItem("valerix-operator-token"));
 
+// What the chart drew for a series: how many points, and the highest value.
+const drawn = (chart, series) =>
+  page.evaluate(([chart, series]) => {
+    const path = document.querySelector(`#${chart} path[data-series=${series}]`);
+    return path ? { points: Number(path.dataset.points), max: Number(path.dataset.max) } : null;
+  }, [chart, series]);
+
 const orderStatus = (id) =>
   page.locator(`#orders tr[data-order-id="${id}"] td.status`).getAttribute("data-status");
 
@@ -109,6 +116,16 @@ test("a gremlin episode, caused and watched from the page", async () => {
   await page.waitForSelector("#orders td.status[data-status=CONFIRMED]", { timeout: 10_000 });
   await shot("02-confirmed");
 
+  // The chart draws it: confirmed orders per second above 0, and a latency.
+  await page.waitForFunction(
+    () => Number(document.querySelector("#chart-orders path[data-series=confirmed]")?.dataset.max) > 0,
+    null,
+    { timeout: 15_000 },
+  );
+  const latency = await drawn("chart-latency", "p50");
+  assert.ok(latency.points > 0 && latency.max > 0, JSON.stringify(latency));
+  assert.equal(await page.locator("#chart-latency .limit").count(), 1, "the SLA's 1 s line");
+
   // The 3 s inventory gremlin: orders go PENDING, the SLA turns red.
   await page.waitForSelector("#inventory-latency");
   await page.fill("#inventory-delay_ms", "3000");
@@ -121,6 +138,14 @@ test("a gremlin episode, caused and watched from the page", async () => {
   }
   await page.waitForSelector("#orders td.status[data-status=PENDING_INVENTORY]", { timeout: 10_000 });
   await page.waitForSelector("#sla[data-state=breached]", { timeout: 30_000 });
+  // The episode in pictures: orders answered pending, and seconds of latency.
+  await page.waitForFunction(
+    () => Number(document.querySelector("#chart-orders path[data-series=pending]")?.dataset.max) > 0,
+    null,
+    { timeout: 15_000 },
+  );
+  const slow = await drawn("chart-latency", "p99");
+  assert.ok(slow.max > 1, `p99 above the SLA during the gremlin: ${JSON.stringify(slow)}`);
   await shot("03-gremlin-sla-red");
 
   // Lift it: the pending orders confirm by themselves, the SLA turns green.
@@ -139,6 +164,51 @@ test("a gremlin episode, caused and watched from the page", async () => {
   const greenAfter = (Date.now() - lifted) / 1000;
   console.log(`after lifting the gremlin: pending orders CONFIRMED in ${confirmedAfter.toFixed(1)} s, SLA green in ${greenAfter.toFixed(1)} s`);
   await shot("04-healed");
+});
+
+test("a crash and the restart, as they happen", async () => {
+  // Signed in from the previous test; every service up, none restarted.
+  await page.waitForFunction(
+    () => [...document.querySelectorAll("#health li")].every((li) => li.className === "ok"),
+    null,
+    { timeout: 20_000 },
+  );
+  const inventory = page.locator('#health li[data-service="inventory-service"]');
+  assert.equal(await inventory.getAttribute("data-restarts"), "0");
+  // Note every state the inventory dot takes from here on.
+  await page.evaluate(() => {
+    const li = document.querySelector('#health li[data-service="inventory-service"]');
+    window.inventoryStates = [];
+    new MutationObserver(() => window.inventoryStates.push(li.className))
+      .observe(li, { attributes: true, attributeFilter: ["class"] });
+  });
+
+  // Crash after commit on every write: the next reservation kills inventory.
+  await page.fill("#inventory-crash_rate", "1");
+  await page.check("#inventory-crash");
+  const placed = await placeOrder("PROD-1", 1);
+  assert.ok(["CONFIRMED", "PENDING"].includes(placed.status), placed.text);
+
+  // valerix up restarts it: green again, with its restart counted.
+  await page.waitForSelector('#health li[data-service="inventory-service"][data-restarts="1"].ok', {
+    timeout: 30_000,
+  });
+  assert.ok(await inventory.evaluate((li) => li.classList.contains("restarted")), "marked as restarted");
+  assert.match(await inventory.textContent(), /↻ 1/);
+  await page.waitForSelector("#chart-orders .restart", { state: "attached", timeout: 10_000 });
+  // The new process has no gremlin: the page shows it.
+  await page.waitForFunction(() => !document.querySelector("#inventory-crash").checked, null, {
+    timeout: 10_000,
+  });
+  // The order settles by itself.
+  await page.waitForFunction(
+    (id) => document.querySelector(`#orders tr[data-order-id="${id}"] td.status`)?.dataset.status === "CONFIRMED",
+    placed.id,
+    { timeout: 60_000 },
+  );
+  const states = await page.evaluate(() => window.inventoryStates);
+  console.log(`inventory's dot while it crashed and came back: ${states.join(" → ")}`);
+  await shot("05-restarted");
 });
 
 test("usable at phone width", async () => {
@@ -164,5 +234,9 @@ test("usable at phone width", async () => {
     [...document.querySelectorAll("#gremlin-grid input")].filter((i) => !i.closest("label")).length,
   );
   assert.equal(unlabelled, 0);
-  await shot("05-phone");
+  // The charts fit too, and still draw.
+  const chart = await page.locator("#chart-orders").boundingBox();
+  assert.ok(chart && chart.width > 200 && chart.x + chart.width <= 390, JSON.stringify(chart));
+  await page.waitForSelector("#chart-orders path[data-series=confirmed]", { state: "attached" });
+  await shot("06-phone");
 });

@@ -1,20 +1,30 @@
 //! The gateway's own operations (the proxied ones are documented in
-//! `proxied`): the health of the whole system, and `GET /api/overview`,
-//! everything the dashboard shows besides orders and stock in one call.
+//! `proxied`): the health of the whole system, `GET /api/overview`,
+//! everything the dashboard shows besides orders and stock in one call, and
+//! `GET /api/activity`, its chart.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use chrono::Utc;
 use poem::{Request, http::Method};
-use poem_openapi::{ApiResponse, Object, OpenApi, Tags, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags, param::Query, payload::Json};
 use valerix_runtime::{
-    Problem,
+    Problem, Problems,
     auth::{Denied, Guard, Token},
     client::{CallPolicy, Downstream},
     gremlin::GremlinSettings,
     health::{Health, HealthResponse},
+    problem::INVALID_PARAMS,
+    problem_set,
 };
 
-use crate::{NAME, config::Config, routes::Service};
+use crate::{
+    NAME,
+    activity::{self, Activity, Recorder},
+    config::Config,
+    lifetimes::{Lifetime, Lifetimes},
+    routes::Service,
+};
 
 #[derive(Tags)]
 enum Tag {
@@ -35,6 +45,10 @@ pub struct Overview {
     /// and `database` (`connected` | `disconnected`, as the order service
     /// sees it; `unknown` when the order service does not answer).
     pub services: BTreeMap<String, String>,
+    /// Each of the three services' process as the gateway has seen it:
+    /// since when it runs and how often it was restarted (a new process
+    /// answered) since the gateway started.
+    pub processes: BTreeMap<String, Lifetime>,
     pub sla: Sla,
     /// With the operator token: the order service's circuit breaker per
     /// downstream service: `closed` | `open` | `half-open`. Empty when the
@@ -99,6 +113,8 @@ pub struct Upstreams {
     pub inventory: Downstream,
     pub payment: Downstream,
     pub health_timeout: Duration,
+    lifetimes: Lifetimes,
+    activity: Recorder,
 }
 
 impl Upstreams {
@@ -119,6 +135,8 @@ impl Upstreams {
             inventory: downstream(Service::Inventory, &config.inventory_url),
             payment: downstream(Service::Payment, &config.payment_url),
             health_timeout: config.health_timeout(),
+            lifetimes: Lifetimes::default(),
+            activity: Recorder::default(),
         }
     }
 
@@ -135,6 +153,13 @@ impl Upstreams {
             self.inventory.health(t),
             self.payment.health(t),
         );
+        for (service, health) in [
+            (&self.order, &order),
+            (&self.inventory, &inventory),
+            (&self.payment, &payment),
+        ] {
+            self.lifetimes.observe(service.name(), health.as_ref());
+        }
         let database = order
             .as_ref()
             .and_then(|h| h.dependencies.get("database").cloned());
@@ -152,6 +177,25 @@ impl Upstreams {
             None => health.info("database", "unknown"),
         };
         (health, order)
+    }
+
+    /// One second of watching, whether or not anyone looks: each service's
+    /// health (so a restart is counted even while no page is open) and the
+    /// order service's metrics for the chart.
+    async fn watch_once(&self) {
+        let at = Utc::now();
+        let (_, metrics) = tokio::join!(self.health(), self.order.metrics(self.health_timeout));
+        self.activity.record(at, metrics.as_deref());
+    }
+
+    /// Watches until dropped, one round a second.
+    pub async fn watch(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(activity::INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.watch_once().await;
+        }
     }
 
     /// The order service's `GET /sla`.
@@ -198,6 +242,8 @@ fn breakers(order_health: Option<&Health>) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+problem_set!(ActivityErrors { 400 => INVALID_PARAMS });
 
 pub struct GatewayApi {
     upstreams: Arc<Upstreams>,
@@ -249,9 +295,26 @@ impl GatewayApi {
         services.extend(health.dependencies);
         OverviewResponse::Ok(Json(Overview {
             services,
+            processes: u.lifetimes.snapshot(),
             sla,
             breakers: operator.then(|| breakers(order_health.as_ref())),
             gremlins,
         }))
+    }
+
+    /// The dashboard's chart: orders per second and order latency.
+    ///
+    /// One point a second over the last five minutes, read from the order
+    /// service's own metrics: orders ending CONFIRMED and FAILED and
+    /// answered 202 (pending) per second, the median and 99th percentile
+    /// of placing an order, and the SLA's 30 s mean. `after` (milliseconds
+    /// since the Unix epoch, a point's `t`) returns only newer points.
+    #[oai(path = "/api/activity", method = "get", tag = "Tag::Dashboard")]
+    async fn activity(
+        &self,
+        /// Only the points after this one (its `t`).
+        after: Query<Option<i64>>,
+    ) -> Result<Json<Activity>, Problems<ActivityErrors>> {
+        Ok(Json(self.upstreams.activity.activity(after.0)))
     }
 }

@@ -1,8 +1,10 @@
 //! The API gateway: the dashboard, the services' APIs under `/api`, and the
 //! health of the whole system, behind one address.
 
+mod activity;
 mod api;
 mod config;
+mod lifetimes;
 mod proxy;
 mod routes;
 mod spec;
@@ -79,9 +81,8 @@ impl Secrets {
         })
     }
 
-    fn api(&self, config: &Config) -> GatewayApi {
-        let upstreams = Upstreams::new(config, self.service.as_ref());
-        GatewayApi::new(Arc::new(upstreams), self.operator.clone())
+    fn upstreams(&self, config: &Config) -> Arc<Upstreams> {
+        Arc::new(Upstreams::new(config, self.service.as_ref()))
     }
 }
 
@@ -132,6 +133,7 @@ fn docs(route: Route, own: &OpenApiService<GatewayApi, ()>, spec: &str) -> Route
 fn app(
     config: &Config,
     secrets: &Secrets,
+    upstreams: Arc<Upstreams>,
     spec: &str,
 ) -> Result<impl Endpoint<Output = Response> + 'static, Error> {
     // One client per service: a client reaching a Unix socket sends every
@@ -154,7 +156,7 @@ fn app(
         service: secrets.service.as_ref().map(Token::authorization),
     };
 
-    let api = openapi(secrets.api(config));
+    let api = openapi(GatewayApi::new(upstreams, secrets.operator.clone()));
     let mut app = docs(Route::new(), &api, spec);
     let own = Arc::new(api.into_endpoint());
     for path in GatewayApi::meta().iter().flat_map(|a| &a.paths) {
@@ -178,6 +180,15 @@ fn app(
     Ok(with_allow(app, Allowed::of(&GatewayApi::meta())))
 }
 
+/// A task aborted when this is dropped.
+struct Watching(tokio::task::JoinHandle<()>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs the gateway on `listener` until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -186,7 +197,10 @@ pub async fn run(
 ) -> Result<(), Error> {
     let secrets = Secrets::read(&config)?;
     let spec = spec_from(&COMMITTED_SERVICE_SPECS)?;
-    let app = app(&config, &secrets, &spec)?;
+    let upstreams = secrets.upstreams(&config);
+    // Watches for as long as the gateway serves: stopped when `run` returns.
+    let _watching = Watching(tokio::spawn(upstreams.clone().watch()));
+    let app = app(&config, &secrets, upstreams, &spec)?;
     // The gateway holds no state to lose: alive is serving.
     let liveness: systemd::Probe = Arc::new(|| Box::pin(async { true }));
     let routes = RouteLabels::from_openapi_json(&spec);

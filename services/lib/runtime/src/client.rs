@@ -284,6 +284,17 @@ impl Downstream {
         resp.json().await.ok()
     }
 
+    /// The service's `GET /metrics` (Prometheus text); None when it did not
+    /// answer 200 in time.
+    pub async fn metrics(&self, timeout: Duration) -> Option<String> {
+        let url = self.upstream.join(crate::prometheus::PATH);
+        let resp = self.http.get(url).timeout(timeout).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.text().await.ok()
+    }
+
     fn transport_error(&self, err: reqwest::Error, timeout: Duration) -> CallError {
         if err.is_timeout() {
             CallError::Timeout {

@@ -1,6 +1,6 @@
 //! The contract's health document, the same shape on every service.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::OnceLock};
 
 use chrono::{DateTime, Utc};
 use poem_openapi::{ApiResponse, Enum, Object, payload::Json};
@@ -13,7 +13,16 @@ pub enum HealthStatus {
     Unhealthy,
 }
 
-/// `{"status", "service", "dependencies", "timestamp"}` as in the contract.
+static STARTED: OnceLock<DateTime<Utc>> = OnceLock::new();
+
+/// When this process started serving: fixed by `server::serve_app` as it
+/// starts (the first call wins), so a restarted service reports a later one.
+pub fn started_at() -> DateTime<Utc> {
+    *STARTED.get_or_init(Utc::now)
+}
+
+/// `{"status", "service", "dependencies", "timestamp"}` as in the contract,
+/// and `started_at`.
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
 pub struct Health {
     pub status: HealthStatus,
@@ -21,6 +30,11 @@ pub struct Health {
     /// Each dependency and its state, e.g. `"database": "connected"`.
     pub dependencies: BTreeMap<String, String>,
     pub timestamp: DateTime<Utc>,
+    /// When the service's process started serving: a later value than
+    /// before means it was restarted (the gateway's overview counts these).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 impl Health {
@@ -30,6 +44,7 @@ impl Health {
             service: service.to_owned(),
             dependencies: BTreeMap::new(),
             timestamp: Utc::now(),
+            started_at: Some(started_at()),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod observe;
 pub mod otel;
 pub mod problem;
 pub mod prometheus;
+pub mod scrape;
 pub mod server;
 pub mod shed;
 pub mod shutdown;

@@ -166,6 +166,7 @@ pub async fn serve_app(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     prometheus::install();
+    crate::health::started_at();
     let app = Route::new()
         .at(prometheus::PATH, get(prometheus::endpoint))
         .nest("/", app);

@@ -20,9 +20,9 @@ use crate::problem::Problem;
 /// Seconds a shed client is asked to wait.
 const RETRY_AFTER_SECS: u64 = 1;
 
-/// Probes, metrics, the fault controls and the gateway's overview (the
-/// dashboard's health view) must answer under overload: that is when they
-/// are needed.
+/// Probes, metrics, the fault controls and the gateway's overview and
+/// activity (the dashboard's health view and chart) must answer under
+/// overload: that is when they are needed.
 fn exempt(path: &str) -> bool {
     [
         "/health",
@@ -31,6 +31,7 @@ fn exempt(path: &str) -> bool {
         "/docs",
         "/openapi",
         "/api/overview",
+        "/api/activity",
     ]
     .iter()
     .any(|p| path.starts_with(p))

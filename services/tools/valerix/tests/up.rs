@@ -370,6 +370,42 @@ async fn a_crashing_inventory_is_restarted_and_every_order_settles_by_itself() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+    // The dashboard's view: the gateway saw inventory come back as new
+    // processes (at most as often as it was restarted: two restarts within
+    // one of its probes count once), the others never left; the chart drew
+    // the orders as they settled.
+    let get = async |path: &str| -> serde_json::Value {
+        http.get(format!("{gateway}{path}"))
+            .send()
+            .await
+            .expect("the gateway answers")
+            .json()
+            .await
+            .expect("json")
+    };
+    let overview = get("/api/overview").await;
+    let seen = overview["processes"]["inventory-service"]["restarts"]
+        .as_u64()
+        .expect("inventory's restarts");
+    assert!(
+        (1..=restarts as u64).contains(&seen),
+        "the gateway saw {seen} of {restarts} restarts: {overview}"
+    );
+    assert!(overview["processes"]["inventory-service"]["last_restart"].is_string());
+    for service in ["order-service", "payment-service"] {
+        assert_eq!(overview["processes"][service]["restarts"], 0, "{overview}");
+    }
+    let activity = get("/api/activity").await;
+    let points = activity["points"].as_array().expect("points");
+    let most = |figure: &str| {
+        points
+            .iter()
+            .filter_map(|p| p[figure].as_f64())
+            .fold(0.0, f64::max)
+    };
+    assert!(most("confirmed") > 0.0, "{activity}");
+    assert!(most("p99") > 0.0, "{activity}");
+
     let audit = std::process::Command::new(env!("CARGO_BIN_EXE_valerix"))
         .args(["audit", "--database-url", &database])
         .output()

@@ -10,7 +10,9 @@ use poem::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use valerix_testkit::{Stack, StackOptions, addr_of, black_hole, dead_address, listener, upstream};
+use valerix_testkit::{
+    Stack, StackOptions, addr_of, black_hole, dead_address, eventually, listener, upstream,
+};
 
 /// Answers 418 `application/x-echo+json` with what it received.
 async fn echo_upstream() -> (String, tokio::task::JoinHandle<()>) {
@@ -488,6 +490,125 @@ async fn the_overview_shows_health_sla_breakers_and_gremlins() {
     assert_eq!(o["breakers"], json!({}));
     assert_eq!(o["gremlins"]["order-service"], false);
     assert_eq!(o["gremlins"]["inventory-service"], true);
+}
+
+#[tokio::test]
+async fn the_overview_says_since_when_each_service_runs() {
+    let stack = Stack::start().await;
+    let gw = stack.gateway().await;
+    let o = overview(&stack, &gw.url).await;
+    for service in ["order-service", "inventory-service", "payment-service"] {
+        let p = &o["processes"][service];
+        assert_eq!(p["restarts"], 0, "{o}");
+        let since: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(p["up_since"].clone()).expect("up_since is a time");
+        assert!(since <= chrono::Utc::now(), "{o}");
+        assert!(p.get("last_restart").is_none(), "{o}");
+    }
+    // From each service's own health, where anyone can read it.
+    let health: Value = stack
+        .http
+        .get(format!("{}/health", stack.inventory.url))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        health["started_at"], o["processes"]["inventory-service"]["up_since"],
+        "{health}"
+    );
+}
+
+/// The chart's points: every one from the order service's metrics.
+async fn activity(stack: &Stack, gateway: &str, after: Option<i64>) -> Value {
+    let mut url = format!("{gateway}/api/activity");
+    if let Some(after) = after {
+        url = format!("{url}?after={after}");
+    }
+    let resp = stack.http.get(url).send().await.expect("activity");
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn the_chart_shows_orders_per_second_and_their_latency() {
+    let stack = Stack::start().await;
+    stack.product("CHART-1", 100, 1000).await;
+    let gw = stack.gateway().await;
+    let a = activity(&stack, &gw.url, None).await;
+    assert_eq!(a["interval_seconds"], 1);
+    assert_eq!(a["window_seconds"], 300);
+
+    for _ in 0..10 {
+        let resp = stack
+            .http
+            .post(format!("{}/api/orders", gw.url))
+            .json(&json!({ "product_id": "CHART-1", "quantity": 1 }))
+            .send()
+            .await
+            .expect("order");
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    // A point a second; the orders show within the next few.
+    let point = eventually(
+        "a point with confirmed orders",
+        Duration::from_secs(10),
+        || async {
+            let a = activity(&stack, &gw.url, None).await;
+            a["points"]
+                .as_array()?
+                .iter()
+                .find(|p| p["confirmed"].as_f64().is_some_and(|c| c > 0.0))
+                .cloned()
+        },
+    )
+    .await;
+    let (p50, p99) = (
+        point["p50"].as_f64().expect("a median"),
+        point["p99"].as_f64().expect("a 99th percentile"),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= 10.0, "{point}");
+    // In-process every order service writes the one SLA gauge (see the
+    // overview test): only its presence is certain here.
+    assert!(
+        point["avg_30s"].as_f64().is_some_and(|v| v >= 0.0),
+        "{point}"
+    );
+
+    // `after` gives only the newer points; the dashboard polls with it.
+    let t = point["t"].as_i64().expect("t");
+    let newer = activity(&stack, &gw.url, Some(t)).await;
+    let points = newer["points"].as_array().expect("points");
+    assert!(points.iter().all(|p| p["t"].as_i64() > Some(t)), "{newer}");
+    let resp = stack
+        .http
+        .get(format!("{}/api/activity?after=soon", gw.url))
+        .send()
+        .await
+        .expect("activity");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    // The order service gone: the newest points are gaps, not zeros.
+    let mut config = stack.gateway_config();
+    config.order_url = upstream(&dead_address().await);
+    let gw = stack.gateway_with(config).await;
+    let gap = eventually(
+        "a point from the dead order service",
+        Duration::from_secs(10),
+        || async {
+            activity(&stack, &gw.url, None).await["points"]
+                .as_array()?
+                .last()
+                .cloned()
+        },
+    )
+    .await;
+    assert!(gap["t"].is_i64(), "{gap}");
+    for figure in ["confirmed", "failed", "pending", "p50", "p99", "avg_30s"] {
+        assert!(gap.get(figure).is_none(), "{figure} in {gap}");
+    }
 }
 
 #[tokio::test]
