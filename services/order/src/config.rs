@@ -60,6 +60,16 @@ pub struct Config {
     /// Run the reconciler in this process (every replica may: claims do not overlap)
     #[arg(long, env = "VALERIX_RECONCILER", default_value_t = true, action = ArgAction::Set)]
     pub reconciler: bool,
+
+    /// How long an Idempotency-Key is remembered, in seconds; older keys are
+    /// deleted by the reconciler, and a request reusing one places a new order
+    #[arg(
+        long,
+        env = "VALERIX_IDEMPOTENCY_RETENTION_SECS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub idempotency_retention_secs: u64,
 }
 
 impl Config {
@@ -78,7 +88,12 @@ impl Config {
             circuit_breaker: true,
             breaker_failures: 5,
             breaker_open_ms: 5000,
+            idempotency_retention_secs: 86_400,
         }
+    }
+
+    pub fn idempotency_retention(&self) -> Duration {
+        Duration::from_secs(self.idempotency_retention_secs)
     }
 
     pub fn call_policy(&self) -> CallPolicy {
