@@ -86,6 +86,15 @@ impl Stack {
         }
     }
 
+    /// The service processes it started: name, pid and TCP base URL (none
+    /// for a stack not ours).
+    pub fn services(&self) -> Vec<(&'static str, u32, String)> {
+        self.procs
+            .iter()
+            .filter_map(|p| Some((p.name, p.pid()?, p.url())))
+            .collect()
+    }
+
     pub fn is_own(&self) -> bool {
         self.cluster.is_some()
     }
