@@ -76,7 +76,7 @@ pub(crate) fn init(service: &'static str) -> Traces {
     }
 }
 
-/// Spans waiting for export, at most (the SDK's default, set here so the
+/// Spans waiting for export, at most (the SDK's default, set explicitly so the
 /// bound is ours to see; `OTEL_BSP_MAX_QUEUE_SIZE` still overrides it).
 pub const SPAN_QUEUE: usize = 2048;
 

@@ -20,7 +20,7 @@ use reqwest::Url;
 /// Idle connections a client keeps to its upstream. reqwest keeps every
 /// one by default; they are few in practice (no more than were in use at
 /// once, each closed after its callers' idle timeout), but the bound is
-/// stated here rather than left to the traffic. The default
+/// stated in the code rather than left to the traffic. The default
 /// `--max-in-flight`: a service does not have more calls out to one
 /// upstream than requests in, so a steady load never has a connection it
 /// will reuse closed.
