@@ -4,7 +4,7 @@
 //! port. It fails when any service grows by more than 2 MiB after warm-up.
 //!
 //! Its length is what a debug build does in two and a half minutes on two
-//! cores shared with other work: 10 000 to 25 000 orders (78 to 190 per
+//! cores shared with other work: 7 000 to 25 000 orders (58 to 190 per
 //! second at the peak, depending on that other work), not the 60 000 a
 //! release build would; and straight at the order service, since the
 //! gateway in front costs a third of the throughput (the 30-minute release
@@ -17,8 +17,10 @@
 use std::process::Command;
 
 const WARMUP: u64 = 4_000;
-/// Fewer orders after warm-up than this and the run means little.
-const AT_LEAST: u64 = 5_000;
+/// Fewer orders after warm-up than this and the run means nothing. Kept low
+/// because a debug build on two cores that other work keeps busy (load
+/// averages of 10 were seen) does as few as 70 orders per second.
+const AT_LEAST: u64 = 2_000;
 
 #[test]
 fn no_service_grows_under_steady_load_with_nothing_scraping() {
