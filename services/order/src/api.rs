@@ -194,11 +194,17 @@ impl OrderApi {
     /// It is stored first, then stock is reserved and the amount charged.
     /// 201 when it settled, 202 when it is still processing (a downstream was
     /// slow or down; it settles by itself). A repeated request with the same
-    /// `Idempotency-Key` returns the same order.
+    /// `Idempotency-Key` (kept 24 hours) returns the same order.
     #[oai(path = "/orders", method = "post", tag = "Tag::Orders")]
     async fn create(
         &self,
         body: Json<CreateOrder>,
+        /// Makes a retry safe: a request with a key seen before returns the
+        /// first request's order instead of placing another (`422` if its
+        /// body differs). A key is remembered for 24 hours after its first
+        /// use (the order service's `--idempotency-retention-secs`), then
+        /// forgotten: past that, the same key places a new order. Use a new
+        /// key per order, e.g. a UUID.
         #[oai(
             name = "Idempotency-Key",
             validator(min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+$")

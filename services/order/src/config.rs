@@ -62,12 +62,26 @@ pub struct Config {
     /// Run the reconciler in this process (every replica may: claims do not overlap)
     #[arg(long, env = "VALERIX_RECONCILER", default_value_t = true, action = ArgAction::Set)]
     pub reconciler: bool,
+
+    /// How long an Idempotency-Key is remembered, in seconds; older keys are
+    /// deleted by the reconciler, and a request reusing one places a new order
+    #[arg(
+        long,
+        env = "VALERIX_IDEMPOTENCY_RETENTION_SECS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub idempotency_retention_secs: u64,
 }
 
 impl Config {
     /// The defaults with the given database, for tests.
     pub fn with_database(url: &str) -> Self {
         config::from_args(&["--database-url", url]).expect("the defaults parse")
+    }
+
+    pub fn idempotency_retention(&self) -> Duration {
+        Duration::from_secs(self.idempotency_retention_secs)
     }
 
     pub fn call_policy(&self) -> CallPolicy {

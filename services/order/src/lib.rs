@@ -63,6 +63,7 @@ pub async fn run(
         reconciler::spawn(
             saga.clone(),
             Duration::from_millis(config.reconcile_interval_ms),
+            config.idempotency_retention(),
         )
     });
     let pending_gauge = telemetry::spawn_pending_gauge(saga.store.clone());

@@ -115,11 +115,16 @@ impl Store {
             });
         }
         tx.rollback().await?;
-        let (hash, order_id): (String, Uuid) =
+        let first: Option<(String, Uuid)> =
             sqlx::query_as("SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1")
                 .bind(key)
-                .fetch_one(&self.pool)
+                .fetch_optional(&self.pool)
                 .await?;
+        let Some((hash, order_id)) = first else {
+            // Purged in between: the key had expired, so this request is
+            // new (it cannot be purged again so soon).
+            return Box::pin(self.create(new, Some(key))).await;
+        };
         if hash != fingerprint {
             return Err(StoreError::KeyReused(key.to_owned()));
         }
@@ -246,6 +251,29 @@ impl Store {
         .bind(LEASE.as_secs_f64())
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Forgets up to `limit` Idempotency-Keys older than `retention`, oldest
+    /// first (through their `created_at` index); how many it deleted. SKIP
+    /// LOCKED: replicas purging at the same moment take different keys.
+    pub async fn purge_idempotency_keys(
+        &self,
+        retention: Duration,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM idempotency_keys WHERE key IN (
+                 SELECT key FROM idempotency_keys
+                 WHERE created_at < NOW() - make_interval(secs => $1)
+                 ORDER BY created_at
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(retention.as_secs_f64())
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     /// Unsettled orders per status, for metrics and the dashboard.

@@ -17,7 +17,7 @@ use opentelemetry_otlp::{SpanExporter, WithHttpConfig};
 use opentelemetry_sdk::{
     Resource,
     propagation::TraceContextPropagator,
-    trace::{SdkTracerProvider, Tracer},
+    trace::{BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, Tracer},
 };
 use poem::http::HeaderMap;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -58,9 +58,11 @@ pub(crate) fn init(service: &'static str) -> Traces {
         let mut builder = SdkTracerProvider::builder().with_resource(resource.build());
         if let Some(endpoint) = endpoint() {
             match exporter() {
-                // Batch settings come from OTEL_BSP_* (the SDK reads them).
                 Ok(exporter) => {
-                    builder = builder.with_batch_exporter(exporter);
+                    let batches = BatchSpanProcessor::builder(exporter)
+                        .with_batch_config(batch_config())
+                        .build();
+                    builder = builder.with_span_processor(batches);
                     export = Ok(Some(endpoint));
                 }
                 Err(err) => export = Err(err),
@@ -72,6 +74,30 @@ pub(crate) fn init(service: &'static str) -> Traces {
         tracer: provider.tracer("valerix"),
         export,
     }
+}
+
+/// Spans waiting for export, at most (the SDK's default, set explicitly so the
+/// bound is ours to see; `OTEL_BSP_MAX_QUEUE_SIZE` still overrides it).
+pub const SPAN_QUEUE: usize = 2048;
+
+/// The batch processor's settings. In opentelemetry_sdk 0.33 the
+/// `BatchSpanProcessor` hands finished spans to its export thread through a
+/// `sync_channel` of `max_queue_size` with `try_send`: when the queue is full
+/// (the collector is down or slow and exports back up) the span is dropped
+/// and counted, never kept, so spans hold at most this much memory whatever
+/// the collector does. The thread exports one batch at a time; the OTLP
+/// exporter retries a failed batch with backoff only within its timeout
+/// (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s; our HTTP client also gives
+/// up after 10 s) and then drops it. The other `OTEL_BSP_*` variables apply
+/// as the SDK reads them.
+fn batch_config() -> BatchConfig {
+    let queue = env("OTEL_BSP_MAX_QUEUE_SIZE")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(SPAN_QUEUE);
+    BatchConfigBuilder::default()
+        .with_max_queue_size(queue)
+        .build()
 }
 
 fn exporter() -> Result<SpanExporter, String> {

@@ -2,8 +2,14 @@
 //! (tests run several services in one process, so installing is idempotent),
 //! rendered by every service's `GET /metrics`. Which service a series belongs
 //! to is its `service` label, set where it is recorded, never by the recorder.
+//!
+//! Histogram samples are kept one by one until upkeep drains them into their
+//! buckets. Rendering drains them too, but a service nobody scrapes (no
+//! Prometheus installed, or Prometheus down for a weekend) must not keep
+//! every request's samples: a thread of the recorder's own drains them every
+//! `UPKEEP_EVERY` whether anyone scrapes or not.
 
-use std::sync::OnceLock;
+use std::{sync::OnceLock, time::Duration};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use poem::{
@@ -21,6 +27,11 @@ pub const LATENCY_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How often the samples recorded since are drained into their buckets: at
+/// most this long of them is held (at 2 000 requests/s, a few histogram
+/// samples of 8 bytes each per request: tens of KiB).
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the recorder unless this process already has one. Without it
@@ -35,7 +46,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .set_buckets(&LATENCY_BUCKETS)
                 .and_then(PrometheusBuilder::install_recorder);
             match installed {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    spawn_upkeep(handle.clone());
+                    Some(handle)
+                }
                 Err(err) => {
                     tracing::warn!(%err, "no Prometheus recorder: /metrics stays empty");
                     None
@@ -45,11 +59,30 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Upkeep on a timer, on a thread rather than a tokio task: the recorder
+/// belongs to the process, which may run several runtimes (the tests do,
+/// one per test) and outlive any of them. The exporter's own upkeep task
+/// comes only with its HTTP listener or push gateway, neither of which we
+/// use: `/metrics` is served by each service's own router.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(%err, "no metrics upkeep thread: histogram samples drain only when scraped");
+    }
+}
+
 /// Everything recorded in this process, in Prometheus' text format.
 pub fn render() -> String {
     install().map_or_else(String::new, |h| {
-        // Upkeep drains histogram samples into their buckets; doing it per
-        // scrape needs no task tied to one runtime.
+        // Rendering drains the histograms itself; upkeep also publishes
+        // descriptions recorded since the last tick, so a scrape is current.
         h.run_upkeep();
         h.render()
     })

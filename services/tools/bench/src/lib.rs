@@ -12,6 +12,7 @@
 
 mod cpu;
 mod dbonly;
+pub mod soak;
 mod stack;
 
 use std::{fmt::Write as _, path::PathBuf, sync::Arc, time::Duration};

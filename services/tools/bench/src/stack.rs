@@ -92,6 +92,16 @@ impl Stack {
         }
     }
 
+    /// The service processes it started: name, pid and TCP base URL (none
+    /// for a stack not ours).
+    pub fn services(&self) -> Vec<(&'static str, u32, String)> {
+        self.services
+            .iter()
+            .flat_map(|s| s.iter())
+            .filter_map(|p| Some((p.service.name(), p.pid()?, p.url())))
+            .collect()
+    }
+
     pub fn is_own(&self) -> bool {
         self.cluster.is_some()
     }

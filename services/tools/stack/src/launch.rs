@@ -14,6 +14,14 @@ use valerix_runtime::topology::Service;
 
 use crate::process::{LaunchError, Output, ServiceProcess};
 
+/// A loopback port nobody listens on right now (e.g. an endpoint that must
+/// refuse connections).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// Which ports the services listen on.
 #[derive(Debug, Clone, Copy)]
 pub enum Ports {

@@ -6,7 +6,7 @@ pub mod notify;
 pub mod process;
 pub mod supervise;
 
-pub use launch::{Ports, Stack, StackBuilder, StackError, wiring};
+pub use launch::{Ports, Stack, StackBuilder, StackError, free_port, wiring};
 pub use process::{LaunchError, Output, ServiceProcess, die_with_parent};
 pub use supervise::{Event, RestartPolicy, Supervisor};
 pub use valerix_runtime::topology::Service;

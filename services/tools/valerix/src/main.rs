@@ -49,6 +49,9 @@ enum Cmd {
     Load(load::LoadArgs),
     /// The database-only bound against end to end, the ratio table (use a release build)
     Bench(bench::BenchArgs),
+    /// Drive the stack for a long while with nothing scraping it and watch
+    /// each process's memory; exit 2 when one grew past the limit after warm-up
+    Soak(bench::soak::SoakArgs),
     /// Run the fault schedule with the cure (retries, breaker, reconciler) off and on; print the table
     Chaos {
         #[arg(long, default_value_t = 1000)]
@@ -128,6 +131,16 @@ async fn main() -> ExitCode {
             };
         }
         Cmd::Bench(args) => bench::run(args).await,
+        Cmd::Soak(args) => {
+            return match bench::soak::run(args).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(2),
+                Err(err) => {
+                    eprintln!("valerix: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Cmd::Up(args) => {
             valerix_runtime::telemetry::init("valerix");
             up::run(args).await

@@ -1,7 +1,9 @@
+use std::time::Duration;
+
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use valerix_testkit::Stack;
+use valerix_testkit::{Stack, StackOptions, eventually};
 
 async fn keyed(stack: &Stack, key: &str, body: Value) -> (StatusCode, Value) {
     let resp = stack
@@ -72,4 +74,72 @@ async fn concurrent_retries_create_one_order() {
     let ids: std::collections::HashSet<_> = answers.iter().map(|(_, o)| o["id"].clone()).collect();
     assert_eq!(ids.len(), 1, "{answers:?}");
     assert_eq!(order_count(&stack).await, 1);
+}
+
+async fn keys_like(stack: &Stack, pattern: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE key LIKE $1")
+        .bind(pattern)
+        .fetch_one(&stack.pool)
+        .await
+        .expect("count keys")
+}
+
+#[tokio::test]
+async fn keys_past_their_retention_are_purged_and_then_place_a_new_order() {
+    let stack = Stack::start_with(StackOptions {
+        order: Box::new(|c| c.idempotency_retention_secs = 60),
+        ..StackOptions::default()
+    })
+    .await;
+    stack.product("P1", 100, 10).await;
+    let body = json!({ "product_id": "P1", "quantity": 1 });
+    let (_, old) = keyed(&stack, "old-key", body.clone()).await;
+    let (_, young) = keyed(&stack, "young-key", body.clone()).await;
+    // Age what the retention is measured by: one key used 61 s ago, and a
+    // backlog of 1200 more, over two full purge batches.
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = NOW() - INTERVAL '61 seconds' WHERE key = 'old-key'",
+    )
+    .execute(&stack.pool)
+    .await
+    .expect("age the key");
+    sqlx::query(
+        "INSERT INTO idempotency_keys (key, request_hash, order_id, created_at)
+         SELECT 'backlog-' || g, 'x', $1::UUID, NOW() - INTERVAL '1 hour'
+         FROM generate_series(1, 1200) AS g",
+    )
+    .bind(young["id"].as_str().expect("order id"))
+    .execute(&stack.pool)
+    .await
+    .expect("a backlog of expired keys");
+
+    eventually(
+        "the reconciler to purge the expired keys",
+        Duration::from_secs(30),
+        || async {
+            (keys_like(&stack, "old-key").await == 0 && keys_like(&stack, "backlog-%").await == 0)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        keys_like(&stack, "young-key").await,
+        1,
+        "a key within its retention stays"
+    );
+    assert_eq!(order_count(&stack).await, 2, "orders are never purged");
+
+    // Forgotten: the old key now places a new order, even with another body.
+    let (s, again) = keyed(
+        &stack,
+        "old-key",
+        json!({ "product_id": "P1", "quantity": 2 }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{again}");
+    assert_ne!(again["id"], old["id"]);
+    // Remembered: the young key still returns its order.
+    let (_, replay) = keyed(&stack, "young-key", body).await;
+    assert_eq!(replay["id"], young["id"]);
+    assert_eq!(order_count(&stack).await, 3);
 }
