@@ -3,6 +3,7 @@
 mod api;
 mod config;
 pub mod domain;
+mod group;
 /// Public so `valerix bench` issues exactly this SQL for its database-only bound.
 pub mod store;
 
