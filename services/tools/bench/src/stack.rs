@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use sqlx::{Connection, PgConnection, PgPool};
-use valerix_devdb::Cluster;
+use valerix_devdb::{Cluster, Options};
 
 use valerix_stack::{Service, StackBuilder};
 
@@ -20,6 +20,9 @@ pub struct Stack {
     pub database_url: String,
     /// The base whose `/orders` takes orders.
     pub target: String,
+    /// The API gateway's base for the same (`/api`), when it runs.
+    pub gateway: Option<String>,
+    with_gateway: bool,
     services: Option<valerix_stack::Stack>,
     log_dir: PathBuf,
     exe: PathBuf,
@@ -29,9 +32,29 @@ pub struct Stack {
 
 impl Stack {
     /// A throwaway cluster and the services on free ports, each service
-    /// process with `env` on top of its defaults.
-    pub async fn start(env: Vec<(String, String)>, transport: Transport) -> anyhow::Result<Self> {
-        let cluster = tokio::task::spawn_blocking(Cluster::start).await??;
+    /// process with `env` on top of its defaults; `durable`: the cluster
+    /// flushes every commit to disk, as production runs PostgreSQL;
+    /// `with_gateway`: the API gateway runs too.
+    pub async fn start(
+        env: Vec<(String, String)>,
+        transport: Transport,
+        durable: bool,
+        with_gateway: bool,
+    ) -> anyhow::Result<Self> {
+        let options = Options {
+            settings: if durable {
+                [
+                    ("fsync", "on"),
+                    ("synchronous_commit", "on"),
+                    ("full_page_writes", "on"),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .to_vec()
+            } else {
+                Vec::new()
+            },
+        };
+        let cluster = tokio::task::spawn_blocking(move || Cluster::start_with(&options)).await??;
         let mut admin = PgConnection::connect(&cluster.url("postgres")).await?;
         sqlx::query("CREATE DATABASE valerix_bench")
             .execute(&mut admin)
@@ -52,6 +75,8 @@ impl Stack {
             cluster: Some(cluster),
             database_url,
             target: String::new(),
+            gateway: None,
+            with_gateway,
             services: None,
             log_dir,
             exe: std::env::current_exe().context("locating the valerix binary")?,
@@ -68,6 +93,8 @@ impl Stack {
             cluster: None,
             database_url,
             target,
+            gateway: None,
+            with_gateway: false,
             services: None,
             log_dir: PathBuf::new(),
             exe: PathBuf::new(),
@@ -101,6 +128,7 @@ impl Stack {
             .with(Service::Inventory, 1)
             .with(Service::Payment, 1)
             .with(Service::Order, 1)
+            .with(Service::Gateway, usize::from(self.with_gateway))
             .database(&self.database_url)
             .logs(&self.log_dir)
             .env("RUST_LOG", "warn");
@@ -112,6 +140,9 @@ impl Stack {
         }
         let stack = stack.start().await?;
         self.target = stack.get(Service::Order).url();
+        self.gateway = self
+            .with_gateway
+            .then(|| format!("{}/api", stack.get(Service::Gateway).url()));
         self.services = Some(stack);
         Ok(())
     }
