@@ -245,17 +245,18 @@ pub struct InventoryApi {
 }
 
 impl InventoryApi {
-    pub fn new(pool: PgPool) -> Self {
+    /// `grouped`: reserves and commits applied in groups (else one by one).
+    pub fn new(pool: PgPool, grouped: bool) -> Self {
         let store = Store::new(pool);
         Self {
-            groups: Groups::new(store.clone()),
+            groups: Groups::new(store.clone(), grouped),
             store,
         }
     }
 
     /// An instance that never touches a database, to render the spec.
     pub fn spec_only() -> Self {
-        Self::new(db::lazy_pool())
+        Self::new(db::lazy_pool(), true)
     }
 }
 

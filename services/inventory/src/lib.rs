@@ -26,7 +26,10 @@ pub async fn run(
 ) -> Result<(), Error> {
     valerix_runtime::systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
-    let api = server::openapi(InventoryApi::new(pool.clone()), "Valerix inventory service");
+    let api = server::openapi(
+        InventoryApi::new(pool.clone(), config.group_reservations),
+        "Valerix inventory service",
+    );
     server::serve(
         NAME,
         api,
