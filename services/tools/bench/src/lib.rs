@@ -407,6 +407,7 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
                 );
                 stack.reset().await?;
                 e2e_runs.push(e2e(&target, products, c, args, &stack.roles()).await);
+                stack.check_settled().await?;
             }
             let cell = Cell {
                 mix: *mix,
@@ -444,6 +445,7 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
             for _ in 0..args.rounds.max(1) {
                 stack.reset().await?;
                 runs.push(e2e(via, products, top, args, &stack.roles()).await);
+                stack.check_settled().await?;
             }
             let cell = Cell {
                 mix: *mix,
@@ -482,11 +484,13 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
             half.rate,
             Percentiles::of(&half.tally.all).p99
         );
+        stack.check_settled().await?;
         open.push(half);
         if let Some(via) = &gateway {
             stack.reset().await?;
             let mut half = open_run(via, args, *mix, products, peak / 2.0, peak, true).await;
             half.via_gateway = true;
+            stack.check_settled().await?;
             eprintln!(
                 "{:<20} half of peak through the gateway: p99 {:.1} ms",
                 mix_name(*mix, args.spread),
@@ -506,6 +510,7 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
                 true,
             )
             .await;
+            stack.check_settled().await?;
             eprintln!(
                 "{:<20} {}x peak: {} of {} shed",
                 mix_name(*mix, args.spread),
@@ -537,6 +542,7 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
                 false,
             )
             .await;
+            stack.check_settled().await?;
             eprintln!(
                 "{:<20} {}x peak without shedding: p99 {:.0} ms",
                 mix_name(*mix, args.spread),
@@ -672,8 +678,13 @@ fn markdown(
     }
     let _ = writeln!(
         m,
-        "\nOrders/s: the median of {} rounds (lowest–highest); latencies and CPU from the median round.",
-        args.rounds.max(1)
+        "\nOrders/s: the median of {} rounds (lowest–highest); latencies and CPU from the median round.{}",
+        args.rounds.max(1),
+        if stack.is_own() {
+            " After every end-to-end and open-model measurement the benchmark checked (else it fails): every order settled, nothing left reserved, each product's stock moved by exactly its confirmed orders' quantities."
+        } else {
+            ""
+        }
     );
     if cells.iter().any(|c| c.db.median().cpu.is_some()) {
         let _ = writeln!(

@@ -206,6 +206,51 @@ impl Stack {
         Ok(())
     }
 
+    /// After a measurement (our own database only): waits until every order
+    /// is settled, then checks that nothing is left reserved and that each
+    /// product's stock moved by exactly the quantities of its confirmed
+    /// orders. Fails when it did not.
+    pub async fn check_settled(&self) -> anyhow::Result<()> {
+        if !self.is_own() {
+            return Ok(());
+        }
+        let pool = self.pool().await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let unsettled: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED')",
+            )
+            .fetch_one(&pool)
+            .await?;
+            if unsettled == 0 {
+                break;
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{unsettled} orders still unsettled 60 s after the measurement"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (reserved, moved_wrong): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(i.reserved), 0)::int8,
+                    COUNT(*) FILTER (WHERE i.stock <> $1 - COALESCE(o.sold, 0))
+             FROM inventory i
+             LEFT JOIN (SELECT product_id, SUM(quantity) AS sold FROM orders
+                        WHERE status = 'CONFIRMED' GROUP BY product_id) o
+                    ON o.product_id = i.product_id",
+        )
+        .bind(STOCK)
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        anyhow::ensure!(reserved == 0, "{reserved} units left reserved");
+        anyhow::ensure!(
+            moved_wrong == 0,
+            "{moved_wrong} products' stock did not move by their confirmed quantities"
+        );
+        Ok(())
+    }
+
     pub async fn postgres_version(&self) -> String {
         let Ok(pool) = self.pool().await else {
             return "unknown".into();
