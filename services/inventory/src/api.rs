@@ -240,7 +240,7 @@ type Answer<T, E> = Result<T, Problems<E>>;
 
 pub struct InventoryApi {
     store: Store,
-    /// Reserves and commits go through here: grouped per product.
+    /// Reserves and commits go through the groups (per product).
     groups: Groups,
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Every reserve takes the product's row lock and holds it across its
 //! commit's WAL flush, so on one product orders queue behind each other's
-//! flushes however fast the rest is. Here the requests for one product that
+//! flushes however fast the rest is. With grouping, the requests for one product that
 //! arrive while a statement on it is in flight wait in that product's lane
 //! and are applied together by the next one: one `UPDATE` of the product row
 //! for their sum, their reservation rows inserted by the same statement, one
