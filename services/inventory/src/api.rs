@@ -16,6 +16,7 @@ use valerix_runtime::{
 use crate::{
     NAME,
     domain::ReservationStatus,
+    group::Groups,
     store::{ProductRow, ReservationRow, Store, StoreError},
 };
 
@@ -176,6 +177,7 @@ impl From<StoreError> for ProblemResponse {
                 Self::conflict(&kind, err)
             }
             StoreError::StockBelowReserved { .. } => Self::conflict("stock-below-reserved", err),
+            StoreError::GroupLost => Self::internal(err),
             StoreError::Db(e) => e.into(),
         }
     }
@@ -238,18 +240,23 @@ type Answer<T, E> = Result<T, Problems<E>>;
 
 pub struct InventoryApi {
     store: Store,
+    /// Reserves and commits go through the groups (per product).
+    groups: Groups,
 }
 
 impl InventoryApi {
-    pub fn new(pool: PgPool) -> Self {
+    /// `grouped`: reserves and commits applied in groups (else one by one).
+    pub fn new(pool: PgPool, grouped: bool) -> Self {
+        let store = Store::new(pool);
         Self {
-            store: Store::new(pool),
+            groups: Groups::new(store.clone(), grouped),
+            store,
         }
     }
 
     /// An instance that never touches a database, to render the spec.
     pub fn spec_only() -> Self {
-        Self::new(db::lazy_pool())
+        Self::new(db::lazy_pool(), true)
     }
 }
 
@@ -323,7 +330,7 @@ impl InventoryApi {
         body: Json<ReservationRequest>,
     ) -> Answer<ReserveResponse, ReserveErrors> {
         let r = self
-            .store
+            .groups
             .reserve(body.order_id, &body.product_id, body.quantity)
             .await?;
         match r.row.status {
@@ -368,7 +375,7 @@ impl InventoryApi {
     /// Commit an order's reservation: the units leave stock.
     #[oai(path = "/inventory/commit", method = "post", tag = "Tag::Reservations")]
     async fn commit(&self, body: Json<CommitRequest>) -> Answer<ReservationResponse, CommitErrors> {
-        let row = self.store.commit(body.order_id).await?;
+        let row = self.groups.commit(body.order_id).await?;
         Ok(ReservationResponse::Ok(Json(row.into())))
     }
 

@@ -1,6 +1,6 @@
 use std::net::SocketAddr;
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
 use valerix_runtime::{
     config::{self, DatabaseArgs, HttpArgs},
     topology::Service,
@@ -13,6 +13,11 @@ pub struct Config {
     /// Address to listen on
     #[arg(long, env = "VALERIX_LISTEN", default_value_t = Service::Inventory.default_listen())]
     pub listen: SocketAddr,
+
+    /// Apply concurrent reserves (per product) and commits in groups, one
+    /// statement and one database commit per group
+    #[arg(long, env = "VALERIX_GROUP_RESERVATIONS", default_value_t = true, action = ArgAction::Set)]
+    pub group_reservations: bool,
 
     #[command(flatten)]
     pub db: DatabaseArgs,

@@ -3,6 +3,7 @@
 mod api;
 mod config;
 pub mod domain;
+mod group;
 /// Public so `valerix bench` issues exactly this SQL for its database-only bound.
 pub mod store;
 
@@ -34,8 +35,11 @@ pub async fn run(
     let token = config.http.service_token()?;
     valerix_runtime::systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
-    let api = server::openapi(InventoryApi::new(pool.clone()), "Valerix inventory service")
-        .with_service_token(NAME, token, OPEN);
+    let api = server::openapi(
+        InventoryApi::new(pool.clone(), config.group_reservations),
+        "Valerix inventory service",
+    )
+    .with_service_token(NAME, token, OPEN);
     server::serve(
         NAME,
         api,

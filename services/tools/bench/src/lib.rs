@@ -87,6 +87,17 @@ pub struct BenchArgs {
     #[arg(long)]
     pub compare_unshed: bool,
 
+    /// PostgreSQL flushes every commit to disk (fsync, synchronous_commit and
+    /// full_page_writes on in the throwaway cluster), as production runs it;
+    /// without it the cluster never waits for the disk
+    #[arg(long)]
+    pub durable: bool,
+
+    /// Also through the API gateway: each mix end to end at the highest
+    /// --concurrency, and at half of the peak (the bench's own stack)
+    #[arg(long)]
+    pub gateway: bool,
+
     /// How the services call each other and reach PostgreSQL; the
     /// database-only bound uses the same way to PostgreSQL
     #[arg(long, value_enum, default_value = "unix")]
@@ -121,6 +132,7 @@ pub(crate) fn histogram() -> Histogram<u64> {
 }
 
 /// Orders done in a measured time, and their latencies (µs).
+#[derive(Clone)]
 pub struct Measured {
     pub latency: Histogram<u64>,
     pub elapsed: Duration,
@@ -171,6 +183,7 @@ impl Measured {
 }
 
 /// The rounds of one measurement, sorted by throughput.
+#[derive(Clone)]
 struct Runs(Vec<Measured>);
 
 impl Runs {
@@ -200,6 +213,8 @@ impl Runs {
 
 struct Cell {
     mix: Mix,
+    /// End to end through the API gateway (a fifth HTTP exchange).
+    via_gateway: bool,
     concurrency: usize,
     db: Runs,
     e2e: Runs,
@@ -215,6 +230,7 @@ impl Cell {
 /// An open-model run: its rate and what came of it.
 struct OpenRun {
     mix: Mix,
+    via_gateway: bool,
     rate: f64,
     peak: f64,
     shedding: bool,
@@ -295,6 +311,7 @@ async fn open_run(
     let (tally, elapsed) = drive_plan(target, plan(args.duration)).await;
     OpenRun {
         mix,
+        via_gateway: false,
         rate,
         peak,
         shedding,
@@ -345,7 +362,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (Some(_), None) => bail!("--target needs --database-url (the bound runs on that database)"),
         _ => {
             eprintln!("starting a throwaway PostgreSQL and the services...");
-            Stack::start(args.service_env.clone(), args.transport).await?
+            Stack::start(
+                args.service_env.clone(),
+                args.transport,
+                args.durable,
+                args.gateway,
+            )
+            .await?
         }
     };
     let result = measure_all(&args, &mut stack).await;
@@ -385,9 +408,11 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
                 );
                 stack.reset().await?;
                 e2e_runs.push(e2e(&target, products, c, args, &stack.roles()).await);
+                stack.check_settled().await?;
             }
             let cell = Cell {
                 mix: *mix,
+                via_gateway: false,
                 concurrency: c,
                 db: Runs::new(db),
                 e2e: Runs::new(e2e_runs),
@@ -407,11 +432,46 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
         }
     }
 
+    let gateway = match &stack.gateway {
+        Some(url) => Some(OrderTarget::new(url, Duration::from_secs(30), 20_000)?),
+        None => None,
+    };
+    if let Some(via) = &gateway {
+        let top = args.concurrency.iter().copied().max().unwrap_or(1);
+        for (mix, products) in &mixes {
+            let Some(direct) = cells.iter().find(|c| c.mix == *mix && c.concurrency == top) else {
+                continue;
+            };
+            let mut runs = Vec::new();
+            for _ in 0..args.rounds.max(1) {
+                stack.reset().await?;
+                runs.push(e2e(via, products, top, args, &stack.roles()).await);
+                stack.check_settled().await?;
+            }
+            let cell = Cell {
+                mix: *mix,
+                via_gateway: true,
+                concurrency: top,
+                // The bound does not depend on the route: the same run's.
+                db: direct.db.clone(),
+                e2e: Runs::new(runs),
+            };
+            eprintln!(
+                "{:<20} x{top:<3} through the gateway {:>18}/s (p99 {:>6.1} ms)   {:>4.0}%",
+                mix_name(*mix, args.spread),
+                cell.e2e.cell(),
+                cell.e2e.median().pct().p99,
+                cell.ratio() * 100.0
+            );
+            cells.push(cell);
+        }
+    }
+
     let mut open = Vec::new();
     for (mix, products) in &mixes {
         let peak = cells
             .iter()
-            .filter(|c| c.mix == *mix)
+            .filter(|c| c.mix == *mix && !c.via_gateway)
             .map(|c| c.e2e.median().per_s())
             .fold(0.0, f64::max);
         if peak <= 0.0 {
@@ -425,7 +485,20 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
             half.rate,
             Percentiles::of(&half.tally.all).p99
         );
+        stack.check_settled().await?;
         open.push(half);
+        if let Some(via) = &gateway {
+            stack.reset().await?;
+            let mut half = open_run(via, args, *mix, products, peak / 2.0, peak, true).await;
+            half.via_gateway = true;
+            stack.check_settled().await?;
+            eprintln!(
+                "{:<20} half of peak through the gateway: p99 {:.1} ms",
+                mix_name(*mix, args.spread),
+                Percentiles::of(&half.tally.all).p99
+            );
+            open.push(half);
+        }
         if args.overload > 0.0 {
             stack.reset().await?;
             let over = open_run(
@@ -438,6 +511,7 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
                 true,
             )
             .await;
+            stack.check_settled().await?;
             eprintln!(
                 "{:<20} {}x peak: {} of {} shed",
                 mix_name(*mix, args.spread),
@@ -469,6 +543,7 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
                 false,
             )
             .await;
+            stack.check_settled().await?;
             eprintln!(
                 "{:<20} {}x peak without shedding: p99 {:.0} ms",
                 mix_name(*mix, args.spread),
@@ -500,10 +575,12 @@ fn markdown(
         m,
         "- machine: {}; PostgreSQL {pg}{}; {} build",
         machine(),
-        if stack.is_own() {
-            " (throwaway cluster: fsync off, synchronous_commit off)"
-        } else {
-            ""
+        match (stack.is_own(), args.durable) {
+            (true, true) => {
+                " (throwaway cluster, durable: fsync, synchronous_commit and full_page_writes on; `--durable`)"
+            }
+            (true, false) => " (throwaway cluster: fsync off, synchronous_commit off)",
+            (false, _) => "",
         },
         if cfg!(debug_assertions) {
             "debug"
@@ -582,8 +659,13 @@ fn markdown(
         let (d, e) = (c.db.median().pct(), c.e2e.median().pct());
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {:.1} / {:.1} | {} | {:.1} / {:.1} | {} | **{:.0}%** |",
+            "| {}{} | {} | {} | {:.1} / {:.1} | {} | {:.1} / {:.1} | {} | **{:.0}%** |",
             mix_name(c.mix, args.spread),
+            if c.via_gateway {
+                ", through the gateway"
+            } else {
+                ""
+            },
             c.concurrency,
             c.db.cell(),
             d.p50,
@@ -597,15 +679,20 @@ fn markdown(
     }
     let _ = writeln!(
         m,
-        "\nOrders/s: the median of {} rounds (lowest–highest); latencies and CPU from the median round.",
-        args.rounds.max(1)
+        "\nOrders/s: the median of {} rounds (lowest–highest); latencies and CPU from the median round.{}",
+        args.rounds.max(1),
+        if stack.is_own() {
+            " After every end-to-end and open-model measurement the benchmark checked (else it fails): every order settled, nothing left reserved, each product's stock moved by exactly its confirmed orders' quantities."
+        } else {
+            ""
+        }
     );
     if cells.iter().any(|c| c.db.median().cpu.is_some()) {
         let _ = writeln!(
             m,
             "\nCPU per confirmed order (µs), from /proc: where the time goes.\n\n| mix | N | database-only: PostgreSQL | client | total | end-to-end: PostgreSQL | services | client | total |\n|---|---|---|---|---|---|---|---|---|"
         );
-        for c in cells {
+        for c in cells.iter().filter(|c| !c.via_gateway) {
             let (Some(d), Some(e)) = (
                 c.db.median().cpu_per_order(),
                 c.e2e.median().cpu_per_order(),
@@ -630,7 +717,7 @@ fn markdown(
             m,
             "\nContext switches per confirmed order, from /proc (a thread put to sleep to wait for a message and woken again, or preempted): the hand-overs.\n\n| mix | N | database-only: PostgreSQL | client | end-to-end: PostgreSQL | services | client |\n|---|---|---|---|---|---|---|"
         );
-        for c in cells {
+        for c in cells.iter().filter(|c| !c.via_gateway) {
             let (Some(d), Some(e)) = (
                 c.db.median().switches_per_order(),
                 c.e2e.median().switches_per_order(),
@@ -659,7 +746,11 @@ fn markdown(
             let p = Percentiles::of(&r.tally.ok);
             let confirmed = r.tally.statuses.get("CONFIRMED").copied().unwrap_or(0);
             let load = if (r.rate - r.peak / 2.0).abs() < 1e-6 {
-                "half of peak".to_owned()
+                if r.via_gateway {
+                    "half of peak, through the gateway".to_owned()
+                } else {
+                    "half of peak".to_owned()
+                }
             } else {
                 format!(
                     "{:.1}x peak{}",

@@ -242,7 +242,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
     ];
     env.extend(args.service_env.iter().cloned());
     eprintln!("starting a throwaway PostgreSQL and the services...");
-    let stack = Stack::start(env.clone(), args.transport).await?;
+    let stack = Stack::start(env.clone(), args.transport, false, false).await?;
     let result = soak(&args, &stack, &env, &otlp).await;
     stack.stop().await;
     let (report, pass) = result?;

@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use sqlx::{Connection, PgConnection, PgPool};
-use valerix_devdb::Cluster;
+use valerix_devdb::{Cluster, Options};
 
 use valerix_stack::{Service, StackBuilder};
 
@@ -20,6 +20,9 @@ pub struct Stack {
     pub database_url: String,
     /// The base whose `/orders` takes orders.
     pub target: String,
+    /// The API gateway's base for the same (`/api`), when it runs.
+    pub gateway: Option<String>,
+    with_gateway: bool,
     services: Option<valerix_stack::Stack>,
     log_dir: PathBuf,
     exe: PathBuf,
@@ -29,9 +32,29 @@ pub struct Stack {
 
 impl Stack {
     /// A throwaway cluster and the services on free ports, each service
-    /// process with `env` on top of its defaults.
-    pub async fn start(env: Vec<(String, String)>, transport: Transport) -> anyhow::Result<Self> {
-        let cluster = tokio::task::spawn_blocking(Cluster::start).await??;
+    /// process with `env` on top of its defaults; `durable`: the cluster
+    /// flushes every commit to disk, as production runs PostgreSQL;
+    /// `with_gateway`: the API gateway runs too.
+    pub async fn start(
+        env: Vec<(String, String)>,
+        transport: Transport,
+        durable: bool,
+        with_gateway: bool,
+    ) -> anyhow::Result<Self> {
+        let options = Options {
+            settings: if durable {
+                [
+                    ("fsync", "on"),
+                    ("synchronous_commit", "on"),
+                    ("full_page_writes", "on"),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .to_vec()
+            } else {
+                Vec::new()
+            },
+        };
+        let cluster = tokio::task::spawn_blocking(move || Cluster::start_with(&options)).await??;
         let mut admin = PgConnection::connect(&cluster.url("postgres")).await?;
         sqlx::query("CREATE DATABASE valerix_bench")
             .execute(&mut admin)
@@ -52,6 +75,8 @@ impl Stack {
             cluster: Some(cluster),
             database_url,
             target: String::new(),
+            gateway: None,
+            with_gateway,
             services: None,
             log_dir,
             exe: std::env::current_exe().context("locating the valerix binary")?,
@@ -68,6 +93,8 @@ impl Stack {
             cluster: None,
             database_url,
             target,
+            gateway: None,
+            with_gateway: false,
             services: None,
             log_dir: PathBuf::new(),
             exe: PathBuf::new(),
@@ -111,6 +138,7 @@ impl Stack {
             .with(Service::Inventory, 1)
             .with(Service::Payment, 1)
             .with(Service::Order, 1)
+            .with(Service::Gateway, usize::from(self.with_gateway))
             .database(&self.database_url)
             .logs(&self.log_dir)
             .env("RUST_LOG", "warn");
@@ -122,6 +150,9 @@ impl Stack {
         }
         let stack = stack.start().await?;
         self.target = stack.get(Service::Order).url();
+        self.gateway = self
+            .with_gateway
+            .then(|| format!("{}/api", stack.get(Service::Gateway).url()));
         self.services = Some(stack);
         Ok(())
     }
@@ -182,6 +213,51 @@ impl Stack {
             .execute(&pool)
             .await?;
         pool.close().await;
+        Ok(())
+    }
+
+    /// After a measurement (our own database only): waits until every order
+    /// is settled, then checks that nothing is left reserved and that each
+    /// product's stock moved by exactly the quantities of its confirmed
+    /// orders. Fails when it did not.
+    pub async fn check_settled(&self) -> anyhow::Result<()> {
+        if !self.is_own() {
+            return Ok(());
+        }
+        let pool = self.pool().await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let unsettled: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED')",
+            )
+            .fetch_one(&pool)
+            .await?;
+            if unsettled == 0 {
+                break;
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{unsettled} orders still unsettled 60 s after the measurement"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (reserved, moved_wrong): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(i.reserved), 0)::int8,
+                    COUNT(*) FILTER (WHERE i.stock <> $1 - COALESCE(o.sold, 0))
+             FROM inventory i
+             LEFT JOIN (SELECT product_id, SUM(quantity) AS sold FROM orders
+                        WHERE status = 'CONFIRMED' GROUP BY product_id) o
+                    ON o.product_id = i.product_id",
+        )
+        .bind(STOCK)
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        anyhow::ensure!(reserved == 0, "{reserved} units left reserved");
+        anyhow::ensure!(
+            moved_wrong == 0,
+            "{moved_wrong} products' stock did not move by their confirmed quantities"
+        );
         Ok(())
     }
 

@@ -203,3 +203,112 @@ async fn commit_and_release_of_one_reservation_race_and_exactly_one_wins() {
     }
     assert_audit_clean(&stack).await;
 }
+
+/// Reservations applied by one grouped statement share its transaction's
+/// `created_at`: the size of the largest group.
+async fn largest_reserve_group(stack: &Stack) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COALESCE(MAX(n), 0) FROM (SELECT COUNT(*) AS n FROM reservations GROUP BY created_at) g",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .expect("groups")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_orders_of_mixed_quantities_sell_exactly_the_stock_in_groups() {
+    let stack = Stack::start().await;
+    stack.product("HOT", 500, 50).await;
+
+    let quantities: Vec<i64> = (0..200).map(|i| 1 + (i * 7) % 4).collect();
+    let answers = join_all(quantities.iter().map(|&q| order(&stack, "HOT", q))).await;
+    assert!(
+        answers.iter().all(|(s, _)| *s == StatusCode::CREATED),
+        "every order settles at once: {answers:?}"
+    );
+    let sold: i64 = answers
+        .iter()
+        .zip(&quantities)
+        .filter(|((_, o), _)| o["status"] == "CONFIRMED")
+        .map(|(_, q)| q)
+        .sum();
+    assert!(
+        answers
+            .iter()
+            .all(|(_, o)| o["status"] == "CONFIRMED" || o["failure_reason"] == "OUT_OF_STOCK"),
+        "{answers:?}"
+    );
+    // Orders of 1 unit were refused too, so none may be refused while a
+    // unit remained: all 50 sold, not one more.
+    assert_eq!(sold, 50);
+    let p = product(&stack, "HOT").await;
+    assert_eq!(
+        (p["stock"].as_i64(), p["reserved"].as_i64()),
+        (Some(0), Some(0))
+    );
+    let committed: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(quantity), 0) FROM reservations WHERE status = 'COMMITTED'",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .expect("sum");
+    assert_eq!(committed, 50);
+    assert!(
+        largest_reserve_group(&stack).await > 1,
+        "concurrent reserves were applied in groups"
+    );
+    assert_audit_clean(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grouped_reserves_serve_what_fits_and_answer_repeats_with_the_first_answer() {
+    let stack = Stack::start().await;
+    stack.product("P1", 100, 40).await;
+    let url = format!("{}/inventory/reserve", stack.inventory.url);
+    // 60 orders of 1 to 5 units (180 asked for 40), each sent twice at once.
+    let holds: Vec<_> = (0..60)
+        .map(|i| json!({ "order_id": uuid::Uuid::new_v4(), "product_id": "P1", "quantity": 1 + (i * 3) % 5 }))
+        .collect();
+    let answers = join_all(
+        holds
+            .iter()
+            .chain(&holds)
+            .map(|h| post(&stack, url.clone(), h.clone())),
+    )
+    .await;
+    let (first, second) = answers.split_at(holds.len());
+    let mut reserved = 0;
+    let mut refused = Vec::new();
+    for ((a, b), hold) in first.iter().zip(second).zip(&holds) {
+        let outcome = |(s, r): &(StatusCode, serde_json::Value)| match *s {
+            StatusCode::CREATED | StatusCode::OK if r["status"] == "RESERVED" => "RESERVED",
+            StatusCode::CONFLICT if r["type"] == "out-of-stock" => "OUT_OF_STOCK",
+            _ => panic!("unexpected answer {s}: {r}"),
+        };
+        assert_eq!(outcome(a), outcome(b), "one answer per order: {a:?} {b:?}");
+        assert!(
+            a.0 != StatusCode::CREATED || b.0 != StatusCode::CREATED,
+            "reserved once"
+        );
+        let q = hold["quantity"].as_i64().expect("quantity");
+        if outcome(a) == "RESERVED" {
+            reserved += q;
+        } else {
+            refused.push(q);
+        }
+    }
+    let p = product(&stack, "P1").await;
+    assert_eq!(p["reserved"].as_i64(), Some(reserved), "never an oversell");
+    assert!(reserved <= 40);
+    let left = 40 - reserved;
+    assert!(
+        refused.iter().all(|&q| q > left),
+        "refused {refused:?} with {left} left"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reservations")
+        .fetch_one(&stack.pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 60, "one row per order");
+    assert!(largest_reserve_group(&stack).await > 1);
+}

@@ -1,0 +1,258 @@
+//! Grouped reservations: the hot-row answer to a flash sale.
+//!
+//! Every reserve takes the product's row lock and holds it across its
+//! commit's WAL flush, so on one product orders queue behind each other's
+//! flushes however fast the rest is. With grouping, the requests for one product that
+//! arrive while a statement on it is in flight wait in that product's lane
+//! and are applied together by the next one: one `UPDATE` of the product row
+//! for their sum, their reservation rows inserted by the same statement, one
+//! flush; each request is answered after that commit with its own outcome.
+//! Commits are grouped the same way (one lane for all products: a commit
+//! never refuses, so there is nothing to decide per product).
+//!
+//! There is no timer: an idle lane runs a request at once, alone, with the
+//! single-statement path. A group is whatever queued meanwhile, at most
+//! [`MAX_GROUP`] requests. A group the database refuses as a whole (a repeat
+//! of an order already stored, stock changed by someone else between the
+//! read and the write, a deadlock) is applied again one request at a time,
+//! so every request still gets the answer it would have had alone.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+use valerix_runtime::domain::{ProductId, Quantity};
+
+use crate::store::{Grouped, ReservationRow, Reserved, Store, StoreError};
+
+/// The most requests one statement applies: bounds the statement's size and
+/// the wait of the last request in a group.
+pub const MAX_GROUP: usize = 128;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+struct ReserveJob {
+    order_id: Uuid,
+    quantity: Quantity,
+    reply: Reply<Reserved>,
+}
+
+struct CommitJob {
+    order_id: Uuid,
+    reply: Reply<ReservationRow>,
+}
+
+/// Requests waiting for the statement in flight; `busy` while a drain task
+/// runs for the lane.
+struct Lane<J> {
+    waiting: VecDeque<J>,
+    busy: bool,
+}
+
+impl<J> Default for Lane<J> {
+    fn default() -> Self {
+        Self {
+            waiting: VecDeque::new(),
+            busy: false,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Lanes {
+    reserves: HashMap<ProductId, Lane<ReserveJob>>,
+    commits: Lane<CommitJob>,
+}
+
+/// The grouped entry points of the store; clones share the lanes.
+#[derive(Clone)]
+pub struct Groups {
+    store: Store,
+    /// Off: every request goes straight to the store, alone.
+    enabled: bool,
+    lanes: Arc<Mutex<Lanes>>,
+}
+
+/// Records how many requests each statement applied.
+fn record(operation: &'static str, requests: usize) {
+    metrics::counter!("valerix_inventory_group_statements_total", "operation" => operation)
+        .increment(1);
+    metrics::counter!("valerix_inventory_grouped_requests_total", "operation" => operation)
+        .increment(requests as u64);
+}
+
+impl Groups {
+    pub fn new(store: Store, enabled: bool) -> Self {
+        Self {
+            store,
+            enabled,
+            lanes: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lanes> {
+        // The lanes hold no invariant a panic could break half-way.
+        self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`Store::reserve`], grouped with the other reserves of `product`.
+    pub async fn reserve(
+        &self,
+        order_id: Uuid,
+        product: &ProductId,
+        quantity: Quantity,
+    ) -> Result<Reserved, StoreError> {
+        if !self.enabled {
+            return self.store.reserve(order_id, product, quantity).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        let start = {
+            let mut lanes = self.lock();
+            let lane = lanes.reserves.entry(product.clone()).or_default();
+            lane.waiting.push_back(ReserveJob {
+                order_id,
+                quantity,
+                reply,
+            });
+            !std::mem::replace(&mut lane.busy, true)
+        };
+        if start {
+            // A task of its own: a caller that hangs up must not stop the
+            // group its request is in.
+            tokio::spawn(self.clone().drain_reserves(product.clone()));
+        }
+        answer.await.unwrap_or(Err(StoreError::GroupLost))
+    }
+
+    /// [`Store::commit`], grouped with the other commits.
+    pub async fn commit(&self, order_id: Uuid) -> Result<ReservationRow, StoreError> {
+        if !self.enabled {
+            return self.store.commit(order_id).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        let start = {
+            let mut lanes = self.lock();
+            lanes
+                .commits
+                .waiting
+                .push_back(CommitJob { order_id, reply });
+            !std::mem::replace(&mut lanes.commits.busy, true)
+        };
+        if start {
+            tokio::spawn(self.clone().drain_commits());
+        }
+        answer.await.unwrap_or(Err(StoreError::GroupLost))
+    }
+
+    /// The next group of `product`'s lane; None (and the lane gone) when
+    /// nothing waits.
+    fn next_reserves(&self, product: &ProductId) -> Option<Vec<ReserveJob>> {
+        let mut lanes = self.lock();
+        let lane = lanes.reserves.get_mut(product)?;
+        if lane.waiting.is_empty() {
+            lanes.reserves.remove(product);
+            return None;
+        }
+        Some(take_group(&mut lane.waiting, |j| j.order_id))
+    }
+
+    async fn drain_reserves(self, product: ProductId) {
+        while let Some(group) = self.next_reserves(&product) {
+            record("reserve", group.len());
+            if group.len() == 1 {
+                for job in group {
+                    let answer = self
+                        .store
+                        .reserve(job.order_id, &product, job.quantity)
+                        .await;
+                    let _ = job.reply.send(answer);
+                }
+                continue;
+            }
+            let requests: Vec<_> = group.iter().map(|j| (j.order_id, j.quantity)).collect();
+            match self.store.reserve_group(&product, &requests).await {
+                Ok(Grouped::Applied(mut rows)) => {
+                    for job in group {
+                        let answer = rows
+                            .remove(&job.order_id)
+                            .map(|row| Reserved { row, created: true })
+                            .ok_or(StoreError::GroupLost);
+                        let _ = job.reply.send(answer);
+                    }
+                }
+                // One at a time, in arrival order: each gets the answer it
+                // would have had alone.
+                Ok(Grouped::Refused) | Err(_) => {
+                    for job in group {
+                        let answer = self
+                            .store
+                            .reserve(job.order_id, &product, job.quantity)
+                            .await;
+                        let _ = job.reply.send(answer);
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_commits(&self) -> Option<Vec<CommitJob>> {
+        let mut lanes = self.lock();
+        let lane = &mut lanes.commits;
+        if lane.waiting.is_empty() {
+            lane.busy = false;
+            return None;
+        }
+        Some(take_group(&mut lane.waiting, |j| j.order_id))
+    }
+
+    async fn drain_commits(self) {
+        while let Some(group) = self.next_commits() {
+            record("commit", group.len());
+            if group.len() > 1 {
+                let ids: Vec<Uuid> = group.iter().map(|j| j.order_id).collect();
+                if let Ok(mut rows) = self.store.commit_group(&ids).await {
+                    for job in group {
+                        // Not committed by the group: not RESERVED (already
+                        // committed, released, unknown); the single path
+                        // tells which.
+                        let answer = match rows.remove(&job.order_id) {
+                            Some(row) => Ok(row),
+                            None => self.store.commit(job.order_id).await,
+                        };
+                        let _ = job.reply.send(answer);
+                    }
+                    continue;
+                }
+            }
+            for job in group {
+                let answer = self.store.commit(job.order_id).await;
+                let _ = job.reply.send(answer);
+            }
+        }
+    }
+}
+
+/// Up to [`MAX_GROUP`] of `waiting`, in arrival order. A second request of
+/// an order already in the group stays for the next one, where it finds the
+/// first one's answer stored.
+fn take_group<J>(waiting: &mut VecDeque<J>, order_id: impl Fn(&J) -> Uuid) -> Vec<J> {
+    let mut seen = HashSet::new();
+    let mut group = Vec::new();
+    let mut later = VecDeque::new();
+    while group.len() < MAX_GROUP {
+        let Some(job) = waiting.pop_front() else {
+            break;
+        };
+        if seen.insert(order_id(&job)) {
+            group.push(job);
+        } else {
+            later.push_back(job);
+        }
+    }
+    later.append(waiting);
+    *waiting = later;
+    group
+}
