@@ -130,7 +130,9 @@ def workspace_binaries() -> list[str]:
 
 
 def bin_dir() -> Path:
-    return Path(os.environ.get("VALERIX_BIN_DIR") or ROOT / "target/debug")
+    if os.environ.get("VALERIX_BIN_DIR"):
+        return Path(os.environ["VALERIX_BIN_DIR"])
+    return Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug"
 
 
 def binaries_help(bins: list[str]) -> dict[str, str]:
