@@ -14,7 +14,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 pub use api::{GatewayApi, Upstreams};
 pub use config::Config;
-use poem::{Endpoint, IntoEndpoint, IntoResponse, Response, Route, endpoint::make_sync, web::Html};
+use poem::{Endpoint, IntoEndpoint, Response, Route};
 use poem_openapi::{OpenApi, OpenApiService};
 use tokio::net::TcpListener;
 use valerix_runtime::{
@@ -103,28 +103,7 @@ fn poem_path(path: &str) -> String {
 /// composed spec. poem-openapi's Swagger UI page embeds its own spec: the
 /// gateway's own part is swapped for the whole.
 fn docs(route: Route, own: &OpenApiService<GatewayApi, ()>, spec: &str) -> Route {
-    let html = own.swagger_ui_html().replacen(&own.spec(), spec, 1);
-    let yaml = serde_json::from_str::<serde_json::Value>(spec)
-        .ok()
-        .and_then(|v| serde_yaml::to_string(&v).ok())
-        .unwrap_or_default();
-    let json = spec.to_owned();
-    route
-        .at("/docs", make_sync(move |_| Html(html.clone())))
-        .at(
-            "/openapi.json",
-            make_sync(move |_| {
-                json.clone()
-                    .with_content_type("application/json; charset=utf-8")
-            }),
-        )
-        .at(
-            "/openapi.yaml",
-            make_sync(move |_| {
-                yaml.clone()
-                    .with_content_type("application/yaml; charset=utf-8")
-            }),
-        )
+    valerix_runtime::spec::docs(route, &own.swagger_ui_html(), &own.spec(), spec)
 }
 
 /// The gateway's routes: docs, its own operations, a proxy per prefix of
@@ -231,6 +210,7 @@ pub fn spec_from(services: &ServiceSpecs) -> Result<String, SpecError> {
         Guard::new(NAME, "operator", None),
     );
     spec::compose(&openapi(api).spec(), services)
+        .map(|composed| valerix_runtime::spec::strict_requests(&composed))
 }
 
 /// The OpenAPI document the gateway serves (over the committed specs).

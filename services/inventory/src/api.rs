@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use valerix_runtime::{
     ProblemResponse, Problems, db,
-    domain::{Cents, ProductId, Quantity},
+    domain::{Cents, ProductId, ProductName, Quantity},
     health::{Health, HealthResponse},
     problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
     problem_set,
@@ -50,8 +50,7 @@ pub struct Product {
 #[oai(deny_unknown_fields, example)]
 pub struct PutProduct {
     /// Up to 200 characters, no control characters.
-    #[oai(validator(max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f]*$"))]
-    pub name: String,
+    pub name: ProductName,
     /// Unit price in cents, at most 1000000 (10000.00).
     #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
     pub price_cents: i64,
@@ -63,7 +62,7 @@ pub struct PutProduct {
 impl poem_openapi::types::Example for PutProduct {
     fn example() -> Self {
         Self {
-            name: "Widget".into(),
+            name: ProductName::parse("Widget").expect("a valid example"),
             price_cents: 1999,
             stock: 1000,
         }
@@ -306,7 +305,7 @@ impl InventoryApi {
         let price = Cents::new(body.price_cents).map_err(ProblemResponse::internal)?;
         let (row, created) = self
             .store
-            .upsert_product(&product_id, &body.name, price, body.stock)
+            .upsert_product(&product_id, body.name.as_str(), price, body.stock)
             .await?;
         let product = row.try_into()?;
         Ok(if created {

@@ -10,7 +10,7 @@ use poem_openapi::{
 use uuid::Uuid;
 use valerix_runtime::{
     ProblemResponse, Problems, db,
-    domain::{ProductId, Quantity},
+    domain::{ProductId, Quantity, UserId},
     health::{Health, HealthResponse},
     problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
     problem_set,
@@ -38,8 +38,7 @@ enum Tag {
 pub struct CreateOrder {
     /// Who orders (1 to 255 characters, no control characters); user ids
     /// starting with `decline` are declined by the payment service.
-    #[oai(validator(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f]+$"))]
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub product_id: ProductId,
     pub quantity: Quantity,
 }
@@ -47,7 +46,7 @@ pub struct CreateOrder {
 impl poem_openapi::types::Example for CreateOrder {
     fn example() -> Self {
         Self {
-            user_id: Some("alice".into()),
+            user_id: Some(UserId::parse("alice").expect("a valid example")),
             product_id: ProductId::parse("PROD-1").expect("a valid example"),
             quantity: Quantity::new(1).expect("a valid example"),
         }
@@ -223,7 +222,7 @@ impl OrderApi {
         }
         let Json(body) = body;
         let new = NewOrder {
-            user_id: body.user_id,
+            user_id: body.user_id.map(UserId::into_string),
             product_id: body.product_id,
             quantity: body.quantity,
         };

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use valerix_runtime::{
     ProblemResponse, Problems, db,
-    domain::Cents,
+    domain::{Cents, UserId},
     health::{Health, HealthResponse},
     problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
     problem_set,
@@ -54,8 +54,7 @@ pub struct ChargeRequest {
     pub order_id: Uuid,
     pub amount_cents: Cents,
     /// 1 to 255 characters, no control characters.
-    #[oai(validator(min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1f\\x7f]+$"))]
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
 }
 
 impl poem_openapi::types::Example for ChargeRequest {
@@ -63,7 +62,7 @@ impl poem_openapi::types::Example for ChargeRequest {
         Self {
             order_id: Uuid::from_u128(0x6a0c1d9e_2b4f_4a59_9d4e_1c2b3a4d5e6f),
             amount_cents: Cents::new(1999).expect("a valid example"),
-            user_id: Some("alice".into()),
+            user_id: Some(UserId::parse("alice").expect("a valid example")),
         }
     }
 }
@@ -183,7 +182,9 @@ impl PaymentApi {
     #[oai(path = "/payments", method = "post", tag = "Tag::Payments")]
     async fn charge(&self, body: Json<ChargeRequest>) -> Answer<ChargeResponse, ChargeErrors> {
         let amount = body.amount_cents.get();
-        let reason = self.decline.reason(amount, body.user_id.as_deref());
+        let reason = self
+            .decline
+            .reason(amount, body.user_id.as_ref().map(UserId::as_str));
         let (row, created) = self.store.charge(body.order_id, amount, reason).await?;
         Ok(if created {
             ChargeResponse::Created(Json(row.into()))

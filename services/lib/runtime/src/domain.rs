@@ -1,7 +1,7 @@
 //! Values shared by the services, parsed once at the edge so the rest of the
 //! code never sees an invalid one.
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, fmt, marker::PhantomData};
 
 use poem_openapi::{
     registry::{MetaSchema, MetaSchemaRef},
@@ -41,6 +41,68 @@ impl ProductId {
 impl fmt::Display for ProductId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Text a person typed, for the field `K` names: `K::MIN` to `K::MAX`
+/// characters, no control characters. Only a JSON string is one
+/// (poem-openapi's `String` would also take `false` or `7` as text).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Text<K>(String, PhantomData<K>);
+
+/// The field a [`Text`] is for, and its length.
+pub trait TextField {
+    const NAME: &'static str;
+    const MIN: usize;
+    const MAX: usize;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UserIdField {}
+
+impl TextField for UserIdField {
+    const NAME: &'static str = "user_id";
+    const MIN: usize = 1;
+    const MAX: usize = 255;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ProductNameField {}
+
+impl TextField for ProductNameField {
+    const NAME: &'static str = "name";
+    const MIN: usize = 0;
+    const MAX: usize = 200;
+}
+
+/// Who places an order: 1 to 255 characters, no control characters.
+pub type UserId = Text<UserIdField>;
+/// A product's name: up to 200 characters, no control characters.
+pub type ProductName = Text<ProductNameField>;
+
+impl<K: TextField> Text<K> {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let chars = s.chars().count();
+        if !(K::MIN..=K::MAX).contains(&chars) {
+            return Err(format!(
+                "{} must be {} to {} characters, got {chars}",
+                K::NAME,
+                K::MIN,
+                K::MAX
+            ));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(format!("{} must not contain control characters", K::NAME));
+        }
+        Ok(Self(s.to_owned(), PhantomData))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 
@@ -157,6 +219,70 @@ openapi_scalar!(
     })
 );
 
+impl<K: TextField + Send + Sync> Type for Text<K> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        format!("string({}..{})", K::MIN, K::MAX).into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        schema("string", |s| {
+            s.min_length = Some(K::MIN);
+            s.max_length = Some(K::MAX);
+            // JSON Schema's pattern is an ECMAScript regex: \p{Cc} would
+            // need the `u` flag, which OpenAPI tools do not all set.
+            s.pattern = Some(if K::MIN == 0 {
+                "^[^\\x00-\\x1f\\x7f-\\x9f]*$".into()
+            } else {
+                "^[^\\x00-\\x1f\\x7f-\\x9f]+$".into()
+            });
+        })
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl<K: TextField + Send + Sync> ParseFromJSON for Text<K> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value.unwrap_or_default() {
+            Value::String(s) => Self::parse(&s).map_err(ParseError::custom),
+            other => Err(ParseError::custom(format!(
+                "{} must be a string, not {}",
+                K::NAME,
+                json_kind(&other)
+            ))),
+        }
+    }
+}
+
+impl<K: TextField + Send + Sync> ToJSON for Text<K> {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::String(self.0.clone()))
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 impl ParseFromJSON for ProductId {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
         match value.unwrap_or_default() {
@@ -237,6 +363,20 @@ mod tests {
         assert_eq!(Quantity::new(7).map(Quantity::get), Ok(7));
         assert!(Quantity::new(1001).is_err());
         assert!(Quantity::new(i64::MAX).is_err());
+    }
+
+    #[test]
+    fn text_is_a_json_string_of_printable_characters() {
+        use serde_json::json;
+        assert!(UserId::parse_from_json(Some(json!("alice"))).is_ok());
+        assert!(UserId::parse_from_json(Some(json!(""))).is_err());
+        assert!(UserId::parse_from_json(Some(json!(false))).is_err());
+        assert!(UserId::parse_from_json(Some(json!(7))).is_err());
+        assert!(UserId::parse_from_json(Some(json!("a\u{7}b"))).is_err());
+        assert!(UserId::parse_from_json(Some(json!("é".repeat(255)))).is_ok());
+        assert!(UserId::parse_from_json(Some(json!("x".repeat(256)))).is_err());
+        assert!(ProductName::parse_from_json(Some(json!(""))).is_ok());
+        assert!(ProductName::parse_from_json(Some(json!("a\u{85}b"))).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod scrape;
 pub mod server;
 pub mod shed;
 pub mod shutdown;
+pub mod spec;
 pub mod systemd;
 pub mod telemetry;
 pub mod topology;

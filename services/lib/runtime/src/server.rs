@@ -21,7 +21,7 @@ use crate::{
     listen::{self, Limits, Listeners},
     observe::{self, LatencyGauge},
     problem::error_to_problem,
-    prometheus, shed,
+    prometheus, shed, spec,
     systemd::{self, Probe},
 };
 
@@ -46,9 +46,9 @@ pub struct ServiceApi<T> {
 }
 
 impl<T: OpenApi> ServiceApi<T> {
-    /// The OpenAPI document, as committed under `openapi/`.
+    /// The OpenAPI document, as served and committed under `openapi/`.
     pub fn spec(&self) -> String {
-        self.spec.spec()
+        spec::strict_requests(&self.spec.spec())
     }
 
     /// Also publish the mean latency of the gauge's operation (0 when idle).
@@ -82,12 +82,17 @@ pub fn openapi_service<T: OpenApi>(api: T, title: &str) -> OpenApiService<T, ()>
     OpenApiService::new(api, title, env!("CARGO_PKG_VERSION"))
 }
 
-/// `/docs` (Swagger UI), `/openapi.json` and `/openapi.yaml` for `api`.
+/// `/docs` (Swagger UI), `/openapi.json` and `/openapi.yaml` for `api`,
+/// with the request schemas as strict as the service is
+/// ([`spec::strict_requests`]).
 pub fn docs<T: OpenApi>(route: Route, api: &OpenApiService<T, ()>) -> Route {
-    route
-        .nest("/docs", api.swagger_ui())
-        .at("/openapi.json", api.spec_endpoint())
-        .at("/openapi.yaml", api.spec_endpoint_yaml())
+    let generated = api.spec();
+    spec::docs(
+        route,
+        &api.swagger_ui_html(),
+        &generated,
+        &spec::strict_requests(&generated),
+    )
 }
 
 /// Builds a service's API and its spec.

@@ -312,6 +312,21 @@ async fn hostile_input_on_every_service_is_a_4xx_problem_that_says_what() {
             400,
             "user_id",
         ),
+        // text is a JSON string, never a boolean or number made into one
+        case(
+            "POST",
+            format!("{o}/orders"),
+            r#"{"product_id":"P1","quantity":1,"user_id":false}"#,
+            400,
+            "user_id must be a string",
+        ),
+        case(
+            "POST",
+            format!("{o}/orders"),
+            r#"{"product_id":"P1","quantity":1,"user_id":7}"#,
+            400,
+            "user_id must be a string",
+        ),
         case(
             "POST",
             format!("{o}/orders"),
@@ -451,6 +466,13 @@ async fn hostile_input_on_every_service_is_a_4xx_problem_that_says_what() {
             "",
         ),
         case(
+            "PUT",
+            format!("{i}/inventory/P2"),
+            r#"{"name":false,"price_cents":1,"stock":1}"#,
+            400,
+            "name must be a string",
+        ),
+        case(
             "POST",
             format!("{i}/inventory/commit"),
             r#"{"order_id":"6a0c1d9e2b4f4a599d4e1c2b3a4d5e6f0"}"#,
@@ -573,6 +595,64 @@ async fn hostile_input_on_every_service_is_a_4xx_problem_that_says_what() {
         .await
         .expect("count");
     assert_eq!(stored, 0, "no hostile request left an order behind");
+}
+
+/// What the spec says of request bodies is what the service does: an
+/// unknown field is refused (`additionalProperties: false`), an optional
+/// field may be `null` and then counts as absent (`nullable: true`).
+#[tokio::test]
+async fn request_bodies_are_as_strict_as_the_spec_says_and_no_stricter() {
+    let stack = Stack::start().await;
+    stack.product("P1", 100, 10).await;
+    let spec: Value = stack
+        .http
+        .get(format!("{}/openapi.json", stack.order.url))
+        .send()
+        .await
+        .expect("spec")
+        .json()
+        .await
+        .expect("JSON spec");
+    let create = &spec["components"]["schemas"]["CreateOrder"];
+    assert_eq!(create["additionalProperties"], false, "{create}");
+    assert_eq!(
+        create["properties"]["user_id"]["nullable"], true,
+        "{create}"
+    );
+    assert_eq!(create["properties"]["quantity"].get("nullable"), None);
+    // Response schemas stay open for fields added later.
+    assert_eq!(
+        spec["components"]["schemas"]["Order"].get("additionalProperties"),
+        None
+    );
+
+    let resp = stack
+        .http
+        .post(format!("{}/orders", stack.order.url))
+        .json(&serde_json::json!({"product_id": "P1", "quantity": 1, "user_id": null}))
+        .send()
+        .await
+        .expect("order");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let order: Value = resp.json().await.expect("order JSON");
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    assert_eq!(order.get("user_id"), None, "null is absent: {order}");
+
+    let (status, problem) = send(
+        &stack,
+        reqwest::Method::POST,
+        format!("{}/orders", stack.order.url),
+        "application/json",
+        br#"{"product_id":"P1","quantity":1,"user":"alice"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("user")),
+        "{problem}"
+    );
 }
 
 #[tokio::test]
