@@ -132,6 +132,13 @@ pub struct HttpArgs {
     #[arg(long, env = "VALERIX_HEADER_TIMEOUT_MS", default_value_t = 5000)]
     pub header_timeout_ms: u64,
 
+    /// Longest a request may take from the end of its headers to its
+    /// answer, body upload included (milliseconds): past it a body still
+    /// arriving is answered 408 and a handler still working 503; an answer
+    /// the client has not read --header-timeout-ms later is cut off
+    #[arg(long, env = "VALERIX_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+
     /// Largest request head (request line and headers) in bytes; larger: 431
     #[arg(long, env = "VALERIX_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,

@@ -225,3 +225,111 @@ async fn two_thousand_slow_clients_leave_health_answering_and_are_all_closed() {
     assert!(latest < Duration::from_secs(15), "{latest:?}");
     assert!(up.interrupt().success());
 }
+
+/// Sends the head of a request whose body is 100 bytes, then one byte every
+/// 200 ms (slower than the deadline allows); the status line of the answer
+/// and how long it took, once the server has closed the connection.
+async fn trickle_body(addr: std::net::SocketAddr, path: &str, auth: &str) -> (String, Duration) {
+    let start = Instant::now();
+    let mut conn = TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(
+        format!(
+            "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}\
+             Content-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("head");
+    let (mut read, mut write) = conn.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..98 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if write.write_all(b" ").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let read_all = tokio::time::timeout(Duration::from_secs(15), read.read_to_end(&mut answer));
+    let _ = read_all
+        .await
+        .expect("the server closes the connection within 15 s");
+    trickle.abort();
+    let text = String::from_utf8_lossy(&answer);
+    (
+        text.lines().next().unwrap_or_default().to_owned(),
+        start.elapsed(),
+    )
+}
+
+/// A body that trickles in is answered 408 once the request timeout is
+/// up, by a service and by the gateway in front of it (its upload to the
+/// service is the same trickle), and the connection is closed; a handler
+/// that takes too long is answered 503 by the same deadline.
+#[tokio::test]
+async fn a_request_that_overruns_the_request_timeout_is_answered_and_closed() {
+    let db = TestDb::new().await;
+    let mut inventory = process::service(exe(), Service::Inventory).args([
+        "--database-url",
+        &db.url,
+        "--request-timeout-ms",
+        "1000",
+        "--gremlins",
+    ]);
+    inventory.start().await.unwrap_or_else(|e| panic!("{e}"));
+    // Restocking through the gateway is the operator's.
+    let dir = TempDir::new("valerix-request-timeout").expect("temp dir");
+    let token_file = dir.path().join("operator-token");
+    std::fs::write(&token_file, "a-long-enough-operator-token-0123456789").expect("token");
+    let mut gateway = process::service(exe(), Service::Gateway).args([
+        "--inventory-url".to_owned(),
+        inventory.url(),
+        "--operator-token-file".to_owned(),
+        token_file.display().to_string(),
+        "--request-timeout-ms".to_owned(),
+        "1000".to_owned(),
+    ]);
+    gateway.start().await.unwrap_or_else(|e| panic!("{e}"));
+
+    let operator = "Authorization: Bearer a-long-enough-operator-token-0123456789\r\n";
+    for (who, addr, path, auth) in [
+        ("inventory-service", inventory.addr(), "/inventory/P1", ""),
+        ("api-gateway", gateway.addr(), "/api/inventory/P1", operator),
+    ] {
+        let (status, took) = trickle_body(addr, path, auth).await;
+        assert!(
+            status.contains(" 408 "),
+            "{who}: a trickling body got {status:?}"
+        );
+        // The deadline is 1 s; the trickle would take 20 s.
+        assert!(
+            took < Duration::from_secs(10),
+            "{who}: closed after {took:?}"
+        );
+    }
+
+    // A handler held up by 3 s of injected latency, past the 1 s deadline.
+    let http = reqwest::Client::new();
+    let armed = http
+        .post(format!("{}/gremlin/latency", inventory.url()))
+        .json(&serde_json::json!({"delay_ms": 3000}))
+        .send()
+        .await
+        .expect("arm the latency gremlin");
+    assert!(armed.status().is_success(), "{}", armed.status());
+    let started = Instant::now();
+    let slow = http
+        .get(format!("{}/inventory", inventory.url()))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(slow.status().as_u16(), 503);
+    let problem: serde_json::Value = slow.json().await.expect("problem JSON");
+    assert_eq!(problem["type"], "request-timeout", "{problem}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2900),
+        "{:?}",
+        started.elapsed()
+    );
+}
