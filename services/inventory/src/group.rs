@@ -98,6 +98,14 @@ impl Groups {
         self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Reserves of `product` waiting for the statement in flight.
+    pub fn waiting(&self, product: &ProductId) -> usize {
+        self.lock()
+            .reserves
+            .get(product)
+            .map_or(0, |lane| lane.waiting.len())
+    }
+
     /// [`Store::reserve`], grouped with the other reserves of `product`.
     pub async fn reserve(
         &self,
@@ -160,6 +168,11 @@ impl Groups {
     }
 
     async fn drain_reserves(self, product: ProductId) {
+        let mut guard = Abandon {
+            groups: self.clone(),
+            lane: Some(product.clone()),
+            finished: false,
+        };
         while let Some(group) = self.next_reserves(&product) {
             record("reserve", group.len());
             if group.len() == 1 {
@@ -196,6 +209,7 @@ impl Groups {
                 }
             }
         }
+        guard.finished = true;
     }
 
     fn next_commits(&self) -> Option<Vec<CommitJob>> {
@@ -209,6 +223,11 @@ impl Groups {
     }
 
     async fn drain_commits(self) {
+        let mut guard = Abandon {
+            groups: self.clone(),
+            lane: None,
+            finished: false,
+        };
         while let Some(group) = self.next_commits() {
             record("commit", group.len());
             if group.len() > 1 {
@@ -231,6 +250,35 @@ impl Groups {
                 let answer = self.store.commit(job.order_id).await;
                 let _ = job.reply.send(answer);
             }
+        }
+        guard.finished = true;
+    }
+}
+
+/// Frees a lane whose drain task ends without emptying it (a panic, or the
+/// runtime shutting down): its waiting requests are answered
+/// [`StoreError::GroupLost`] (their replies are dropped) and the next
+/// request starts a new drain, instead of the product hanging for good.
+struct Abandon {
+    groups: Groups,
+    /// A product's reserve lane; None: the commit lane.
+    lane: Option<ProductId>,
+    /// Set when the drain emptied its lane and let it go, as it should.
+    finished: bool,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // The lane is still this drain's (`busy`): no other drain runs it.
+        let mut lanes = self.groups.lock();
+        match &self.lane {
+            Some(product) => {
+                lanes.reserves.remove(product);
+            }
+            None => lanes.commits = Lane::default(),
         }
     }
 }

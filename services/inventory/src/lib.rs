@@ -3,7 +3,8 @@
 mod api;
 mod config;
 pub mod domain;
-mod group;
+/// Public so tests can hold a product's row while requests queue.
+pub mod group;
 /// Public so `valerix bench` issues exactly this SQL for its database-only bound.
 pub mod store;
 
