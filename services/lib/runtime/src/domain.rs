@@ -161,8 +161,8 @@ fn schema(ty: &'static str, f: impl FnOnce(&mut MetaSchema)) -> MetaSchemaRef {
 }
 
 macro_rules! openapi_scalar {
-    ($t:ty, $name:literal, $schema:expr) => {
-        impl Type for $t {
+    (impl [$($generics:tt)*] $t:ty, $name:expr, $schema:expr) => {
+        impl<$($generics)*> Type for $t {
             const IS_REQUIRED: bool = true;
             type RawValueType = Self;
             type RawElementValueType = Self;
@@ -185,6 +185,9 @@ macro_rules! openapi_scalar {
                 Box::new(self.as_raw_value().into_iter())
             }
         }
+    };
+    ($t:ty, $name:expr, $schema:expr) => {
+        openapi_scalar!(impl [] $t, $name, $schema);
     };
 }
 
@@ -219,39 +222,21 @@ openapi_scalar!(
     })
 );
 
-impl<K: TextField + Send + Sync> Type for Text<K> {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        format!("string({}..{})", K::MIN, K::MAX).into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        schema("string", |s| {
-            s.min_length = Some(K::MIN);
-            s.max_length = Some(K::MAX);
-            // JSON Schema's pattern is an ECMAScript regex: \p{Cc} would
-            // need the `u` flag, which OpenAPI tools do not all set.
-            s.pattern = Some(if K::MIN == 0 {
-                "^[^\\x00-\\x1f\\x7f-\\x9f]*$".into()
-            } else {
-                "^[^\\x00-\\x1f\\x7f-\\x9f]+$".into()
-            });
-        })
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
+openapi_scalar!(
+    impl [K: TextField + Send + Sync] Text<K>,
+    format!("string({}..{})", K::MIN, K::MAX),
+    schema("string", |s| {
+        s.min_length = Some(K::MIN);
+        s.max_length = Some(K::MAX);
+        // JSON Schema's pattern is an ECMAScript regex: \p{Cc} would
+        // need the `u` flag, which OpenAPI tools do not all set.
+        s.pattern = Some(if K::MIN == 0 {
+            "^[^\\x00-\\x1f\\x7f-\\x9f]*$".into()
+        } else {
+            "^[^\\x00-\\x1f\\x7f-\\x9f]+$".into()
+        });
+    })
+);
 
 impl<K: TextField + Send + Sync> ParseFromJSON for Text<K> {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
