@@ -200,6 +200,8 @@ async fn connection<Io>(
             let deadline = Instant::now() + limits.request_timeout;
             // Until its answer is handed over in full (or dropped).
             let ticket = requests.begin(deadline + limits.header_timeout);
+            // HTTP/2 forbids connection headers: there the stream just ends.
+            let http1 = req.version() < http::Version::HTTP_2;
             let mut req = poem::Request::from((req, local, remote, http::uri::Scheme::HTTP));
             let arrived = Arc::new(AtomicBool::new(false));
             let body = Tracked {
@@ -214,7 +216,11 @@ async fn connection<Io>(
             )));
             let resp = match tokio::time::timeout_at(deadline, app.get_response(req)).await {
                 Ok(resp) => resp,
-                Err(_) => overran(limits.request_timeout, arrived.load(Ordering::Relaxed)),
+                Err(_) => overran(
+                    limits.request_timeout,
+                    arrived.load(Ordering::Relaxed),
+                    http1,
+                ),
             };
             let resp = hyper::Response::from(resp).map(|body| Ticketed {
                 body,
@@ -251,7 +257,7 @@ async fn connection<Io>(
 
 /// The answer when a request overran `--request-timeout-ms`: the client's
 /// fault while its body was still arriving, the service's after.
-fn overran(timeout: Duration, body_arrived: bool) -> poem::Response {
+fn overran(timeout: Duration, body_arrived: bool, http1: bool) -> poem::Response {
     let mut resp = if body_arrived {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -268,8 +274,10 @@ fn overran(timeout: Duration, body_arrived: bool) -> poem::Response {
         .into_response()
     };
     // The rest of a body may still be on its way: not another request.
-    resp.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if http1 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
 }
 
