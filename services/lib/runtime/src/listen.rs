@@ -27,7 +27,6 @@ use std::{
 };
 
 use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
-
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
