@@ -10,6 +10,9 @@
 //! and defaulted fields), but its documents say neither: they allow any
 //! additional property and no `null`. [`strict_requests`] writes both into
 //! the document, so that a client generated from it is never surprised.
+//! A request type without `#[oai(deny_unknown_fields)]` would make the
+//! document wrong; schemathesis' `negative_data_rejection` check in
+//! `tests/fuzz.rs` fails on it.
 
 use poem::{IntoResponse, Route, endpoint::make_sync, web::Html};
 use serde_json::{Map, Value};
