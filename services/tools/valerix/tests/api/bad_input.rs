@@ -844,7 +844,7 @@ fn instance(spec: &Value, schema: &Value) -> Value {
 /// that takes one: what its spec says is what it does. An unknown field
 /// is refused with a 400 naming it (`additionalProperties: false`), and
 /// each optional field set to `null` is not (`nullable: true`). A request
-/// type that forgets `#[oai(deny_unknown_fields)]` fails here.
+/// type that forgets `#[oai(deny_unknown_fields)]` fails this test.
 #[tokio::test]
 async fn every_request_body_is_as_strict_as_its_spec_says() {
     let stack = Stack::start_with(valerix_testkit::StackOptions {
