@@ -16,12 +16,19 @@ use tokio::{net::UnixDatagram, sync::mpsc, task::JoinHandle};
 /// (sd_notify's send is blocking), so the socket is always drained.
 const BACKLOG: usize = 1024;
 
-/// A directory under the system temp dir, removed on drop.
+/// A directory under the system temp dir, removed on drop. Its name,
+/// `<prefix>-<pid>-<random>`, names the process that made it, so that
+/// [`sweep_orphans`] can remove it when that process was killed before its
+/// drop could run.
 pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(prefix: &str) -> std::io::Result<Self> {
-        let path = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        let path = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&path)?;
         Ok(Self(path))
     }
@@ -37,8 +44,37 @@ impl Drop for TempDir {
     }
 }
 
+/// Removes the temp directories `<prefix>-<pid>` and `<prefix>-<pid>-...`
+/// whose process is gone: left by a run that was killed (SIGKILL, OOM)
+/// before it could clean up. Another user's, or a live process's, stay.
+pub fn sweep_orphans(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    let prefix = format!("{prefix}-");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // Signal 0 checks that a process exists without touching it.
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH)
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// One notification: its `NAME=value` lines.
 pub type Message = Vec<String>;
+
+const NOTIFY_DIR_PREFIX: &str = "valerix-notify";
 
 pub struct NotifySocket {
     path: PathBuf,
@@ -49,7 +85,8 @@ pub struct NotifySocket {
 
 impl NotifySocket {
     pub fn bind() -> std::io::Result<Self> {
-        let dir = TempDir::new("valerix-notify")?;
+        sweep_orphans(NOTIFY_DIR_PREFIX);
+        let dir = TempDir::new(NOTIFY_DIR_PREFIX)?;
         let path = dir.path().join("notify.sock");
         let socket = UnixDatagram::bind(&path)?;
         let (tx, messages) = mpsc::channel(BACKLOG);

@@ -290,21 +290,5 @@ const STATE_DIR_PREFIX: &str = "valerix-up-";
 /// `valerix up` runs that were killed before they could clean up: their
 /// process is gone, and their services died with them.
 fn sweep_stale_state_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(STATE_DIR_PREFIX))
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        // Signal 0 checks that a process exists without touching it.
-        if kill(Pid::from_raw(pid), None).is_err() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
+    valerix_stack::notify::sweep_orphans(STATE_DIR_PREFIX.trim_end_matches('-'));
 }

@@ -223,6 +223,7 @@ async fn a_killed_up_leaves_no_process_or_port_behind_and_the_next_starts_at_onc
         "four services and PostgreSQL at least: {children:?}"
     );
     let ports: Vec<u16> = (base - 1..=base + 2).chain([up.prometheus_port]).collect();
+    let killed = up.pid();
 
     up.kill9();
     let start = std::time::Instant::now();
@@ -261,6 +262,18 @@ async fn a_killed_up_leaves_no_process_or_port_behind_and_the_next_starts_at_onc
         .await
         .expect("gateway health");
     assert_eq!(health.status(), reqwest::StatusCode::OK);
+    // What the killed run could not remove, the next one did: its state
+    // directory and its services' notify sockets.
+    let left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            n == &format!("valerix-up-{killed}")
+                || n.starts_with(&format!("valerix-notify-{killed}-"))
+        })
+        .collect();
+    assert!(left.is_empty(), "left behind by the killed run: {left:?}");
     assert!(again.interrupt().success());
 }
 
