@@ -176,13 +176,7 @@ impl Groups {
         while let Some(group) = self.next_reserves(&product) {
             record("reserve", group.len());
             if group.len() == 1 {
-                for job in group {
-                    let answer = self
-                        .store
-                        .reserve(job.order_id, &product, job.quantity)
-                        .await;
-                    let _ = job.reply.send(answer);
-                }
+                self.reserve_one_by_one(&product, group).await;
                 continue;
             }
             let requests: Vec<_> = group.iter().map(|j| (j.order_id, j.quantity)).collect();
@@ -198,18 +192,21 @@ impl Groups {
                 }
                 // One at a time, in arrival order: each gets the answer it
                 // would have had alone.
-                Ok(Grouped::Refused) | Err(_) => {
-                    for job in group {
-                        let answer = self
-                            .store
-                            .reserve(job.order_id, &product, job.quantity)
-                            .await;
-                        let _ = job.reply.send(answer);
-                    }
-                }
+                Ok(Grouped::Refused) | Err(_) => self.reserve_one_by_one(&product, group).await,
             }
         }
         guard.finished = true;
+    }
+
+    /// Each request alone, in arrival order.
+    async fn reserve_one_by_one(&self, product: &ProductId, group: Vec<ReserveJob>) {
+        for job in group {
+            let answer = self
+                .store
+                .reserve(job.order_id, product, job.quantity)
+                .await;
+            let _ = job.reply.send(answer);
+        }
     }
 
     fn next_commits(&self) -> Option<Vec<CommitJob>> {

@@ -207,7 +207,7 @@ async fn connection<Io>(
                 inner: req.take_body().into(),
                 arrived: arrived.clone(),
             };
-            if body.inner_is_end() {
+            if body.is_end_stream() {
                 arrived.store(true, Ordering::Relaxed);
             }
             req.set_body(poem::Body::from(http_body_util::combinators::BoxBody::new(
@@ -379,12 +379,6 @@ impl<B: HttpBody + Unpin> HttpBody for Ticketed<B> {
 struct Tracked {
     inner: http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
     arrived: Arc<AtomicBool>,
-}
-
-impl Tracked {
-    fn inner_is_end(&self) -> bool {
-        self.inner.is_end_stream()
-    }
 }
 
 impl HttpBody for Tracked {

@@ -597,6 +597,19 @@ async fn hostile_input_on_every_service_is_a_4xx_problem_that_says_what() {
     assert_eq!(stored, 0, "no hostile request left an order behind");
 }
 
+/// The OpenAPI document a service serves.
+async fn served_spec(stack: &Stack, base: &str) -> Value {
+    stack
+        .http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .expect("spec")
+        .json()
+        .await
+        .expect("JSON spec")
+}
+
 /// What the spec says of request bodies is what the service does: an
 /// unknown field is refused (`additionalProperties: false`), an optional
 /// field may be `null` and then counts as absent (`nullable: true`).
@@ -604,15 +617,7 @@ async fn hostile_input_on_every_service_is_a_4xx_problem_that_says_what() {
 async fn request_bodies_are_as_strict_as_the_spec_says_and_no_stricter() {
     let stack = Stack::start().await;
     stack.product("P1", 100, 10).await;
-    let spec: Value = stack
-        .http
-        .get(format!("{}/openapi.json", stack.order.url))
-        .send()
-        .await
-        .expect("spec")
-        .json()
-        .await
-        .expect("JSON spec");
+    let spec = served_spec(&stack, &stack.order.url).await;
     let create = &spec["components"]["schemas"]["CreateOrder"];
     assert_eq!(create["additionalProperties"], false, "{create}");
     assert_eq!(
@@ -856,15 +861,7 @@ async fn every_request_body_is_as_strict_as_its_spec_says() {
     let mut checked = 0;
     let mut wrong = Vec::new();
     for base in [&stack.order.url, &stack.inventory.url, &stack.payment.url] {
-        let spec: Value = stack
-            .http
-            .get(format!("{base}/openapi.json"))
-            .send()
-            .await
-            .expect("spec")
-            .json()
-            .await
-            .expect("JSON spec");
+        let spec = served_spec(&stack, base).await;
         for (path, operations) in spec["paths"].as_object().expect("paths") {
             for (method, operation) in operations.as_object().expect("operations") {
                 let Some(schema) = operation["requestBody"]["content"]
