@@ -190,6 +190,8 @@ mod tests {
         for (service, method, path) in [
             (Inventory, "POST", "/inventory/reserve"),
             (Inventory, "POST", "/inventory/commit"),
+            (Inventory, "POST", "/inventory/commits"),
+            (Inventory, "GET", "/inventory/reservations/held"),
             (Inventory, "POST", "/inventory/release"),
             (Inventory, "GET", "/inventory/reservations/x"),
             (Payment, "POST", "/payments"),

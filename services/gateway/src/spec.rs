@@ -234,6 +234,8 @@ mod tests {
         for gone in [
             "/api/inventory/reserve",
             "/api/inventory/commit",
+            "/api/inventory/commits",
+            "/api/inventory/reservations/held",
             "/api/inventory/release",
             "/api/payments/refund",
             "/api/payments/void",

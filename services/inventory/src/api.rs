@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use poem_openapi::{ApiResponse, Object, OpenApi, Tags, param::Path, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi, Tags,
+    param::{Path, Query},
+    payload::Json,
+};
 use sqlx::PgPool;
 use uuid::Uuid;
 use valerix_runtime::{
@@ -110,6 +114,39 @@ impl poem_openapi::types::Example for ReservationRequest {
 #[oai(deny_unknown_fields)]
 pub struct CommitRequest {
     pub order_id: Uuid,
+}
+
+/// Orders whose reservations are committed together.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CommitBatchRequest {
+    /// 1 to 256 orders; an order named twice is committed once.
+    #[oai(validator(min_items = 1, max_items = 256))]
+    pub order_ids: Vec<Uuid>,
+}
+
+/// An order whose reservation was not there to commit.
+#[derive(Debug, Object)]
+pub struct NotHeld {
+    pub order_id: Uuid,
+    /// What the reservation is instead: RELEASED or REJECTED.
+    pub status: ReservationStatus,
+}
+
+/// What became of each order of a batch commit.
+#[derive(Debug, Object)]
+pub struct CommitBatch {
+    /// Committed now, or before.
+    pub committed: Vec<Uuid>,
+    /// Reservations that were released or rejected: nothing to commit.
+    pub not_held: Vec<NotHeld>,
+    /// Orders with no reservation at all.
+    pub missing: Vec<Uuid>,
+}
+
+#[derive(Debug, Object)]
+pub struct ReservationList {
+    pub reservations: Vec<Reservation>,
 }
 
 #[derive(ApiResponse)]
@@ -225,6 +262,18 @@ problem_set!(CommitErrors {
             `reservation-rejected`).",
     413 => TOO_LARGE,
     415 => NOT_JSON,
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+problem_set!(CommitBatchErrors {
+    400 => INVALID_BODY,
+    413 => TOO_LARGE,
+    415 => NOT_JSON,
+    500 => INTERNAL,
+    503 => UNAVAILABLE,
+});
+problem_set!(HeldErrors {
+    400 => INVALID_PARAMS,
     500 => INTERNAL,
     503 => UNAVAILABLE,
 });
@@ -378,6 +427,71 @@ impl InventoryApi {
         Ok(ReservationResponse::Ok(Json(row.into())))
     }
 
+    /// Commit several orders' reservations at once.
+    ///
+    /// The order service's deferred commits: each order is committed as by
+    /// `POST /inventory/commit` (and in the same groups); the answer sorts
+    /// the orders by what became of them instead of failing on the first
+    /// that was not held.
+    #[oai(
+        path = "/inventory/commits",
+        method = "post",
+        tag = "Tag::Reservations"
+    )]
+    async fn commit_batch(
+        &self,
+        body: Json<CommitBatchRequest>,
+    ) -> Answer<Json<CommitBatch>, CommitBatchErrors> {
+        let mut ids = body.0.order_ids;
+        ids.sort_unstable();
+        ids.dedup();
+        let answers = futures::future::join_all(ids.iter().map(|id| self.groups.commit(*id))).await;
+        let mut batch = CommitBatch {
+            committed: Vec::new(),
+            not_held: Vec::new(),
+            missing: Vec::new(),
+        };
+        for (order_id, answer) in ids.into_iter().zip(answers) {
+            match answer {
+                Ok(_) => batch.committed.push(order_id),
+                Err(StoreError::WrongState { status, .. }) => {
+                    batch.not_held.push(NotHeld { order_id, status })
+                }
+                Err(StoreError::NoReservation(_)) => batch.missing.push(order_id),
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(Json(batch))
+    }
+
+    /// Reservations still held (RESERVED) after `older_than_secs`, oldest
+    /// first: the orders in flight, and any whose commit is overdue.
+    #[oai(
+        path = "/inventory/reservations/held",
+        method = "get",
+        tag = "Tag::Reservations"
+    )]
+    async fn held(
+        &self,
+        /// Only reservations unchanged for at least this many seconds.
+        #[oai(default, validator(maximum(value = "86400")))]
+        older_than_secs: Query<u32>,
+        /// At most this many, 1 to 1000.
+        #[oai(
+            default = "default_held_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<i64>,
+    ) -> Answer<Json<ReservationList>, HeldErrors> {
+        let rows = self
+            .store
+            .held_longer_than(Duration::from_secs(older_than_secs.0.into()), limit.0)
+            .await?;
+        Ok(Json(ReservationList {
+            reservations: rows.into_iter().map(Reservation::from).collect(),
+        }))
+    }
+
     /// An order's reservation.
     #[oai(
         path = "/inventory/reservations/:order_id",
@@ -391,4 +505,8 @@ impl InventoryApi {
         let row = self.store.reservation(order_id.0).await?;
         Ok(ReservationResponse::Ok(Json(row.into())))
     }
+}
+
+fn default_held_limit() -> i64 {
+    100
 }

@@ -384,6 +384,26 @@ impl Store {
         }
     }
 
+    /// Reservations still RESERVED whose last change is older than
+    /// `older_than`, oldest first: normally none but orders in flight. Found
+    /// through the partial index of live reservations, not by a scan of
+    /// every reservation ever made.
+    pub async fn held_longer_than(
+        &self,
+        older_than: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<ReservationRow>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {RESERVATION_COLUMNS} FROM reservations
+             WHERE status = 'RESERVED' AND updated_at < NOW() - make_interval(secs => $1)
+             ORDER BY updated_at LIMIT $2"
+        ))
+        .bind(older_than.as_secs_f64())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn reservation(&self, order_id: Uuid) -> Result<ReservationRow, StoreError> {
         sqlx::query_as(&format!(
             "SELECT {RESERVATION_COLUMNS} FROM reservations WHERE order_id = $1"

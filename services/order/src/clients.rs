@@ -138,6 +138,35 @@ impl Inventory {
             .map(|_| ())
     }
 
+    /// Commits the reservations of several orders (at most 256) in one call.
+    pub async fn commit_batch(&self, order_ids: &[Uuid]) -> Result<CommitBatch, CallError> {
+        Ok(self
+            .0
+            .call::<_, CommitBatch>(
+                Method::POST,
+                "/inventory/commits",
+                Some(&OrderIds { order_ids }),
+            )
+            .await?
+            .body)
+    }
+
+    /// Orders whose reservation has been held (RESERVED) for at least
+    /// `older_than_secs`, oldest first, at most `limit`.
+    pub async fn held(&self, older_than_secs: u32, limit: u32) -> Result<Vec<Uuid>, CallError> {
+        let path =
+            format!("/inventory/reservations/held?older_than_secs={older_than_secs}&limit={limit}");
+        Ok(self
+            .0
+            .call::<(), HeldList>(Method::GET, &path, None)
+            .await?
+            .body
+            .reservations
+            .into_iter()
+            .map(|r| r.order_id)
+            .collect())
+    }
+
     pub async fn commit(&self, o: &OrderRow) -> Result<Commit, CallError> {
         match self
             .0
@@ -164,6 +193,38 @@ impl Inventory {
             Err(e) => Err(e),
         }
     }
+}
+
+/// What a batch commit told us.
+#[derive(Debug, Default, Deserialize)]
+pub struct CommitBatch {
+    /// Committed now, or before.
+    pub committed: Vec<Uuid>,
+    /// Released or rejected: there was nothing to commit.
+    pub not_held: Vec<NotHeld>,
+    /// No reservation at all.
+    pub missing: Vec<Uuid>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NotHeld {
+    pub order_id: Uuid,
+    pub status: String,
+}
+
+#[derive(Serialize)]
+struct OrderIds<'a> {
+    order_ids: &'a [Uuid],
+}
+
+#[derive(Debug, Deserialize)]
+struct HeldList {
+    reservations: Vec<HeldReservation>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HeldReservation {
+    order_id: Uuid,
 }
 
 #[derive(Debug, Clone)]

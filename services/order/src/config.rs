@@ -59,6 +59,11 @@ pub struct Config {
     #[arg(long, env = "VALERIX_BREAKER_OPEN_MS", default_value_t = 5000)]
     pub breaker_open_ms: u64,
 
+    /// Confirm a paid order at once and commit its stock (held until then)
+    /// in batches after the answer; false: commit it before confirming
+    #[arg(long, env = "VALERIX_DEFER_STOCK_COMMIT", default_value_t = true, action = ArgAction::Set)]
+    pub defer_stock_commit: bool,
+
     /// Run the reconciler in this process (every replica may: claims do not overlap)
     #[arg(long, env = "VALERIX_RECONCILER", default_value_t = true, action = ArgAction::Set)]
     pub reconciler: bool,

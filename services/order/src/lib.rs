@@ -8,6 +8,7 @@ pub mod domain;
 mod reconciler;
 mod saga;
 mod sla;
+mod stock_commit;
 /// Public so `valerix bench` issues exactly this SQL for its database-only bound.
 pub mod store;
 mod telemetry;
@@ -24,6 +25,7 @@ use crate::{
     clients::{Inventory, Payments},
     saga::Saga,
     sla::SlaApi,
+    stock_commit::StockCommits,
     store::Store,
 };
 
@@ -39,14 +41,27 @@ const OPEN: &[(Method, &str)] = &[
     (Method::GET, "/sla"),
 ];
 
-fn saga(config: &Config, pool: sqlx::PgPool, token: Option<&Token>) -> Saga {
+/// The saga, and the task committing its confirmed orders' stock when
+/// that is deferred (`--defer-stock-commit`).
+fn saga(
+    config: &Config,
+    pool: sqlx::PgPool,
+    token: Option<&Token>,
+) -> (Saga, Option<tokio::task::JoinHandle<()>>) {
     let policy = config.call_policy();
-    Saga {
+    let inventory = Inventory::new(&config.inventory_url, policy, token);
+    let (stock_commits, committer) = config
+        .defer_stock_commit
+        .then(|| StockCommits::spawn(inventory.clone()))
+        .unzip();
+    let saga = Saga {
         store: Store::new(pool),
-        inventory: Inventory::new(&config.inventory_url, policy, token),
+        inventory,
         payments: Payments::new(&config.payment_url, policy, token),
         deadline: Duration::from_secs(config.order_deadline_secs),
-    }
+        stock_commits,
+    };
+    (saga, committer)
 }
 
 pub async fn run(
@@ -58,7 +73,8 @@ pub async fn run(
     systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
     telemetry::register();
-    let saga = Arc::new(saga(&config, pool.clone(), token.as_ref()));
+    let (saga, committer) = saga(&config, pool.clone(), token.as_ref());
+    let saga = Arc::new(saga);
     let reconciler = config.reconciler.then(|| {
         reconciler::spawn(
             saga.clone(),
@@ -81,7 +97,11 @@ pub async fn run(
     )
     .await;
     // Every saga step is idempotent, so stopping one midway is safe.
-    for task in reconciler.into_iter().chain([pending_gauge]) {
+    for task in reconciler
+        .into_iter()
+        .chain(committer)
+        .chain([pending_gauge])
+    {
         task.abort();
     }
     served?;
@@ -101,6 +121,6 @@ fn latency_gauge() -> LatencyGauge {
 
 pub fn spec() -> String {
     let config = Config::with_database("postgres://localhost/spec");
-    let api = OrderApi::new(Arc::new(saga(&config, db::lazy_pool(), None)));
+    let api = OrderApi::new(Arc::new(saga(&config, db::lazy_pool(), None).0));
     server::openapi((api, SlaApi::new(latency_gauge())), TITLE).spec()
 }

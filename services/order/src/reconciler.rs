@@ -1,7 +1,9 @@
 //! The background task that settles every order the request path could not:
 //! it claims due orders (SKIP LOCKED, so replicas never share one) and runs
-//! the saga on them again. It also forgets Idempotency-Keys past their
-//! retention, so that table holds a day of keys, not every key ever sent.
+//! the saga on them again. It commits the stock of CONFIRMED orders whose
+//! deferred commit was lost ([`stock_commit::sweep`]), and forgets
+//! Idempotency-Keys past their retention, so that table holds a day of keys,
+//! not every key ever sent.
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,6 +13,7 @@ use tracing::Instrument;
 use crate::{
     domain::OrderStatus,
     saga::Saga,
+    stock_commit,
     store::Store,
     telemetry::{self, Action},
 };
@@ -43,6 +46,11 @@ pub fn spawn(
                 if n < BATCH as usize {
                     break;
                 }
+            }
+            // Also when this replica commits on the request path: another
+            // one, or this one before a restart, may have deferred.
+            if let Err(err) = stock_commit::sweep(&saga.inventory, &saga.store).await {
+                tracing::warn!(%err, "reconciler cannot sweep held stock of confirmed orders");
             }
             purge_keys(&saga.store, key_retention).await;
         }

@@ -9,6 +9,7 @@ use chrono::Utc;
 use crate::{
     clients::{Commit, Hold, Inventory, Paid, Payments},
     domain::{FailureReason, OrderStatus, Outcome},
+    stock_commit::StockCommits,
     store::{OrderRow, Store, StoreError},
     telemetry,
 };
@@ -18,6 +19,10 @@ pub struct Saga {
     pub inventory: Inventory,
     pub payments: Payments,
     pub deadline: Duration,
+    /// Some: a paid order is CONFIRMED at once and its stock committed
+    /// after the answer ([`crate::stock_commit`]); None: committed before
+    /// it is confirmed, on the request path.
+    pub stock_commits: Option<StockCommits>,
 }
 
 /// Wait before the reconciler tries an unsettled order again.
@@ -35,7 +40,13 @@ impl Saga {
         let outcome = self.drive(order).await;
         tracing::debug!(order_id = %order.id, ?outcome, "saga step");
         match outcome {
-            Outcome::Confirmed => self.settle(order, OrderStatus::Confirmed, None).await,
+            Outcome::Confirmed => {
+                let row = self.settle(order, OrderStatus::Confirmed, None).await?;
+                if let Some(commits) = &self.stock_commits {
+                    commits.queue(order.id);
+                }
+                Ok(row)
+            }
             Outcome::Failed(reason) => self.settle(order, OrderStatus::Failed, Some(reason)).await,
             Outcome::Pending(status) => {
                 self.store
@@ -106,6 +117,8 @@ impl Saga {
     async fn settle_payment(&self, order: &OrderRow, paid: Paid) -> Outcome {
         let still_pending = Outcome::Pending(OrderStatus::PendingPayment);
         match paid {
+            // The units stay held until the queued commit takes them.
+            Paid::Completed if self.stock_commits.is_some() => Outcome::Confirmed,
             Paid::Completed => match self.inventory.commit(order).await {
                 Ok(Commit::Committed) => Outcome::Confirmed,
                 // Paid, but the stock is gone: pay the money back.

@@ -276,6 +276,16 @@ impl Store {
         .rows_affected())
     }
 
+    /// Which of `ids` are CONFIRMED.
+    pub async fn confirmed_among(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM orders WHERE id = ANY($1) AND status = 'CONFIRMED'")
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// Unsettled orders per status, for metrics and the dashboard.
     pub async fn unsettled_counts(&self) -> Result<Vec<(OrderStatus, i64)>, StoreError> {
         Ok(sqlx::query_as(&format!(

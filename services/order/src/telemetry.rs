@@ -68,6 +68,7 @@ pub fn register() {
             "status" => status.as_str(), "reason" => reason_label(reason))
         .increment(0);
     }
+    crate::stock_commit::register();
     for action in Action::ALL {
         metrics::counter!("valerix_reconciler_actions_total", "action" => action.label())
             .increment(0);

@@ -227,17 +227,21 @@ impl Stack {
         let pool = self.pool().await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let unsettled: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED')",
+            // Settled, and (committed after the answers) their stock too.
+            let (unsettled, uncommitted): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED')),
+                        (SELECT COUNT(*) FROM reservations r JOIN orders o ON o.id = r.order_id
+                         WHERE r.status = 'RESERVED' AND o.status = 'CONFIRMED')",
             )
             .fetch_one(&pool)
             .await?;
-            if unsettled == 0 {
+            if unsettled == 0 && uncommitted == 0 {
                 break;
             }
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
-                "{unsettled} orders still unsettled 60 s after the measurement"
+                "60 s after the measurement {unsettled} orders still unsettled, \
+                 {uncommitted} confirmed orders' stock not committed"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

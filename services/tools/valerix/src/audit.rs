@@ -39,7 +39,7 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE i.reserved <> COALESCE(r.live, 0) OR i.reserved > i.stock OR i.reserved < 0 OR i.stock < 0",
     ),
     (
-        "a CONFIRMED order has one completed payment of its amount and a committed reservation",
+        "a CONFIRMED order has one completed payment of its amount and holds its units (committed, or held until its queued commit)",
         "SELECT format('order %s: payment %s (%s of %s), reservation %s', o.id,
                        COALESCE(p.status, 'none'), p.amount, o.amount, COALESCE(r.status, 'none'))
          FROM orders o
@@ -47,7 +47,8 @@ const CHECKS: &[(&str, &str)] = &[
          LEFT JOIN reservations r ON r.order_id = o.id
          WHERE o.status = 'CONFIRMED'
            AND (p.status IS DISTINCT FROM 'COMPLETED' OR p.amount <> o.amount
-                OR r.status IS DISTINCT FROM 'COMMITTED' OR r.quantity <> o.quantity)",
+                OR r.status IS NULL OR r.status NOT IN ('COMMITTED', 'RESERVED')
+                OR r.quantity <> o.quantity)",
     ),
     (
         "a FAILED order holds no stock and kept no money",
@@ -101,8 +102,51 @@ pub async fn audit(pool: &PgPool, max_pending: Option<Duration>) -> Result<Repor
                 invariant: "every order settles within the bound",
                 detail,
             }));
+        let rows: Vec<(String,)> = sqlx::query_as(&format!(
+            "SELECT format('order %s is CONFIRMED, its stock still held (not committed) after %s s',
+                    o.id, round(EXTRACT(EPOCH FROM NOW() - o.updated_at)))
+             {OUTSTANDING_COMMITS_FROM} AND o.updated_at <= NOW() - make_interval(secs => $1)"
+        ))
+        .bind(bound.as_secs_f64())
+        .fetch_all(pool)
+        .await?;
+        report
+            .violations
+            .extend(rows.into_iter().map(|(detail,)| Violation {
+                invariant: "a CONFIRMED order's stock is committed within the bound",
+                detail,
+            }));
     }
     Ok(report)
+}
+
+/// CONFIRMED orders whose units are held, their commit still queued.
+const OUTSTANDING_COMMITS_FROM: &str = "FROM orders o JOIN reservations r ON r.order_id = o.id
+     WHERE r.status = 'RESERVED' AND o.status = 'CONFIRMED'";
+
+/// How many CONFIRMED orders still wait for their stock commit (the order
+/// service commits after the answer, in batches).
+pub async fn outstanding_stock_commits(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) {OUTSTANDING_COMMITS_FROM}"))
+        .fetch_one(pool)
+        .await
+}
+
+/// Waits until no CONFIRMED order waits for its stock commit; false when
+/// some still do at `deadline`.
+pub async fn wait_for_stock_commits(
+    pool: &PgPool,
+    deadline: tokio::time::Instant,
+) -> Result<bool, sqlx::Error> {
+    loop {
+        if outstanding_stock_commits(pool).await? == 0 {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Prints the report the way `valerix audit` shows it.

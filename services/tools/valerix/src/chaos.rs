@@ -376,7 +376,7 @@ async fn measure(
     .await?;
     let oversold_units: i64 = sqlx::query_scalar(
         "SELECT COALESCE(SUM(GREATEST(sold - $1, 0)), 0)::BIGINT FROM
-           (SELECT product_id, SUM(quantity) AS sold FROM reservations WHERE status = 'COMMITTED' GROUP BY product_id) s",
+           (SELECT product_id, SUM(quantity) AS sold FROM reservations WHERE status IN ('COMMITTED', 'RESERVED') GROUP BY product_id) s",
     )
     .bind(i64::from(cfg.stock_per_product))
     .fetch_one(pool)

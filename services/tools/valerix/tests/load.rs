@@ -103,7 +103,15 @@ async fn a_run_through_a_gremlin_window_settles_every_affected_order_and_loses_n
     }
     assert!(stdout.contains("## Affected orders"), "{stdout}");
 
-    // The database agrees: nothing pending, every invariant holds.
+    // The database agrees: nothing pending (the stock commits, queued after
+    // the answers, included), every invariant holds.
+    let committed = valerix::audit::wait_for_stock_commits(
+        &stack.pool,
+        tokio::time::Instant::now() + Duration::from_secs(30),
+    )
+    .await
+    .expect("count outstanding stock commits");
+    assert!(committed, "stock commits still queued 30 s after the load");
     let audit = valerix::audit::audit(&stack.pool, Some(Duration::ZERO))
         .await
         .expect("audit");

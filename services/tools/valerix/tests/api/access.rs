@@ -53,6 +53,11 @@ fn internal_steps(order_id: &str) -> Vec<(Method, &'static str, Value)> {
         ),
         (Method::POST, "/api/inventory/reserve", reservation.clone()),
         (Method::POST, "/api/inventory/commit", order),
+        (
+            Method::POST,
+            "/api/inventory/commits",
+            json!({ "order_ids": [order_id] }),
+        ),
         (Method::POST, "/api/inventory/release", reservation),
     ]
 }
@@ -168,6 +173,7 @@ async fn a_stranger_gets_the_shop_and_the_operator_the_rest() {
         }
     }
     // Nothing of that reached the services: the stock is as the order left it.
+    crate::support::stock_committed(&stack).await;
     let (_, _, _, p1) = call(&stack, gw, Method::GET, "/api/inventory/P1", None, None).await;
     assert_eq!(p1["stock"], 9, "{p1}");
 
@@ -330,6 +336,13 @@ async fn with_a_service_token_the_services_refuse_internal_calls_and_the_saga_st
             "/inventory/commit",
             Some(json!({ "order_id": order_id })),
         ),
+        (
+            inventory,
+            Method::POST,
+            "/inventory/commits",
+            Some(json!({ "order_ids": [order_id] })),
+        ),
+        (inventory, Method::GET, "/inventory/reservations/held", None),
         (
             inventory,
             Method::PUT,

@@ -839,7 +839,14 @@ fn instance(spec: &Value, schema: &Value) -> Value {
             .as_f64()
             .map_or(json!(1), |m| json!(m.max(1.0) as i64)),
         Some("boolean") => json!(true),
-        Some("array") => json!([]),
+        Some("array") => {
+            let items = schema["minItems"].as_u64().unwrap_or(0);
+            Value::Array(
+                (0..items)
+                    .map(|_| instance(spec, &schema["items"]))
+                    .collect(),
+            )
+        }
         _ if schema["format"] == "uuid" => json!(uuid::Uuid::new_v4()),
         _ => json!("PROD-1"),
     }

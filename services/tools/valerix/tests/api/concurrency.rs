@@ -26,6 +26,7 @@ async fn two_hundred_orders_for_fifty_units_confirm_exactly_fifty() {
     assert_eq!(confirmed, 50);
     assert_eq!(out_of_stock, 150);
 
+    stock_committed(&stack).await;
     let p = product(&stack, "HOT").await;
     assert_eq!(
         (p["stock"].as_i64(), p["reserved"].as_i64()),
@@ -47,6 +48,7 @@ async fn a_repeated_reserve_is_a_no_op_even_concurrently() {
     stack.product("P1", 100, 10).await;
     let (_, o) = order(&stack, "P1", 1).await;
     let order_id = o["id"].as_str().expect("id").to_owned();
+    stock_committed(&stack).await;
     // A second order row to reserve for, without going through the saga.
     let id = uuid::Uuid::new_v4();
     let body = json!({ "order_id": id, "product_id": "P1", "quantity": 4 });
@@ -241,6 +243,7 @@ async fn two_hundred_orders_of_mixed_quantities_sell_exactly_the_stock_in_groups
     // Orders of 1 unit were refused too, so none may be refused while a
     // unit remained: all 50 sold, not one more.
     assert_eq!(sold, 50);
+    stock_committed(&stack).await;
     let p = product(&stack, "HOT").await;
     assert_eq!(
         (p["stock"].as_i64(), p["reserved"].as_i64()),

@@ -91,6 +91,7 @@ async fn an_order_goes_through_the_gateway_end_to_end() {
         .await
         .expect("json");
     assert_eq!(read["status"], "CONFIRMED");
+    crate::support::stock_committed(&stack).await;
     let stock: Value = http
         .get(format!("{}/api/inventory/P1", gw.url))
         .send()

@@ -11,5 +11,6 @@ mod idempotency;
 mod metrics;
 mod orders;
 mod statuses;
+mod stock_commit;
 mod support;
 mod unix_sockets;

@@ -76,6 +76,26 @@ async fn every_service_exposes_red_metrics_by_route_template() {
     let (status, _) = get(&stack, format!("{}/orders/not-a-uuid", stack.order.url)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // The stock commit follows the answer: wait until the order service
+    // counted it (after its call to inventory was recorded).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, s) = scrape(&stack, &stack.order.url).await;
+        let committed = value(
+            &s,
+            "valerix_order_stock_commits_total",
+            &[("outcome", "committed")],
+        );
+        if committed >= Some(1.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no stock commit counted: {committed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
     for url in [&stack.order.url, &stack.inventory.url, &stack.payment.url] {
         let (text, s) = scrape(&stack, url).await;
         for r in random.iter().chain([&id]) {
@@ -151,7 +171,8 @@ async fn every_service_exposes_red_metrics_by_route_template() {
         }
         for (downstream, operation) in [
             ("inventory-service", "POST /inventory/reserve"),
-            ("inventory-service", "POST /inventory/commit"),
+            // The commit follows the answer, in batches.
+            ("inventory-service", "POST /inventory/commits"),
             ("payment-service", "POST /payments"),
         ] {
             let labels = [

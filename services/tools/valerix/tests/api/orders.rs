@@ -20,6 +20,11 @@ async fn happy_path_confirms_charges_and_takes_stock() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read["status"], "CONFIRMED");
 
+    // From the answer on, the units are the buyer's: held, or already
+    // committed by the commit that follows the answer.
+    let p = product(&stack, "P1").await;
+    assert_eq!(p["available"].as_i64(), Some(7), "{p}");
+    stock_committed(&stack).await;
     let p = product(&stack, "P1").await;
     assert_eq!(
         (p["stock"].as_i64(), p["reserved"].as_i64()),

@@ -45,6 +45,19 @@ pub async fn payments_of(stack: &Stack, order_id: &str) -> Vec<Value> {
     body["payments"].as_array().cloned().unwrap_or_default()
 }
 
+/// Waits until every CONFIRMED order's stock is committed: the order
+/// service commits it after the answer.
+pub async fn stock_committed(stack: &Stack) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let done = valerix::audit::wait_for_stock_commits(&stack.pool, deadline)
+        .await
+        .expect("count outstanding stock commits");
+    assert!(
+        done,
+        "a CONFIRMED order's stock was not committed within 10 s"
+    );
+}
+
 pub async fn assert_audit_clean(stack: &Stack) {
     let report = valerix::audit::audit(&stack.pool, None)
         .await

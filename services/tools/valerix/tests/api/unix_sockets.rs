@@ -44,6 +44,7 @@ async fn an_order_goes_through_the_sockets_only() {
     assert_eq!(status, StatusCode::CREATED, "{placed}");
     assert_eq!(placed["status"], "CONFIRMED", "{placed}");
 
+    stock_committed(&stack).await;
     // The socket serves the same API as the TCP port.
     let inventory = over(&dir.join("inventory.sock"));
     let (status, p) = json_of(
