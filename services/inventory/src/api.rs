@@ -474,7 +474,7 @@ impl InventoryApi {
     async fn held(
         &self,
         /// Only reservations unchanged for at least this many seconds.
-        #[oai(default, validator(maximum(value = "86400")))]
+        #[oai(default, validator(minimum(value = "0"), maximum(value = "86400")))]
         older_than_secs: Query<u32>,
         /// At most this many, 1 to 1000.
         #[oai(

@@ -39,6 +39,7 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sweep: Option<tokio::time::Instant> = None;
         loop {
             ticker.tick().await;
             // A full batch means more may be due: go again at once.
@@ -49,12 +50,32 @@ pub fn spawn(
             }
             // Also when this replica commits on the request path: another
             // one, or this one before a restart, may have deferred.
-            if let Err(err) = stock_commit::sweep(&saga.inventory, &saga.store).await {
-                tracing::warn!(%err, "reconciler cannot sweep held stock of confirmed orders");
+            if last_sweep.is_none_or(|at| at.elapsed() >= stock_commit::SWEEP_EVERY) {
+                last_sweep = Some(tokio::time::Instant::now());
+                sweep(&saga).await;
             }
             purge_keys(&saga.store, key_retention).await;
         }
     })
+}
+
+/// One sweep of held stock ([`stock_commit::sweep`]), a trace of its own.
+async fn sweep(saga: &Saga) {
+    let span = tracing::info_span!("stock_commit_sweep", otel.kind = "internal");
+    match stock_commit::sweep(&saga.inventory, &saga.store)
+        .instrument(span)
+        .await
+    {
+        Ok(_) => {}
+        // Inventory down is already told by the saga's calls, the
+        // breaker and its health: not once more per round.
+        Err(stock_commit::SweepError::Call(err)) => {
+            tracing::debug!(%err, "cannot sweep held stock of confirmed orders");
+        }
+        Err(err) => {
+            tracing::warn!(%err, "cannot sweep held stock of confirmed orders");
+        }
+    }
 }
 
 /// Deletes Idempotency-Keys older than `retention`, oldest first, until none

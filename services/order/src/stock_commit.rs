@@ -15,6 +15,7 @@
 //! whose order is CONFIRMED.
 
 use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::Instrument;
 use uuid::Uuid;
 use valerix_runtime::client::CallError;
 
@@ -31,6 +32,10 @@ const QUEUE: usize = 8192;
 /// A reservation held this long whose order is CONFIRMED has lost its
 /// queued commit (the process stopped, or inventory did not answer).
 pub const SWEEP_AFTER_SECS: u32 = 5;
+/// How often the reconciler sweeps: each sweep is a call to inventory (and
+/// a small trace), so not on every round.
+pub const SWEEP_EVERY: std::time::Duration =
+    std::time::Duration::from_secs(SWEEP_AFTER_SECS as u64);
 /// Held reservations looked at per sweep, oldest first.
 const SWEEP_LIMIT: u32 = 1000;
 
@@ -67,7 +72,13 @@ impl StockCommits {
 async fn run(mut orders: mpsc::Receiver<Uuid>, inventory: Inventory) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while orders.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if let Err(err) = commit(&inventory, &batch).await {
+        // A trace per batch: it serves many orders, each with its own trace.
+        let span = tracing::info_span!(
+            "stock_commits",
+            orders = batch.len(),
+            otel.kind = "internal"
+        );
+        if let Err(err) = commit(&inventory, &batch).instrument(span).await {
             record("left_to_sweep", batch.len());
             tracing::warn!(%err, orders = batch.len(), "stock commits failed; left to the sweep");
         }

@@ -64,11 +64,12 @@ async fn the_sweep_commits_the_held_stock_of_a_confirmed_order_and_leaves_orders
         (Some(10), Some(5))
     );
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // The reconciler sweeps every 5 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while reservation_status(&stack, confirmed).await != "COMMITTED" {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the sweep did not commit the confirmed order's stock within 10 s"
+            "the sweep did not commit the confirmed order's stock within 15 s"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

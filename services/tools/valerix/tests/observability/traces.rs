@@ -1,7 +1,8 @@
 //! One order is one trace: spans from order, inventory and payment, exported
 //! over OTLP/HTTP (protobuf) to a receiver in this test, share the trace id
 //! the client started, with every server span the child of the caller's
-//! client span.
+//! client span. The stock commit that follows the answer (for many orders at
+//! once) is a trace of its own, across the order and inventory services.
 
 use std::{
     sync::{Arc, Mutex},
@@ -127,18 +128,28 @@ async fn one_order_is_one_trace_across_the_three_services() {
         ("order-service", "POST /orders", SpanKind::Server),
         ("order-service", "POST /inventory/reserve", SpanKind::Client),
         ("order-service", "POST /payments", SpanKind::Client),
-        ("order-service", "POST /inventory/commit", SpanKind::Client),
         (
             "inventory-service",
             "POST /inventory/reserve",
             SpanKind::Server,
         ),
+        ("payment-service", "POST /payments", SpanKind::Server),
+    ];
+    // The commit's trace: the batch, its call, inventory's side of it.
+    let find_any = |spans: &[Span], service: &str, name: &str, kind: SpanKind| {
+        spans
+            .iter()
+            .find(|s| s.service == service && s.name == name && s.kind == kind as i32)
+            .cloned()
+    };
+    let commit_spans = [
+        ("order-service", "stock_commits", SpanKind::Internal),
+        ("order-service", "POST /inventory/commits", SpanKind::Client),
         (
             "inventory-service",
-            "POST /inventory/commit",
+            "POST /inventory/commits",
             SpanKind::Server,
         ),
-        ("payment-service", "POST /payments", SpanKind::Server),
     ];
     let start = std::time::Instant::now();
     let spans = loop {
@@ -146,6 +157,9 @@ async fn one_order_is_one_trace_across_the_three_services() {
         if expected
             .iter()
             .all(|(svc, name, kind)| find(&received, svc, name, *kind).is_some())
+            && commit_spans
+                .iter()
+                .all(|(svc, name, kind)| find_any(&received, svc, name, *kind).is_some())
         {
             break received;
         }
@@ -169,7 +183,6 @@ async fn one_order_is_one_trace_across_the_three_services() {
     let by_id = |id: &str| spans.iter().find(|s| s.span_id == id);
     for (callee, name) in [
         ("inventory-service", "POST /inventory/reserve"),
-        ("inventory-service", "POST /inventory/commit"),
         ("payment-service", "POST /payments"),
     ] {
         let callee_span = get(callee, name, SpanKind::Server);
@@ -195,6 +208,25 @@ async fn one_order_is_one_trace_across_the_three_services() {
             .all(|s| s.trace_id != trace_id || !s.parent_span_id.is_empty()),
         "nothing in the order's trace starts a new root"
     );
+
+    // The commit after the answer: a root span for the batch, its call to
+    // inventory, and inventory's server span, one trace.
+    let get_any = |svc, name, kind| find_any(&spans, svc, name, kind).expect("found above");
+    let batch = get_any("order-service", "stock_commits", SpanKind::Internal);
+    let call = get_any("order-service", "POST /inventory/commits", SpanKind::Client);
+    let served = get_any(
+        "inventory-service",
+        "POST /inventory/commits",
+        SpanKind::Server,
+    );
+    assert!(batch.parent_span_id.is_empty(), "a root: {batch:?}");
+    assert_eq!(call.parent_span_id, batch.span_id, "{call:?}");
+    assert_eq!(served.parent_span_id, call.span_id, "{served:?}");
+    assert_eq!(
+        (&call.trace_id, &served.trace_id),
+        (&batch.trace_id, &batch.trace_id)
+    );
+    assert_ne!(batch.trace_id, trace_id, "not the order's trace");
 
     // Log records written inside the request carry its trace id.
     assert!(
