@@ -86,36 +86,36 @@ pub async fn audit(pool: &PgPool, max_pending: Option<Duration>) -> Result<Repor
         );
     }
     if let Some(bound) = max_pending {
-        let rows: Vec<(String,)> = sqlx::query_as(&format!(
-            "SELECT format('order %s is %s after %s s', id, status, round(EXTRACT(EPOCH FROM NOW() - created_at)))
-             FROM orders
-             WHERE status IN {}
-               AND created_at <= NOW() - make_interval(secs => $1)",
-            order_service::domain::OrderStatus::unsettled_sql()
-        ))
-        .bind(bound.as_secs_f64())
-        .fetch_all(pool)
-        .await?;
-        report
-            .violations
-            .extend(rows.into_iter().map(|(detail,)| Violation {
-                invariant: "every order settles within the bound",
-                detail,
-            }));
-        let rows: Vec<(String,)> = sqlx::query_as(&format!(
-            "SELECT format('order %s is CONFIRMED, its stock still held (not committed) after %s s',
-                    o.id, round(EXTRACT(EPOCH FROM NOW() - o.updated_at)))
-             {OUTSTANDING_COMMITS_FROM} AND o.updated_at <= NOW() - make_interval(secs => $1)"
-        ))
-        .bind(bound.as_secs_f64())
-        .fetch_all(pool)
-        .await?;
-        report
-            .violations
-            .extend(rows.into_iter().map(|(detail,)| Violation {
-                invariant: "a CONFIRMED order's stock is committed within the bound",
-                detail,
-            }));
+        let bounded = [
+            (
+                "every order settles within the bound",
+                format!(
+                    "SELECT format('order %s is %s after %s s', id, status, round(EXTRACT(EPOCH FROM NOW() - created_at)))
+                     FROM orders
+                     WHERE status IN {}
+                       AND created_at <= NOW() - make_interval(secs => $1)",
+                    order_service::domain::OrderStatus::unsettled_sql()
+                ),
+            ),
+            (
+                "a CONFIRMED order's stock is committed within the bound",
+                format!(
+                    "SELECT format('order %s is CONFIRMED, its stock still held (not committed) after %s s',
+                            o.id, round(EXTRACT(EPOCH FROM NOW() - o.updated_at)))
+                     {OUTSTANDING_COMMITS_FROM} AND o.updated_at <= NOW() - make_interval(secs => $1)"
+                ),
+            ),
+        ];
+        for (invariant, sql) in bounded {
+            let rows: Vec<(String,)> = sqlx::query_as(&sql)
+                .bind(bound.as_secs_f64())
+                .fetch_all(pool)
+                .await?;
+            report.violations.extend(
+                rows.into_iter()
+                    .map(|(detail,)| Violation { invariant, detail }),
+            );
+        }
     }
     Ok(report)
 }
