@@ -102,9 +102,11 @@ async fn a_repeated_reserve_is_a_no_op_even_concurrently() {
 async fn a_repeated_charge_is_a_no_op_even_concurrently() {
     let stack = Stack::start().await;
     stack.product("P1", 100, 10).await;
-    // An order row to charge, left unpaid: its saga is not run.
+    // An order row to charge, left unpaid: its saga is not run (not due
+    // for a day, so the reconciler leaves it alone).
     let order_id: uuid::Uuid = sqlx::query_scalar(
-        "INSERT INTO orders (product_id, quantity, amount, status) VALUES ('P1', 1, 1.00, 'PENDING') RETURNING id",
+        "INSERT INTO orders (product_id, quantity, amount, status, next_attempt_at)
+         VALUES ('P1', 1, 1.00, 'PENDING', NOW() + INTERVAL '1 day') RETURNING id",
     )
     .fetch_one(&stack.pool)
     .await
@@ -142,9 +144,11 @@ async fn commit_and_release_of_one_reservation_race_and_exactly_one_wins() {
     let stack = Stack::start().await;
     stack.product("P1", 100, 10).await;
     for round in 0..5 {
-        // An order row to hold stock for; its saga is not run.
+        // An order row to hold stock for; its saga is not run (the
+        // reconciler would claim an order due now, and race the test).
         let id: uuid::Uuid = sqlx::query_scalar(
-            "INSERT INTO orders (product_id, quantity, amount) VALUES ('P1', 2, 2.00) RETURNING id",
+            "INSERT INTO orders (product_id, quantity, amount, next_attempt_at)
+             VALUES ('P1', 2, 2.00, NOW() + INTERVAL '1 day') RETURNING id",
         )
         .fetch_one(&stack.pool)
         .await
