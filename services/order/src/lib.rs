@@ -25,13 +25,17 @@ use crate::{
     clients::{Inventory, Payments},
     saga::Saga,
     sla::SlaApi,
-    stock_commit::StockCommits,
+    stock_commit::{Committer, StockCommits},
     store::Store,
 };
 
 pub const NAME: &str = valerix_runtime::topology::Service::Order.name();
 
 pub use valerix_runtime::server::ServiceError as Error;
+
+/// How long a stopping order service spends sending its queued stock
+/// commits: one call to inventory with its retry.
+const STOCK_COMMIT_DRAIN: Duration = Duration::from_secs(5);
 
 /// What anyone may call when the services share a token; the rest (the
 /// order list, the gremlins) is the operator's, through the gateway.
@@ -43,11 +47,7 @@ const OPEN: &[(Method, &str)] = &[
 
 /// The saga, and the task committing its confirmed orders' stock when
 /// that is deferred (`--defer-stock-commit`).
-fn saga(
-    config: &Config,
-    pool: sqlx::PgPool,
-    token: Option<&Token>,
-) -> (Saga, Option<tokio::task::JoinHandle<()>>) {
+fn saga(config: &Config, pool: sqlx::PgPool, token: Option<&Token>) -> (Saga, Option<Committer>) {
     let policy = config.call_policy();
     let inventory = Inventory::new(&config.inventory_url, policy, token);
     let (stock_commits, committer) = config
@@ -97,11 +97,10 @@ pub async fn run(
     )
     .await;
     // Every saga step is idempotent, so stopping one midway is safe.
-    for task in reconciler
-        .into_iter()
-        .chain(committer)
-        .chain([pending_gauge])
-    {
+    if let Some(committer) = committer {
+        committer.finish(STOCK_COMMIT_DRAIN).await;
+    }
+    for task in reconciler.into_iter().chain([pending_gauge]) {
         task.abort();
     }
     served?;
@@ -120,7 +119,9 @@ fn latency_gauge() -> LatencyGauge {
 }
 
 pub fn spec() -> String {
-    let config = Config::with_database("postgres://localhost/spec");
+    let mut config = Config::with_database("postgres://localhost/spec");
+    // No committer task: the spec needs none.
+    config.defer_stock_commit = false;
     let api = OrderApi::new(Arc::new(saga(&config, db::lazy_pool(), None).0));
     server::openapi((api, SlaApi::new(latency_gauge())), TITLE).spec()
 }

@@ -14,7 +14,12 @@
 //! [`sweep`] finds: reservations held for longer than [`SWEEP_AFTER_SECS`]
 //! whose order is CONFIRMED.
 
-use tokio::{sync::mpsc, task::JoinHandle};
+use std::time::Duration;
+
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
 use tracing::Instrument;
 use uuid::Uuid;
 use valerix_runtime::client::CallError;
@@ -53,11 +58,32 @@ pub struct StockCommits {
     queue: mpsc::Sender<Uuid>,
 }
 
+/// The task that empties the queue.
+pub struct Committer {
+    task: JoinHandle<()>,
+    stop: oneshot::Sender<()>,
+}
+
+impl Committer {
+    /// Stops taking commits and sends what is queued (after the call in
+    /// flight), waiting at most `within`; what is left then is the sweep's.
+    pub async fn finish(self, within: Duration) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(within, &mut task).await.is_err() {
+            task.abort();
+            tracing::warn!("stock commits still queued when stopping: left to the sweep");
+        }
+    }
+}
+
 impl StockCommits {
     /// The queue and the task that empties it.
-    pub fn spawn(inventory: Inventory) -> (Self, JoinHandle<()>) {
+    pub fn spawn(inventory: Inventory) -> (Self, Committer) {
         let (queue, orders) = mpsc::channel(QUEUE);
-        (Self { queue }, tokio::spawn(run(orders, inventory)))
+        let (stop, stopping) = oneshot::channel();
+        let task = tokio::spawn(run(orders, inventory, stopping));
+        (Self { queue }, Committer { task, stop })
     }
 
     /// Queues the commit of a CONFIRMED order's reservation.
@@ -69,9 +95,32 @@ impl StockCommits {
     }
 }
 
-async fn run(mut orders: mpsc::Receiver<Uuid>, inventory: Inventory) {
+async fn run(
+    mut orders: mpsc::Receiver<Uuid>,
+    inventory: Inventory,
+    mut stop: oneshot::Receiver<()>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while orders.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut stopping = false;
+    loop {
+        if !stopping {
+            tokio::select! {
+                biased;
+                _ = orders.recv_many(&mut batch, MAX_BATCH) => {}
+                _ = &mut stop => {
+                    // A stopping process sends what it queued rather than
+                    // leave those units held until the next sweep.
+                    stopping = true;
+                    orders.close();
+                    continue;
+                }
+            }
+        } else {
+            orders.recv_many(&mut batch, MAX_BATCH).await;
+        }
+        if batch.is_empty() {
+            return;
+        }
         // A trace per batch: it serves many orders, each with its own trace.
         let span = tracing::info_span!(
             "stock_commits",

@@ -141,3 +141,103 @@ async fn without_deferral_the_stock_is_committed_before_the_answer() {
     );
     assert_audit_clean(&stack).await;
 }
+
+/// A stopping order service sends the commits it queued instead of leaving
+/// them to the next sweep. The first order's commit is held in the database
+/// (a trigger waits for a lock the test holds) while the second is queued
+/// behind it; the test lets go only once the order service has stopped
+/// serving, so only a process that finishes its queue commits the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopping_order_service_sends_the_commits_it_queued() {
+    let stack = Stack::start().await;
+    stack.product("P1", 100, 10).await;
+    for ddl in [
+        "CREATE FUNCTION hold_commits() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.status = 'COMMITTED' THEN PERFORM pg_advisory_xact_lock_shared(4242); END IF;
+             RETURN NEW;
+         END $$",
+        "CREATE TRIGGER hold_commits BEFORE UPDATE ON reservations
+         FOR EACH ROW EXECUTE FUNCTION hold_commits()",
+    ] {
+        sqlx::query(ddl).execute(&stack.pool).await.expect(ddl);
+    }
+    let mut holder = stack.pool.acquire().await.expect("connection");
+    sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+
+    let (status, first) = order(&stack, "P1", 1).await;
+    assert_eq!(
+        (status, first["status"].as_str()),
+        (StatusCode::CREATED, Some("CONFIRMED")),
+        "{first}"
+    );
+    valerix_testkit::eventually(
+        "the first commit waits for the lock",
+        Duration::from_secs(10),
+        || {
+            let pool = stack.pool.clone();
+            async move {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+                (waiting == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    let (status, second) = order(&stack, "P1", 2).await;
+    assert_eq!(
+        (status, second["status"].as_str()),
+        (StatusCode::CREATED, Some("CONFIRMED")),
+        "{second}"
+    );
+    let second: Uuid = second["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("id");
+
+    let Stack {
+        order: order_service,
+        pool,
+        http,
+        inventory: _inventory,
+        payment: _payment,
+        ..
+    } = stack;
+    let health = format!("{}/health", order_service.url);
+    let stopping = tokio::spawn(order_service.stop());
+    valerix_testkit::eventually(
+        "the order service stops serving",
+        Duration::from_secs(10),
+        || {
+            let (http, health) = (http.clone(), health.clone());
+            async move { http.get(&health).send().await.is_err().then_some(()) }
+        },
+    )
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock(4242)")
+        .execute(&mut *holder)
+        .await
+        .expect("unlock");
+    tokio::time::timeout(Duration::from_secs(15), stopping)
+        .await
+        .expect("the order service stops within 15 s")
+        .expect("join");
+
+    let status: String = sqlx::query_scalar("SELECT status FROM reservations WHERE order_id = $1")
+        .bind(second)
+        .fetch_one(&pool)
+        .await
+        .expect("reservation");
+    assert_eq!(
+        status, "COMMITTED",
+        "the queued commit was sent before the process ended"
+    );
+}
