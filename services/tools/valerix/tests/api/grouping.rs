@@ -58,22 +58,9 @@ async fn requests_that_queue_behind_a_statement_are_applied_as_one_group() {
     };
     // The first statement is under way (blocked on the row) before the
     // others arrive: they queue in the lane.
-    eventually(
+    crate::support::one_statement_waits_for_a_lock(
+        store.pool(),
         "the first reserve waits for the row lock",
-        Duration::from_secs(10),
-        || {
-            let pool = store.pool().clone();
-            async move {
-                let waiting: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                )
-                .fetch_one(&pool)
-                .await
-                .ok()?;
-                (waiting == 1).then_some(())
-            }
-        },
     )
     .await;
     // 30 orders of 1 to 3 units (60 asked for the 40 left), in this order.

@@ -174,24 +174,7 @@ async fn a_stopping_order_service_sends_the_commits_it_queued() {
         (StatusCode::CREATED, Some("CONFIRMED")),
         "{first}"
     );
-    valerix_testkit::eventually(
-        "the first commit waits for the lock",
-        Duration::from_secs(10),
-        || {
-            let pool = stack.pool.clone();
-            async move {
-                let waiting: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                )
-                .fetch_one(&pool)
-                .await
-                .ok()?;
-                (waiting == 1).then_some(())
-            }
-        },
-    )
-    .await;
+    one_statement_waits_for_a_lock(&stack.pool, "the first commit waits for the lock").await;
     let (status, second) = order(&stack, "P1", 2).await;
     assert_eq!(
         (status, second["status"].as_str()),

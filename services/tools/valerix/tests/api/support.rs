@@ -68,3 +68,22 @@ pub async fn assert_audit_clean(stack: &Stack) {
         report.violations
     );
 }
+
+/// Waits until one backend of this database waits for a lock: a statement
+/// the test holds back is under way.
+pub async fn one_statement_waits_for_a_lock(pool: &sqlx::PgPool, what: &str) {
+    valerix_testkit::eventually(what, std::time::Duration::from_secs(10), || {
+        let pool = pool.clone();
+        async move {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (waiting == 1).then_some(())
+        }
+    })
+    .await;
+}
