@@ -10,9 +10,10 @@
 //!
 //! The queue lives in memory, one batch in flight at a time: a batch is
 //! whatever queued while the previous call ran (no timer), at most
-//! [`MAX_BATCH`]. What a crash or a failed call loses, the reconciler's
-//! [`sweep`] finds: reservations held for longer than [`SWEEP_AFTER_SECS`]
-//! whose order is CONFIRMED.
+//! [`MAX_BATCH`]. A stopping process sends what it queued
+//! ([`Committer::finish`]); what a crash or a failed call loses, the
+//! reconciler's [`sweep`] finds: reservations held for longer than
+//! [`SWEEP_AFTER_SECS`] whose order is CONFIRMED.
 
 use std::time::Duration;
 
@@ -39,8 +40,7 @@ const QUEUE: usize = 8192;
 pub const SWEEP_AFTER_SECS: u32 = 5;
 /// How often the reconciler sweeps: each sweep is a call to inventory (and
 /// a small trace), so not on every round.
-pub const SWEEP_EVERY: std::time::Duration =
-    std::time::Duration::from_secs(SWEEP_AFTER_SECS as u64);
+pub const SWEEP_EVERY: Duration = Duration::from_secs(SWEEP_AFTER_SECS as u64);
 /// Held reservations looked at per sweep, oldest first.
 const SWEEP_LIMIT: u32 = 1000;
 
