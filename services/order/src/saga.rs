@@ -42,7 +42,11 @@ impl Saga {
         match outcome {
             Outcome::Confirmed => {
                 let row = self.settle(order, OrderStatus::Confirmed, None).await?;
-                if let Some(commits) = &self.stock_commits {
+                // Only what is CONFIRMED in the database: should another run
+                // have settled the order otherwise, its stock is not sold.
+                if let Some(commits) = &self.stock_commits
+                    && row.status == OrderStatus::Confirmed
+                {
                     commits.queue(order.id);
                 }
                 Ok(row)
