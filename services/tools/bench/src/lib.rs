@@ -12,6 +12,7 @@
 
 mod cpu;
 mod dbonly;
+mod objectives;
 pub mod soak;
 mod stack;
 
@@ -55,7 +56,7 @@ pub enum Transport {
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Concurrency levels (clients, and connections for the database-only bound)
-    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,128")]
     pub concurrency: Vec<usize>,
 
     /// Product mixes
@@ -93,10 +94,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub durable: bool,
 
-    /// Also through the API gateway: each mix end to end at the highest
-    /// --concurrency, and at half of the peak (the bench's own stack)
+    /// Skip the API gateway; by default each mix is also measured through it
+    /// end to end at the highest --concurrency and at half of the peak (a
+    /// fifth HTTP exchange per order; the bench's own stack only)
     #[arg(long)]
-    pub gateway: bool,
+    pub no_gateway: bool,
 
     /// How the services call each other and reach PostgreSQL; the
     /// database-only bound uses the same way to PostgreSQL
@@ -238,6 +240,22 @@ struct OpenRun {
     elapsed: Duration,
 }
 
+impl OpenRun {
+    fn at_half_of_peak(&self) -> bool {
+        (self.rate - self.peak / 2.0).abs() < 1e-6
+    }
+}
+
+/// The 1-minute load average, to state how busy the machine was.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn products(mix: Mix, spread: usize) -> Vec<String> {
     match mix {
         Mix::Hot => vec!["BENCH-HOT".to_owned()],
@@ -366,7 +384,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 args.service_env.clone(),
                 args.transport,
                 args.durable,
-                args.gateway,
+                !args.no_gateway,
             )
             .await?
         }
@@ -392,6 +410,7 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
         stack.seed(p).await?;
     }
     let started = chrono::Utc::now();
+    let load_at_start = load_average();
     let pg = stack.postgres_version().await;
     // Plenty of idle connections, so the client never pays for new ones.
     let target = OrderTarget::new(&stack.target, Duration::from_secs(30), 20_000)?;
@@ -554,14 +573,15 @@ async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<Stri
         }
     }
 
-    Ok(markdown(args, stack, &pg, started, &cells, &open))
+    let load = (load_at_start, load_average());
+    Ok(markdown(args, stack, &pg, (started, load), &cells, &open))
 }
 
 fn markdown(
     args: &BenchArgs,
     stack: &Stack,
     pg: &str,
-    started: chrono::DateTime<chrono::Utc>,
+    (started, load): (chrono::DateTime<chrono::Utc>, (Option<f64>, Option<f64>)),
     cells: &[Cell],
     open: &[OpenRun],
 ) -> String {
@@ -588,6 +608,14 @@ fn markdown(
             "release"
         }
     );
+    if let (Some(at_start), Some(at_end)) = load {
+        // The benchmark's own processes raise it: a durable run counts every
+        // process waiting for a flush.
+        let _ = writeln!(
+            m,
+            "- machine load (1-minute average, `/proc/loadavg`): {at_start:.1} when the run started, {at_end:.1} when it ended"
+        );
+    }
     let _ = writeln!(
         m,
         "- end to end: `POST {}/orders` (order service → inventory and payment over HTTP), closed model: N clients back to back",
@@ -612,7 +640,7 @@ fn markdown(
         let workers = setting(WORKER_THREADS, colocated_worker_threads().to_string());
         let pool = setting(
             "VALERIX_DB_POOL_SIZE",
-            valerix_runtime::config::default_pool_size().to_string(),
+            valerix_runtime::config::DEFAULT_POOL_SIZE.to_string(),
         );
         let _ = writeln!(
             m,
@@ -687,6 +715,31 @@ fn markdown(
             ""
         }
     );
+    let closed: Vec<objectives::Closed> = cells
+        .iter()
+        .map(|c| objectives::Closed {
+            mix: c.mix,
+            via_gateway: c.via_gateway,
+            clients: c.concurrency,
+            ratio: c.ratio(),
+            p99_ms: c.e2e.median().pct().p99,
+        })
+        .collect();
+    let half: Vec<objectives::Half> = open
+        .iter()
+        .filter(|r| r.at_half_of_peak())
+        .map(|r| objectives::Half {
+            mix: r.mix,
+            via_gateway: r.via_gateway,
+            p99_ms: Percentiles::of(&r.tally.ok).p99,
+        })
+        .collect();
+    if let Some(table) = objectives::table(&closed, &half) {
+        let _ = writeln!(
+            m,
+            "\nThe flash-sale objectives, against this run (the open model's half-of-peak runs are below):\n\n{table}"
+        );
+    }
     if cells.iter().any(|c| c.db.median().cpu.is_some()) {
         let _ = writeln!(
             m,
@@ -745,7 +798,7 @@ fn markdown(
         for r in open {
             let p = Percentiles::of(&r.tally.ok);
             let confirmed = r.tally.statuses.get("CONFIRMED").copied().unwrap_or(0);
-            let load = if (r.rate - r.peak / 2.0).abs() < 1e-6 {
+            let load = if r.at_half_of_peak() {
                 if r.via_gateway {
                     "half of peak, through the gateway".to_owned()
                 } else {

@@ -36,10 +36,6 @@ fn binaries() -> Vec<(&'static str, clap::Command)> {
     ]
 }
 
-/// Defaults computed when the service starts (from the machine), which the
-/// docs describe in words after `computed:`.
-const COMPUTED: &[&str] = &["--db-pool-size"];
-
 fn parsed(command: &clap::Command) -> Settings {
     command
         .get_arguments()
@@ -49,9 +45,7 @@ fn parsed(command: &clap::Command) -> Settings {
                 .get_env()
                 .map(|e| e.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let default = if COMPUTED.contains(&flag.as_str()) {
-                "computed".to_owned()
-            } else if matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+            let default = if matches!(arg.get_action(), clap::ArgAction::SetTrue) {
                 "off".to_owned()
             } else {
                 arg.get_default_values()
@@ -86,9 +80,7 @@ fn documented(contract: &str) -> BTreeMap<String, Settings> {
             continue;
         }
         let default = cell(cells[3]);
-        let default = if default.starts_with("computed:") {
-            "computed".to_owned()
-        } else if default == "none" {
+        let default = if default == "none" {
             String::new()
         } else {
             default
