@@ -770,7 +770,7 @@ fn markdown(
     if let Some(table) = objectives::table(&closed, &half) {
         let _ = writeln!(
             m,
-            "\nThe flash-sale objectives, against this run (the open model's half-of-peak runs are below):\n\n{table}"
+            "\nThe flash-sale objectives, judged against this run (the half-of-peak figures are the open model's, below):\n\n{table}"
         );
     }
     if cells.iter().any(|c| c.db.median().cpu.is_some()) {
