@@ -70,6 +70,15 @@ const COLUMNS: &str = "id, user_id, product_id, quantity, (amount * 100)::BIGINT
 /// may take it over (a crash mid-saga loses at most this much time).
 pub const LEASE: Duration = Duration::from_secs(30);
 
+/// The rows of CONFIRMED orders whose units inventory still holds: their
+/// stock commit is queued, in flight, or lost for the sweep to find
+/// (`o` the order, `r` its reservation). It joins the two services' tables
+/// in the one database, so it serves checks from outside (`valerix audit`,
+/// the benchmark's settlement check), never the order service's own path.
+pub const STOCK_COMMIT_OUTSTANDING_FROM: &str =
+    "FROM orders o JOIN reservations r ON r.order_id = o.id
+     WHERE r.status = 'RESERVED' AND o.status = 'CONFIRMED'";
+
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,

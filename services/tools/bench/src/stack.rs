@@ -5,6 +5,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
+use order_service::store::STOCK_COMMIT_OUTSTANDING_FROM as OUTSTANDING;
 use sqlx::{Connection, PgConnection, PgPool};
 use valerix_devdb::{Cluster, Options};
 
@@ -228,11 +229,10 @@ impl Stack {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             // Settled, and (committed after the answers) their stock too.
-            let (unsettled, uncommitted): (i64, i64) = sqlx::query_as(
+            let (unsettled, uncommitted): (i64, i64) = sqlx::query_as(&format!(
                 "SELECT (SELECT COUNT(*) FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED')),
-                        (SELECT COUNT(*) FROM reservations r JOIN orders o ON o.id = r.order_id
-                         WHERE r.status = 'RESERVED' AND o.status = 'CONFIRMED')",
-            )
+                        (SELECT COUNT(*) {OUTSTANDING})"
+            ))
             .fetch_one(&pool)
             .await?;
             if unsettled == 0 && uncommitted == 0 {

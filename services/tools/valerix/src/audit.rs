@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use order_service::store::STOCK_COMMIT_OUTSTANDING_FROM as OUTSTANDING;
 use sqlx::PgPool;
 
 #[derive(Debug, Clone)]
@@ -102,7 +103,7 @@ pub async fn audit(pool: &PgPool, max_pending: Option<Duration>) -> Result<Repor
                 format!(
                     "SELECT format('order %s is CONFIRMED, its stock still held (not committed) after %s s',
                             o.id, round(EXTRACT(EPOCH FROM NOW() - o.updated_at)))
-                     {OUTSTANDING_COMMITS_FROM} AND o.updated_at <= NOW() - make_interval(secs => $1)"
+                     {OUTSTANDING} AND o.updated_at <= NOW() - make_interval(secs => $1)"
                 ),
             ),
         ];
@@ -120,14 +121,10 @@ pub async fn audit(pool: &PgPool, max_pending: Option<Duration>) -> Result<Repor
     Ok(report)
 }
 
-/// CONFIRMED orders whose units are held, their commit still queued.
-const OUTSTANDING_COMMITS_FROM: &str = "FROM orders o JOIN reservations r ON r.order_id = o.id
-     WHERE r.status = 'RESERVED' AND o.status = 'CONFIRMED'";
-
 /// How many CONFIRMED orders still wait for their stock commit (the order
 /// service commits after the answer, in batches).
 pub async fn outstanding_stock_commits(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(&format!("SELECT COUNT(*) {OUTSTANDING_COMMITS_FROM}"))
+    sqlx::query_scalar(&format!("SELECT COUNT(*) {OUTSTANDING}"))
         .fetch_one(pool)
         .await
 }
