@@ -5,10 +5,12 @@
 //! - the database-only bound: the SQL one order costs, issued directly;
 //! - end to end: `POST /orders` through the HTTP services;
 //!
-//! and their ratio. Then, per mix, the latency at half of the end-to-end
-//! peak (open model, from when each order was due) and what happens past
-//! saturation (open model at a multiple of the peak: shed with 503, or
-//! queued). Prints a Markdown report; meaningful only in a release build.
+//! and their ratio, each mix also through the API gateway at the highest
+//! level. Then, per mix, the latency at half of the end-to-end peak (open
+//! model, from when each order was due) and what happens past saturation
+//! (open model at a multiple of the peak: shed with 503, or queued). Prints
+//! a Markdown report that ends its main table with the flash-sale objectives
+//! judged against the run; meaningful only in a release build.
 
 mod cpu;
 mod dbonly;
