@@ -61,7 +61,7 @@ pub struct DatabaseArgs {
 /// flushes every commit to disk, so a connection spends much of each
 /// statement waiting for its flush, and the commits that wait at once share
 /// one flush: more connections than cores keep the disk and the CPUs busy
-/// (bench/README.md: 11–34% more orders/s than 4 per service on 2 CPUs).
+/// (bench/README.md: 11–35% more orders/s than 4 per service on 2 CPUs).
 /// Three services stay at 48 of PostgreSQL's default 100 connections.
 pub const DEFAULT_POOL_SIZE: u32 = 16;
 
