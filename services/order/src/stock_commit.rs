@@ -103,20 +103,17 @@ async fn run(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     loop {
-        if !stopping {
-            tokio::select! {
-                biased;
-                _ = orders.recv_many(&mut batch, MAX_BATCH) => {}
-                _ = &mut stop => {
-                    // A stopping process sends what it queued rather than
-                    // leave those units held until the next sweep.
-                    stopping = true;
-                    orders.close();
-                    continue;
-                }
+        tokio::select! {
+            biased;
+            _ = orders.recv_many(&mut batch, MAX_BATCH) => {}
+            _ = &mut stop, if !stopping => {
+                // A stopping process sends what it queued rather than
+                // leave those units held until the next sweep: once closed,
+                // the queue yields what it holds, then nothing.
+                stopping = true;
+                orders.close();
+                continue;
             }
-        } else {
-            orders.recv_many(&mut batch, MAX_BATCH).await;
         }
         if batch.is_empty() {
             return;
