@@ -12,25 +12,27 @@
 //!
 //! There is no timer: an idle lane runs a request at once, alone, with the
 //! single-statement path. A group is whatever queued meanwhile, at most
-//! [`MAX_GROUP`] requests. A group the database refuses as a whole (a repeat
-//! of an order already stored, stock changed by someone else between the
-//! read and the write, a deadlock) is applied again one request at a time,
-//! so every request still gets the answer it would have had alone.
+//! [`MAX_GROUP`](valerix_runtime::group::MAX_GROUP) requests. A group the
+//! database refuses as a whole (a repeat of an order already stored, stock
+//! changed by someone else between the read and the write, a deadlock) is
+//! applied again one request at a time, so every request still gets the
+//! answer it would have had alone. The lanes are per product, which the
+//! generic [`valerix_runtime::group::Lane`] is not; they share its group
+//! taking and its metrics.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, PoisonError},
 };
 
 use tokio::sync::oneshot;
 use uuid::Uuid;
-use valerix_runtime::domain::{ProductId, Quantity};
+use valerix_runtime::{
+    domain::{ProductId, Quantity},
+    group::{record, take_group},
+};
 
 use crate::store::{Grouped, ReservationRow, Reserved, Store, StoreError};
-
-/// The most requests one statement applies: bounds the statement's size and
-/// the wait of the last request in a group.
-pub const MAX_GROUP: usize = 128;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -74,14 +76,6 @@ pub struct Groups {
     /// Off: every request goes straight to the store, alone.
     enabled: bool,
     lanes: Arc<Mutex<Lanes>>,
-}
-
-/// Records how many requests each statement applied.
-fn record(operation: &'static str, requests: usize) {
-    metrics::counter!("valerix_inventory_group_statements_total", "operation" => operation)
-        .increment(1);
-    metrics::counter!("valerix_inventory_grouped_requests_total", "operation" => operation)
-        .increment(requests as u64);
 }
 
 impl Groups {
@@ -164,7 +158,7 @@ impl Groups {
             lanes.reserves.remove(product);
             return None;
         }
-        Some(take_group(&mut lane.waiting, |j| j.order_id))
+        Some(take_group(&mut lane.waiting, |j| Some(j.order_id)))
     }
 
     async fn drain_reserves(self, product: ProductId) {
@@ -216,7 +210,7 @@ impl Groups {
             lane.busy = false;
             return None;
         }
-        Some(take_group(&mut lane.waiting, |j| j.order_id))
+        Some(take_group(&mut lane.waiting, |j| Some(j.order_id)))
     }
 
     async fn drain_commits(self) {
@@ -278,26 +272,4 @@ impl Drop for Abandon {
             None => lanes.commits = Lane::default(),
         }
     }
-}
-
-/// Up to [`MAX_GROUP`] of `waiting`, in arrival order. A second request of
-/// an order already in the group stays for the next one, where it finds the
-/// first one's answer stored.
-fn take_group<J>(waiting: &mut VecDeque<J>, order_id: impl Fn(&J) -> Uuid) -> Vec<J> {
-    let mut seen = HashSet::new();
-    let mut group = Vec::new();
-    let mut later = VecDeque::new();
-    while group.len() < MAX_GROUP {
-        let Some(job) = waiting.pop_front() else {
-            break;
-        };
-        if seen.insert(order_id(&job)) {
-            group.push(job);
-        } else {
-            later.push_back(job);
-        }
-    }
-    later.append(waiting);
-    *waiting = later;
-    group
 }

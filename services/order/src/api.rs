@@ -129,6 +129,7 @@ impl From<StoreError> for ProblemResponse {
             StoreError::UnknownProduct(_) => Self::unprocessable("unknown-product", err),
             StoreError::NotFound(_) => Self::not_found("no-order", err),
             StoreError::KeyReused(_) => Self::unprocessable("idempotency-key-reused", err),
+            StoreError::GroupLost => Self::internal(err),
             StoreError::Db(e) => e.into(),
         }
     }
@@ -228,7 +229,7 @@ impl OrderApi {
         };
         let created = self
             .saga
-            .store
+            .writes
             .create(&new, idempotency_key.0.as_deref())
             .await?;
         let order = if created.replayed {

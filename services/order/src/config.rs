@@ -31,6 +31,11 @@ pub struct Config {
     #[arg(long, env = "PAYMENT_URL", default_value_t = Service::Payment.default_address())]
     pub payment_url: Upstream,
 
+    /// Store concurrent new orders, and concurrent settlements, in groups:
+    /// one statement and one database commit per group
+    #[arg(long, env = "VALERIX_GROUP_WRITES", default_value_t = true, action = ArgAction::Set)]
+    pub group_writes: bool,
+
     /// Timeout of one call to inventory or payment, in milliseconds
     #[arg(long, env = "VALERIX_CALL_TIMEOUT_MS", default_value_t = 2000)]
     pub call_timeout_ms: u64,

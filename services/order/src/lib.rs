@@ -12,6 +12,8 @@ mod stock_commit;
 /// Public so `valerix bench` issues exactly this SQL for its database-only bound.
 pub mod store;
 mod telemetry;
+/// Public so tests can hold a group together and see it applied.
+pub mod writes;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -27,6 +29,7 @@ use crate::{
     sla::SlaApi,
     stock_commit::{Committer, StockCommits},
     store::Store,
+    writes::Writes,
 };
 
 pub const NAME: &str = valerix_runtime::topology::Service::Order.name();
@@ -54,8 +57,10 @@ fn saga(config: &Config, pool: sqlx::PgPool, token: Option<&Token>) -> (Saga, Op
         .defer_stock_commit
         .then(|| StockCommits::spawn(inventory.clone()))
         .unzip();
+    let store = Store::new(pool);
     let saga = Saga {
-        store: Store::new(pool),
+        writes: Writes::new(store.clone(), config.group_writes),
+        store,
         inventory,
         payments: Payments::new(&config.payment_url, policy, token),
         deadline: Duration::from_secs(config.order_deadline_secs),

@@ -12,10 +12,13 @@ use crate::{
     stock_commit::StockCommits,
     store::{OrderRow, Store, StoreError},
     telemetry,
+    writes::Writes,
 };
 
 pub struct Saga {
     pub store: Store,
+    /// The creates and settlements, grouped unless `--group-writes false`.
+    pub writes: Writes,
     pub inventory: Inventory,
     pub payments: Payments,
     pub deadline: Duration,
@@ -66,7 +69,7 @@ impl Saga {
         status: OrderStatus,
         reason: Option<FailureReason>,
     ) -> Result<OrderRow, StoreError> {
-        let (row, settled_now) = self.store.settle(order.id, status, reason).await?;
+        let (row, settled_now) = self.writes.settle(order.id, status, reason).await?;
         if settled_now {
             telemetry::order_settled(status, reason);
         }

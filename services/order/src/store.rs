@@ -1,6 +1,6 @@
 //! Every SQL statement of the order service.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -31,6 +31,8 @@ pub enum StoreError {
     NotFound(Uuid),
     #[error("Idempotency-Key {0:?} was used before with a different request")]
     KeyReused(String),
+    #[error("the request's group was lost before it was answered")]
+    GroupLost,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -65,6 +67,15 @@ pub struct Created {
 
 const COLUMNS: &str = "id, user_id, product_id, quantity, (amount * 100)::BIGINT AS amount_cents,
     status, failure_reason, attempts, created_at, updated_at";
+
+/// [`COLUMNS`] of the table named `t` in a statement where other tables
+/// have columns of the same names.
+fn qualified_columns(t: &str) -> String {
+    format!(
+        "{t}.id, {t}.user_id, {t}.product_id, {t}.quantity, ({t}.amount * 100)::BIGINT AS amount_cents,
+         {t}.status, {t}.failure_reason, {t}.attempts, {t}.created_at, {t}.updated_at"
+    )
+}
 
 /// How long the process working on an order owns it before the reconciler
 /// may take it over (a crash mid-saga loses at most this much time).
@@ -143,6 +154,58 @@ impl Store {
         })
     }
 
+    /// Stores several new orders in one statement (one round trip, one
+    /// commit), each as [`Self::create`] would: PENDING, priced from its
+    /// product, leased for `LEASE`, with its Idempotency-Key if it has one.
+    /// Returns the orders stored, by the id given here. An order missing
+    /// from the answer was not stored: its product is unknown, or its key
+    /// was used before ([`Self::create`] tells which, and returns the first
+    /// order of a repeat). Keys must be distinct within the call.
+    pub async fn create_many(
+        &self,
+        orders: &[(Uuid, &NewOrder, Option<&str>)],
+    ) -> Result<HashMap<Uuid, OrderRow>, StoreError> {
+        let ids: Vec<Uuid> = orders.iter().map(|o| o.0).collect();
+        let users: Vec<Option<&str>> = orders.iter().map(|o| o.1.user_id.as_deref()).collect();
+        let products: Vec<&str> = orders.iter().map(|o| o.1.product_id.as_str()).collect();
+        let quantities: Vec<i32> = orders.iter().map(|o| o.1.quantity.get()).collect();
+        let keys: Vec<Option<&str>> = orders.iter().map(|o| o.2).collect();
+        let fingerprints: Vec<Option<String>> = orders
+            .iter()
+            .map(|o| o.2.map(|_| o.1.fingerprint()))
+            .collect();
+        // The keys are claimed first; an order with a key is stored only if
+        // its key was claimed by this statement. The key's reference to its
+        // order is checked at the end of the statement, when both exist.
+        let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+            "WITH new AS (
+                 SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::int4[], $5::varchar[], $6::text[])
+                     AS n(id, user_id, product_id, quantity, key, request_hash)
+                 WHERE EXISTS (SELECT 1 FROM inventory i WHERE i.product_id = n.product_id)),
+             claimed AS (
+                 INSERT INTO idempotency_keys (key, request_hash, order_id)
+                 SELECT key, request_hash, id FROM new WHERE key IS NOT NULL
+                 ON CONFLICT (key) DO NOTHING
+                 RETURNING order_id)
+             INSERT INTO orders (id, user_id, product_id, quantity, amount, next_attempt_at)
+             SELECT n.id, n.user_id, i.product_id, n.quantity, i.price_cents * n.quantity / 100.0,
+                    NOW() + make_interval(secs => $7)
+             FROM new n JOIN inventory i ON i.product_id = n.product_id
+             WHERE n.key IS NULL OR n.id IN (SELECT order_id FROM claimed)
+             RETURNING {COLUMNS}"
+        ))
+        .bind(&ids)
+        .bind(&users)
+        .bind(&products)
+        .bind(&quantities)
+        .bind(&keys)
+        .bind(&fingerprints)
+        .bind(LEASE.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+    }
+
     /// The order, PENDING, priced from the product and leased for `LEASE`.
     async fn insert<'e>(
         db: impl sqlx::PgExecutor<'e>,
@@ -213,6 +276,36 @@ impl Store {
             Some(row) => Ok((row, true)),
             None => Ok((self.get(id).await?, false)),
         }
+    }
+
+    /// Settles several orders in one statement (one round trip, one commit),
+    /// each as [`Self::settle`] would: only an unsettled order changes.
+    /// Returns the rows settled now; an order missing from the answer was
+    /// settled already, or is unknown. Ids must be distinct within the call.
+    pub async fn settle_many(
+        &self,
+        settlements: &[(Uuid, OrderStatus, Option<FailureReason>)],
+    ) -> Result<HashMap<Uuid, OrderRow>, StoreError> {
+        let ids: Vec<Uuid> = settlements.iter().map(|s| s.0).collect();
+        let statuses: Vec<&str> = settlements.iter().map(|s| s.1.as_str()).collect();
+        let reasons: Vec<Option<&str>> = settlements
+            .iter()
+            .map(|s| s.2.map(FailureReason::as_str))
+            .collect();
+        let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+            "UPDATE orders o SET status = s.status, failure_reason = s.reason, updated_at = NOW()
+             FROM unnest($1::uuid[], $2::varchar[], $3::varchar[]) AS s(id, status, reason)
+             WHERE o.id = s.id AND o.status IN {unsettled}
+             RETURNING {returning}",
+            unsettled = OrderStatus::unsettled_sql(),
+            returning = qualified_columns("o"),
+        ))
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&reasons)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
     }
 
     /// Leaves an order unsettled in `status`, to be retried after `backoff`.

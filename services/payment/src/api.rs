@@ -19,6 +19,7 @@ use valerix_runtime::{
 
 use crate::{
     NAME,
+    charges::Charges,
     config::DeclineRule,
     domain::PaymentStatus,
     store::{PaymentRow, Store, StoreError},
@@ -111,6 +112,7 @@ impl From<StoreError> for ProblemResponse {
                 Self::not_found("no-payment", err)
             }
             StoreError::AmountMismatch { .. } => Self::conflict("amount-mismatch", err),
+            StoreError::GroupLost => Self::internal(err),
             StoreError::Db(e) => e.into(),
         }
     }
@@ -153,19 +155,23 @@ type Answer<T, E> = Result<T, Problems<E>>;
 
 pub struct PaymentApi {
     store: Store,
+    charges: Charges,
     decline: DeclineRule,
 }
 
 impl PaymentApi {
-    pub fn new(pool: PgPool, decline: DeclineRule) -> Self {
+    /// `grouped`: concurrent charges are recorded in groups.
+    pub fn new(pool: PgPool, decline: DeclineRule, grouped: bool) -> Self {
+        let store = Store::new(pool);
         Self {
-            store: Store::new(pool),
+            charges: Charges::new(store.clone(), grouped),
+            store,
             decline,
         }
     }
 
     pub fn spec_only() -> Self {
-        Self::new(db::lazy_pool(), DeclineRule::default())
+        Self::new(db::lazy_pool(), DeclineRule::default(), false)
     }
 }
 
@@ -185,7 +191,7 @@ impl PaymentApi {
         let reason = self
             .decline
             .reason(amount, body.user_id.as_ref().map(UserId::as_str));
-        let (row, created) = self.store.charge(body.order_id, amount, reason).await?;
+        let (row, created) = self.charges.charge(body.order_id, amount, reason).await?;
         Ok(if created {
             ChargeResponse::Created(Json(row.into()))
         } else {

@@ -1,6 +1,6 @@
 use std::net::SocketAddr;
 
-use clap::{Args, Parser};
+use clap::{ArgAction, Args, Parser};
 use valerix_runtime::{
     config::{self, DatabaseArgs, HttpArgs},
     topology::Service,
@@ -13,6 +13,11 @@ pub struct Config {
     /// Address to listen on
     #[arg(long, env = "VALERIX_LISTEN", default_value_t = Service::Payment.default_listen())]
     pub listen: SocketAddr,
+
+    /// Record concurrent charges in groups: one statement and one database
+    /// commit per group
+    #[arg(long, env = "VALERIX_GROUP_WRITES", default_value_t = true, action = ArgAction::Set)]
+    pub group_writes: bool,
 
     #[command(flatten)]
     pub db: DatabaseArgs,

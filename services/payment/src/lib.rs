@@ -2,6 +2,8 @@
 //! decline rule so failure paths can be exercised on purpose.
 
 mod api;
+/// Public so tests can hold a group together and see it applied.
+pub mod charges;
 mod config;
 pub mod domain;
 /// Public so `valerix bench` issues exactly this SQL for its database-only bound.
@@ -29,7 +31,7 @@ pub async fn run(
     // Nothing is open when the services share a token: charges, voids and
     // refunds are the saga's, the payment reads the operator's.
     let api = server::openapi(
-        PaymentApi::new(pool.clone(), config.decline),
+        PaymentApi::new(pool.clone(), config.decline, config.group_writes),
         "Valerix payment service",
     )
     .with_service_token(NAME, token, &[]);

@@ -1,5 +1,7 @@
 //! Every SQL statement of the payment service.
 
+use std::collections::HashMap;
+
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -24,6 +26,8 @@ pub enum StoreError {
     NotFound(Uuid),
     #[error("no payment for order {0}")]
     NoPaymentForOrder(Uuid),
+    #[error("the request's group was lost before it was answered")]
+    GroupLost,
     #[error("order {order_id} was already charged {existing} cents, not {requested}")]
     AmountMismatch {
         order_id: Uuid,
@@ -66,11 +70,7 @@ impl Store {
         amount_cents: i64,
         decline_reason: Option<&str>,
     ) -> Result<(PaymentRow, bool), StoreError> {
-        let status = if decline_reason.is_some() {
-            PaymentStatus::Declined
-        } else {
-            PaymentStatus::Completed
-        };
+        let status = Self::outcome(decline_reason);
         let inserted: Option<PaymentRow> = sqlx::query_as(&format!(
             "INSERT INTO payments (order_id, amount, status, decline_reason)
              VALUES ($1, $2::NUMERIC / 100, $3, $4) ON CONFLICT (order_id) DO NOTHING
@@ -96,6 +96,46 @@ impl Store {
             });
         }
         Ok((row, false))
+    }
+
+    /// Records several orders' charges in one statement (one round trip, one
+    /// commit), each as [`Self::charge`] would on a first charge. Returns the
+    /// payments stored now, by order; an order missing from the answer
+    /// already had a payment ([`Self::charge`] returns it, or the amount
+    /// mismatch). Fails as a whole when an order is unknown. Orders must be
+    /// distinct within the call.
+    pub async fn charge_many(
+        &self,
+        charges: &[(Uuid, i64, Option<&'static str>)],
+    ) -> Result<HashMap<Uuid, PaymentRow>, StoreError> {
+        let orders: Vec<Uuid> = charges.iter().map(|c| c.0).collect();
+        let amounts: Vec<i64> = charges.iter().map(|c| c.1).collect();
+        let statuses: Vec<PaymentStatus> = charges.iter().map(|c| Self::outcome(c.2)).collect();
+        let reasons: Vec<Option<&str>> = charges.iter().map(|c| c.2).collect();
+        let rows: Vec<PaymentRow> = sqlx::query_as(&format!(
+            "INSERT INTO payments (order_id, amount, status, decline_reason)
+             SELECT c.order_id, c.amount::NUMERIC / 100, c.status, c.reason
+             FROM unnest($1::uuid[], $2::int8[], $3::varchar[], $4::varchar[])
+                 AS c(order_id, amount, status, reason)
+             ON CONFLICT (order_id) DO NOTHING
+             RETURNING {COLUMNS}"
+        ))
+        .bind(&orders)
+        .bind(&amounts)
+        .bind(&statuses)
+        .bind(&reasons)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.order_id, r)).collect())
+    }
+
+    /// A charge's outcome: declined with a reason, else completed.
+    fn outcome(decline_reason: Option<&str>) -> PaymentStatus {
+        if decline_reason.is_some() {
+            PaymentStatus::Declined
+        } else {
+            PaymentStatus::Completed
+        }
     }
 
     /// Gives up on an order's payment: with no payment yet, writes a VOIDED

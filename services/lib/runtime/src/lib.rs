@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod gremlin;
+pub mod group;
 pub mod health;
 pub mod limits;
 pub mod listen;

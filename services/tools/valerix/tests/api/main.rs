@@ -6,6 +6,7 @@ mod concurrency;
 mod downstream_faults;
 mod gateway;
 mod gremlins;
+mod grouped_writes;
 mod grouping;
 mod idempotency;
 mod metrics;

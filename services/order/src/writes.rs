@@ -1,0 +1,156 @@
+//! The order service's two writes on every order's path, grouped: the
+//! creates that arrive while one is in flight are stored by the next
+//! statement together, and so are the settlements ([`valerix_runtime::group`]).
+//! Under load that takes most of the order service's commits off each
+//! order: a group of N costs one round trip and one WAL flush, not N.
+//!
+//! Each request still gets exactly the answer [`Store::create`] or
+//! [`Store::settle`] gives alone: a group stores only what the single path
+//! would have stored on the first try, and every other request (a repeated
+//! Idempotency-Key, an unknown product, an order already settled) is then
+//! put through the single path, which finds the first answer or the error.
+
+use uuid::Uuid;
+use valerix_runtime::group::{Apply, Lane};
+
+use crate::{
+    domain::{FailureReason, OrderStatus},
+    store::{Created, NewOrder, OrderRow, Store, StoreError},
+};
+
+/// Where the saga and the API write orders; clones share the lanes.
+#[derive(Clone)]
+pub struct Writes {
+    store: Store,
+    /// None: every write goes to the store alone (`--group-writes false`).
+    lanes: Option<(Lane<Creates>, Lane<Settles>)>,
+}
+
+impl Writes {
+    pub fn new(store: Store, grouped: bool) -> Self {
+        let lanes = grouped.then(|| {
+            (
+                Lane::new("create", Creates(store.clone())),
+                Lane::new("settle", Settles(store.clone())),
+            )
+        });
+        Self { store, lanes }
+    }
+
+    /// Creates and settlements waiting for the statement in flight.
+    pub fn waiting(&self) -> (usize, usize) {
+        self.lanes
+            .as_ref()
+            .map_or((0, 0), |(c, s)| (c.waiting(), s.waiting()))
+    }
+
+    /// [`Store::create`], grouped with the other creates.
+    pub async fn create(&self, new: &NewOrder, key: Option<&str>) -> Result<Created, StoreError> {
+        let Some((creates, _)) = &self.lanes else {
+            return self.store.create(new, key).await;
+        };
+        let request = CreateRequest {
+            id: Uuid::new_v4(),
+            new: new.clone(),
+            key: key.map(str::to_owned),
+        };
+        creates
+            .submit(request)
+            .await
+            .unwrap_or(Err(StoreError::GroupLost))
+    }
+
+    /// [`Store::settle`], grouped with the other settlements.
+    pub async fn settle(
+        &self,
+        id: Uuid,
+        status: OrderStatus,
+        reason: Option<FailureReason>,
+    ) -> Result<(OrderRow, bool), StoreError> {
+        let Some((_, settles)) = &self.lanes else {
+            return self.store.settle(id, status, reason).await;
+        };
+        settles
+            .submit((id, status, reason))
+            .await
+            .unwrap_or(Err(StoreError::GroupLost))
+    }
+}
+
+struct CreateRequest {
+    /// The id the order gets when its group stores it.
+    id: Uuid,
+    new: NewOrder,
+    key: Option<String>,
+}
+
+struct Creates(Store);
+
+impl Apply for Creates {
+    type Request = CreateRequest;
+    type Answer = Result<Created, StoreError>;
+    type Key = String;
+
+    fn key(request: &CreateRequest) -> Option<String> {
+        request.key.clone()
+    }
+
+    async fn apply(&self, group: Vec<CreateRequest>) -> Vec<Self::Answer> {
+        let mut answers = Vec::with_capacity(group.len());
+        if group.len() > 1 {
+            let orders: Vec<_> = group
+                .iter()
+                .map(|r| (r.id, &r.new, r.key.as_deref()))
+                .collect();
+            if let Ok(mut stored) = self.0.create_many(&orders).await {
+                for r in &group {
+                    answers.push(match stored.remove(&r.id) {
+                        Some(order) => Ok(Created {
+                            order,
+                            replayed: false,
+                        }),
+                        None => self.0.create(&r.new, r.key.as_deref()).await,
+                    });
+                }
+                return answers;
+            }
+        }
+        // Alone, or refused as a whole: one at a time, in arrival order.
+        for r in &group {
+            answers.push(self.0.create(&r.new, r.key.as_deref()).await);
+        }
+        answers
+    }
+}
+
+struct Settles(Store);
+
+impl Apply for Settles {
+    type Request = (Uuid, OrderStatus, Option<FailureReason>);
+    type Answer = Result<(OrderRow, bool), StoreError>;
+    type Key = Uuid;
+
+    fn key(request: &Self::Request) -> Option<Uuid> {
+        Some(request.0)
+    }
+
+    async fn apply(&self, group: Vec<Self::Request>) -> Vec<Self::Answer> {
+        let mut answers = Vec::with_capacity(group.len());
+        if group.len() > 1
+            && let Ok(mut settled) = self.0.settle_many(&group).await
+        {
+            for &(id, status, reason) in &group {
+                answers.push(match settled.remove(&id) {
+                    Some(row) => Ok((row, true)),
+                    // Settled already (or unknown): the single path says which.
+                    None => self.0.settle(id, status, reason).await,
+                });
+            }
+            return answers;
+        }
+        for &(id, status, reason) in &group {
+            answers.push(self.0.settle(id, status, reason).await);
+        }
+        answers
+    }
+}
