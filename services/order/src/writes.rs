@@ -11,7 +11,7 @@
 //! put through the single path, which finds the first answer or the error.
 
 use uuid::Uuid;
-use valerix_runtime::group::{Apply, Lane};
+use valerix_runtime::group::{Apply, Lane, answer_each};
 
 use crate::{
     domain::{FailureReason, OrderStatus},
@@ -96,30 +96,29 @@ impl Apply for Creates {
     }
 
     async fn apply(&self, group: Vec<CreateRequest>) -> Vec<Self::Answer> {
-        let mut answers = Vec::with_capacity(group.len());
-        if group.len() > 1 {
+        let stored = if group.len() > 1 {
             let orders: Vec<_> = group
                 .iter()
                 .map(|r| (r.id, &r.new, r.key.as_deref()))
                 .collect();
-            if let Ok(mut stored) = self.0.create_many(&orders).await {
-                for r in &group {
-                    answers.push(match stored.remove(&r.id) {
-                        Some(order) => Ok(Created {
-                            order,
-                            replayed: false,
-                        }),
-                        None => self.0.create(&r.new, r.key.as_deref()).await,
-                    });
-                }
-                return answers;
-            }
-        }
-        // Alone, or refused as a whole: one at a time, in arrival order.
-        for r in &group {
-            answers.push(self.0.create(&r.new, r.key.as_deref()).await);
-        }
-        answers
+            self.0.create_many(&orders).await.ok()
+        } else {
+            None
+        };
+        let found = |order| {
+            Ok(Created {
+                order,
+                replayed: false,
+            })
+        };
+        answer_each(
+            group,
+            stored,
+            |r| r.id,
+            found,
+            |r| async move { self.0.create(&r.new, r.key.as_deref()).await },
+        )
+        .await
     }
 }
 
@@ -135,22 +134,18 @@ impl Apply for Settles {
     }
 
     async fn apply(&self, group: Vec<Self::Request>) -> Vec<Self::Answer> {
-        let mut answers = Vec::with_capacity(group.len());
-        if group.len() > 1
-            && let Ok(mut settled) = self.0.settle_many(&group).await
-        {
-            for &(id, status, reason) in &group {
-                answers.push(match settled.remove(&id) {
-                    Some(row) => Ok((row, true)),
-                    // Settled already (or unknown): the single path says which.
-                    None => self.0.settle(id, status, reason).await,
-                });
-            }
-            return answers;
-        }
-        for &(id, status, reason) in &group {
-            answers.push(self.0.settle(id, status, reason).await);
-        }
-        answers
+        let stored = if group.len() > 1 {
+            self.0.settle_many(&group).await.ok()
+        } else {
+            None
+        };
+        answer_each(
+            group,
+            stored,
+            |r| r.0,
+            |row| Ok((row, true)),
+            |(id, status, reason)| self.0.settle(id, status, reason),
+        )
+        .await
     }
 }

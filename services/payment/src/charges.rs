@@ -10,7 +10,7 @@
 //! at a time.
 
 use uuid::Uuid;
-use valerix_runtime::group::{Apply, Lane};
+use valerix_runtime::group::{Apply, Lane, answer_each};
 
 use crate::store::{PaymentRow, Store, StoreError};
 
@@ -64,22 +64,18 @@ impl Apply for Grouped {
     }
 
     async fn apply(&self, group: Vec<Self::Request>) -> Vec<Self::Answer> {
-        let mut answers = Vec::with_capacity(group.len());
-        if group.len() > 1
-            && let Ok(mut stored) = self.0.charge_many(&group).await
-        {
-            for &(order_id, amount, reason) in &group {
-                answers.push(match stored.remove(&order_id) {
-                    Some(row) => Ok((row, true)),
-                    None => self.0.charge(order_id, amount, reason).await,
-                });
-            }
-            return answers;
-        }
-        // Alone, or refused as a whole: one at a time, in arrival order.
-        for &(order_id, amount, reason) in &group {
-            answers.push(self.0.charge(order_id, amount, reason).await);
-        }
-        answers
+        let stored = if group.len() > 1 {
+            self.0.charge_many(&group).await.ok()
+        } else {
+            None
+        };
+        answer_each(
+            group,
+            stored,
+            |r| r.0,
+            |row| Ok((row, true)),
+            |(order, amount, reason)| self.0.charge(order, amount, reason),
+        )
+        .await
     }
 }

@@ -11,7 +11,7 @@
 //! row stored, as it would have alone.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     future::Future,
     hash::Hash,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -181,6 +181,33 @@ impl<A: Apply> Drop for Abandon<A> {
     }
 }
 
+/// Answers a group the usual way. `stored` is what one statement stored
+/// for the whole group, by key (None: the group was one request, or the
+/// database refused it as a whole). A request it stored is answered with
+/// `found`; every other one goes through `alone`, the single-request path,
+/// in arrival order, which finds the first answer or the error.
+pub async fn answer_each<R, K, V, A, Fut>(
+    group: Vec<R>,
+    stored: Option<HashMap<K, V>>,
+    key: impl Fn(&R) -> K,
+    found: impl Fn(V) -> A,
+    alone: impl Fn(R) -> Fut,
+) -> Vec<A>
+where
+    K: Hash + Eq,
+    Fut: Future<Output = A>,
+{
+    let mut stored = stored.unwrap_or_default();
+    let mut answers = Vec::with_capacity(group.len());
+    for request in group {
+        answers.push(match stored.remove(&key(&request)) {
+            Some(value) => found(value),
+            None => alone(request).await,
+        });
+    }
+    answers
+}
+
 /// Up to [`MAX_GROUP`] of `waiting`, in arrival order. A request whose key
 /// is already in the group stays for the next one.
 pub fn take_group<J, K: Hash + Eq>(
@@ -255,39 +282,39 @@ mod tests {
         (lane, gate, seen)
     }
 
-    /// Waits until `n` requests queue behind the one in flight.
-    async fn queued(lane: &Lane<Probe>, n: usize) {
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while lane.lock().waiting.len() < n {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("requests queued");
+    type Handle = tokio::task::JoinHandle<Option<usize>>;
+
+    fn submit(lane: &Lane<Probe>, request: u32) -> Handle {
+        let lane = lane.clone();
+        tokio::spawn(async move { lane.submit(request).await })
     }
 
-    #[tokio::test]
-    async fn what_queues_behind_a_statement_is_applied_by_the_next_one_together() {
-        let (lane, gate, mut seen) = probe();
-        let first = tokio::spawn({
-            let lane = lane.clone();
-            async move { lane.submit(0).await }
-        });
-        // The first request runs alone at once; these wait for it.
-        tokio::time::timeout(Duration::from_secs(5), async {
+    /// Request 0 in flight (held at the gate), then `rest` queued behind it.
+    async fn held_then_queued(lane: &Lane<Probe>, rest: &[u32]) -> (Handle, Vec<Handle>) {
+        let first = submit(lane, 0);
+        let within = Duration::from_secs(5);
+        tokio::time::timeout(within, async {
             while !lane.lock().busy {
                 tokio::task::yield_now().await;
             }
         })
         .await
         .expect("the first request started");
-        let rest: Vec<_> = (1..=5)
-            .map(|i| {
-                let lane = lane.clone();
-                tokio::spawn(async move { lane.submit(i).await })
-            })
-            .collect();
-        queued(&lane, 5).await;
+        let rest: Vec<_> = rest.iter().map(|&r| submit(lane, r)).collect();
+        tokio::time::timeout(within, async {
+            while lane.waiting() < rest.len() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the rest queued");
+        (first, rest)
+    }
+
+    #[tokio::test]
+    async fn what_queues_behind_a_statement_is_applied_by_the_next_one_together() {
+        let (lane, gate, mut seen) = probe();
+        let (first, rest) = held_then_queued(&lane, &[1, 2, 3, 4, 5]).await;
         gate.notify_one();
         assert_eq!(first.await.expect("first"), Some(1));
         for r in rest {
@@ -301,26 +328,8 @@ mod tests {
     #[tokio::test]
     async fn a_repeated_key_waits_for_the_next_group() {
         let (lane, gate, mut seen) = probe();
-        let first = tokio::spawn({
-            let lane = lane.clone();
-            async move { lane.submit(0).await }
-        });
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while !lane.lock().busy {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("started");
         // 7 twice; 100 and up have no key, so 100 twice may share.
-        let rest: Vec<_> = [7, 8, 7, 100, 100]
-            .into_iter()
-            .map(|i| {
-                let lane = lane.clone();
-                tokio::spawn(async move { lane.submit(i).await })
-            })
-            .collect();
-        queued(&lane, 5).await;
+        let (first, rest) = held_then_queued(&lane, &[7, 8, 7, 100, 100]).await;
         gate.notify_one();
         first.await.expect("first");
         for r in rest {

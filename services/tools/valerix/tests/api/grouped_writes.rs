@@ -7,7 +7,7 @@
 //! amounts included. The services' real code on a real PostgreSQL, without
 //! HTTP in between.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use futures::future::join_all;
 use order_service::{
@@ -48,21 +48,57 @@ fn new_order(product: &ProductId, quantity: i64) -> NewOrder {
     }
 }
 
-/// Holds a row lock taken by `sql` until the transaction ends.
-async fn hold(db: &TestDb, sql: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let pool = db.pool().await;
-    let mut tx = pool.begin().await.expect("begin");
-    sqlx::query(sql).execute(&mut *tx).await.expect("lock");
-    tx
+/// `n` new orders of one unit of `product`.
+async fn new_orders(orders: &Orders, product: &ProductId, n: usize) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let created = orders.create(&new_order(product, 1), None).await;
+        ids.push(created.expect("order").order.id);
+    }
+    ids
 }
 
-/// Waits until `n` requests queue behind the statement in flight.
-async fn queued(what: &str, n: usize, waiting: impl Fn() -> usize) {
-    eventually(what, Duration::from_secs(10), || {
-        let w = waiting();
-        async move { (w == n).then_some(()) }
-    })
-    .await;
+/// Holds the row that `lock` selects, starts `first` (whose statement needs
+/// that row), queues each of `rest` behind it one at a time (so their
+/// arrival order is known; `waiting` counts the queue), then lets the row
+/// go: the first statement runs alone, the rest as the next group. Returns
+/// the answers, in order.
+async fn behind_a_held_row<T, R>(
+    db: &TestDb,
+    lock: &str,
+    first: impl Future<Output = T> + Send + 'static,
+    rest: Vec<impl Future<Output = R> + Send + 'static>,
+    waiting: impl Fn() -> usize,
+) -> (T, Vec<R>)
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let pool = db.pool().await;
+    let mut tx = pool.begin().await.expect("begin");
+    sqlx::query(lock)
+        .execute(&mut *tx)
+        .await
+        .expect("lock the row");
+    let first = tokio::spawn(first);
+    one_statement_waits_for_a_lock(&pool, "the first statement waits for the row").await;
+    let mut queued = Vec::new();
+    for (i, request) in rest.into_iter().enumerate() {
+        queued.push(tokio::spawn(request));
+        eventually("the request queues", Duration::from_secs(10), || {
+            let w = waiting();
+            async move { (w == i + 1).then_some(()) }
+        })
+        .await;
+    }
+    tx.rollback().await.expect("release the row");
+    let first = first.await.expect("join");
+    let rest = join_all(queued)
+        .await
+        .into_iter()
+        .map(|j| j.expect("join"))
+        .collect();
+    (first, rest)
 }
 
 /// The first create waits (the product's row is locked, which its foreign
@@ -81,40 +117,34 @@ async fn creates_that_queue_behind_a_statement_are_stored_as_one_group() {
         .expect("an order of yesterday")
         .order;
     let writes = Writes::new(orders.clone(), true);
-    let lock = hold(
-        &db,
-        "SELECT 1 FROM inventory WHERE product_id = 'HOT' FOR UPDATE",
-    )
-    .await;
-
-    let first = tokio::spawn({
-        let (writes, hot) = (writes.clone(), hot.clone());
-        async move { writes.create(&new_order(&hot, 1), None).await }
-    });
-    one_statement_waits_for_a_lock(orders.pool(), "the first create waits for the row").await;
-
     let unknown = ProductId::parse("NOPE").expect("id");
-    let mut asks: Vec<(NewOrder, Option<&str>)> =
+    let mut asks: Vec<(NewOrder, Option<&'static str>)> =
         (1..=16).map(|q| (new_order(&hot, q), None)).collect();
     asks.push((new_order(&hot, 2), Some("k-a")));
     asks.push((new_order(&hot, 2), Some("k-a")));
     asks.push((new_order(&hot, 1), Some("k-old")));
     asks.push((new_order(&unknown, 1), None));
-    let mut answers = Vec::new();
-    for (i, (new, key)) in asks.iter().cloned().enumerate() {
-        let w = writes.clone();
-        answers.push(tokio::spawn(async move { w.create(&new, key).await }));
-        queued("the create queues", i + 1, || writes.waiting().0).await;
-    }
-    lock.rollback().await.expect("release the row");
-
-    let first = first.await.expect("join").expect("the first create");
-    assert!(!first.replayed);
-    let answers: Vec<_> = join_all(answers)
-        .await
+    let first = {
+        let (w, new) = (writes.clone(), new_order(&hot, 1));
+        async move { w.create(&new, None).await }
+    };
+    let rest = asks
         .into_iter()
-        .map(|j| j.expect("join"))
+        .map(|(new, key)| {
+            let w = writes.clone();
+            async move { w.create(&new, key).await }
+        })
         .collect();
+    let (first, answers) = behind_a_held_row(
+        &db,
+        "SELECT 1 FROM inventory WHERE product_id = 'HOT' FOR UPDATE",
+        first,
+        rest,
+        || writes.waiting().0,
+    )
+    .await;
+
+    assert!(!first.expect("the first create").replayed);
     for (q, answer) in (1..=16).zip(&answers) {
         let created = answer.as_ref().expect("a new order");
         assert!(!created.replayed);
@@ -171,17 +201,7 @@ async fn settlements_that_queue_are_applied_as_one_group_and_settle_once() {
     let db = TestDb::new().await;
     let hot = product(&db, "HOT", 100).await;
     let orders = Orders::new(db.pool().await);
-    let mut ids = Vec::new();
-    for _ in 0..12 {
-        ids.push(
-            orders
-                .create(&new_order(&hot, 1), None)
-                .await
-                .expect("order")
-                .order
-                .id,
-        );
-    }
+    let ids = new_orders(&orders, &hot, 12).await;
     orders
         .settle(
             ids[11],
@@ -191,18 +211,6 @@ async fn settlements_that_queue_are_applied_as_one_group_and_settle_once() {
         .await
         .expect("settled before");
     let writes = Writes::new(orders.clone(), true);
-    let lock = hold(
-        &db,
-        &format!("SELECT 1 FROM orders WHERE id = '{}' FOR UPDATE", ids[0]),
-    )
-    .await;
-
-    let first = tokio::spawn({
-        let (writes, id) = (writes.clone(), ids[0]);
-        async move { writes.settle(id, OrderStatus::Confirmed, None).await }
-    });
-    one_statement_waits_for_a_lock(orders.pool(), "the first settlement waits for the row").await;
-
     let mut asks: Vec<(Uuid, OrderStatus, Option<FailureReason>)> = ids[1..10]
         .iter()
         .map(|&id| (id, OrderStatus::Confirmed, None))
@@ -214,23 +222,22 @@ async fn settlements_that_queue_are_applied_as_one_group_and_settle_once() {
     ));
     asks.push((ids[11], OrderStatus::Confirmed, None));
     asks.push((ids[10], OrderStatus::Confirmed, None));
-    let mut answers = Vec::new();
-    for (i, (id, status, reason)) in asks.iter().copied().enumerate() {
+    let settle = |(id, status, reason)| {
         let w = writes.clone();
-        answers.push(tokio::spawn(
-            async move { w.settle(id, status, reason).await },
-        ));
-        queued("the settlement queues", i + 1, || writes.waiting().1).await;
-    }
-    lock.rollback().await.expect("release the row");
+        async move { w.settle(id, status, reason).await }
+    };
+    let (first, answers) = behind_a_held_row(
+        &db,
+        &format!("SELECT 1 FROM orders WHERE id = '{}' FOR UPDATE", ids[0]),
+        settle((ids[0], OrderStatus::Confirmed, None)),
+        asks.into_iter().map(settle).collect(),
+        || writes.waiting().1,
+    )
+    .await;
 
-    let (row, now) = first.await.expect("join").expect("the first settlement");
+    let (row, now) = first.expect("the first settlement");
     assert!(now && row.status == OrderStatus::Confirmed);
-    let answers: Vec<_> = join_all(answers)
-        .await
-        .into_iter()
-        .map(|j| j.expect("join").expect("settle"))
-        .collect();
+    let answers: Vec<_> = answers.into_iter().map(|a| a.expect("settle")).collect();
     for (row, now) in &answers[..9] {
         assert!(*now, "{}", row.id);
         assert_eq!(row.status, OrderStatus::Confirmed);
@@ -269,17 +276,7 @@ async fn charges_that_queue_are_recorded_as_one_group_with_every_answer_its_own(
     let db = TestDb::new().await;
     let hot = product(&db, "HOT", 100).await;
     let orders = Orders::new(db.pool().await);
-    let mut ids = Vec::new();
-    for _ in 0..11 {
-        ids.push(
-            orders
-                .create(&new_order(&hot, 1), None)
-                .await
-                .expect("order")
-                .order
-                .id,
-        );
-    }
+    let ids = new_orders(&orders, &hot, 11).await;
     let payments = Payments::new(db.pool().await);
     payments
         .charge(ids[9], 100, None)
@@ -287,38 +284,28 @@ async fn charges_that_queue_are_recorded_as_one_group_with_every_answer_its_own(
         .expect("charged before");
     let charges = Charges::new(payments.clone(), true);
 
+    let charge = |(id, amount, reason): (Uuid, i64, Option<&'static str>)| {
+        let c = charges.clone();
+        async move { c.charge(id, amount, reason).await }
+    };
+    let lock_order = |id: Uuid| format!("SELECT 1 FROM orders WHERE id = '{id}' FOR UPDATE");
+
     // Round 1: first charges, a declined one, repeats.
-    let lock = hold(
-        &db,
-        &format!("SELECT 1 FROM orders WHERE id = '{}' FOR UPDATE", ids[0]),
-    )
-    .await;
-    let first = tokio::spawn({
-        let (charges, id) = (charges.clone(), ids[0]);
-        async move { charges.charge(id, 100, None).await }
-    });
-    one_statement_waits_for_a_lock(orders.pool(), "the first charge waits for the row").await;
     let mut asks: Vec<(Uuid, i64, Option<&'static str>)> =
         ids[1..6].iter().map(|&id| (id, 100, None)).collect();
     asks.push((ids[6], 100, Some("AMOUNT_LIMIT")));
     asks.push((ids[9], 100, None));
     asks.push((ids[9], 999, None));
-    let mut answers = Vec::new();
-    for (i, (id, amount, reason)) in asks.iter().copied().enumerate() {
-        let c = charges.clone();
-        answers.push(tokio::spawn(
-            async move { c.charge(id, amount, reason).await },
-        ));
-        queued("the charge queues", i + 1, || charges.waiting()).await;
-    }
-    lock.rollback().await.expect("release the row");
-    let (paid, created) = first.await.expect("join").expect("the first charge");
+    let (first, answers) = behind_a_held_row(
+        &db,
+        &lock_order(ids[0]),
+        charge((ids[0], 100, None)),
+        asks.into_iter().map(charge).collect(),
+        || charges.waiting(),
+    )
+    .await;
+    let (paid, created) = first.expect("the first charge");
     assert!(created && paid.status == PaymentStatus::Completed);
-    let answers: Vec<_> = join_all(answers)
-        .await
-        .into_iter()
-        .map(|j| j.expect("join"))
-        .collect();
     for answer in &answers[..5] {
         let (row, created) = answer.as_ref().expect("charged");
         assert!(*created);
@@ -355,31 +342,19 @@ async fn charges_that_queue_are_recorded_as_one_group_with_every_answer_its_own(
     assert_eq!(stamps, 1, "the six were recorded by one statement");
 
     // Round 2: an unknown order in the group.
-    let lock = hold(
+    let unknown = Uuid::new_v4();
+    let (first, answers) = behind_a_held_row(
         &db,
-        &format!("SELECT 1 FROM orders WHERE id = '{}' FOR UPDATE", ids[10]),
+        &lock_order(ids[10]),
+        charge((ids[10], 100, None)),
+        [ids[7], unknown, ids[8]]
+            .into_iter()
+            .map(|id| charge((id, 100, None)))
+            .collect(),
+        || charges.waiting(),
     )
     .await;
-    let first = tokio::spawn({
-        let (charges, id) = (charges.clone(), ids[10]);
-        async move { charges.charge(id, 100, None).await }
-    });
-    one_statement_waits_for_a_lock(orders.pool(), "the first charge waits for the row").await;
-    let unknown = Uuid::new_v4();
-    let mut answers = Vec::new();
-    for (i, id) in [ids[7], unknown, ids[8]].into_iter().enumerate() {
-        let c = charges.clone();
-        answers.push(tokio::spawn(async move { c.charge(id, 100, None).await }));
-        queued("the charge queues", i + 1, || charges.waiting()).await;
-    }
-    lock.rollback().await.expect("release the row");
-    let (_, created) = first.await.expect("join").expect("the first charge");
-    assert!(created);
-    let answers: Vec<_> = join_all(answers)
-        .await
-        .into_iter()
-        .map(|j| j.expect("join"))
-        .collect();
+    assert!(first.expect("the first charge").1);
     assert!(
         answers[0]
             .as_ref()
