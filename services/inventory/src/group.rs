@@ -7,8 +7,9 @@
 //! and are applied together by the next one: one `UPDATE` of the product row
 //! for their sum, their reservation rows inserted by the same statement, one
 //! flush; each request is answered after that commit with its own outcome.
-//! Commits are grouped the same way (one lane for all products: a commit
-//! never refuses, so there is nothing to decide per product).
+//! Commits are grouped the same way, in one lane for all products (a commit
+//! never refuses, so there is nothing to decide per product): the shared
+//! [`valerix_runtime::group::Lane`].
 //!
 //! There is no timer: an idle lane runs a request at once, alone, with the
 //! single-statement path. A group is whatever queued meanwhile, at most
@@ -16,9 +17,8 @@
 //! database refuses as a whole (a repeat of an order already stored, stock
 //! changed by someone else between the read and the write, a deadlock) is
 //! applied again one request at a time, so every request still gets the
-//! answer it would have had alone. The lanes are per product, which the
-//! generic [`valerix_runtime::group::Lane`] is not; they share its group
-//! taking and its metrics.
+//! answer it would have had alone. The reserve lanes are per product, which
+//! the shared lane is not; they share its group taking and its metrics.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 use valerix_runtime::{
     domain::{ProductId, Quantity},
-    group::{record, take_group},
+    group::{self, Apply, answer_each, record, take_group},
 };
 
 use crate::store::{Grouped, ReservationRow, Reserved, Store, StoreError};
@@ -40,11 +40,6 @@ struct ReserveJob {
     order_id: Uuid,
     quantity: Quantity,
     reply: Reply<Reserved>,
-}
-
-struct CommitJob {
-    order_id: Uuid,
-    reply: Reply<ReservationRow>,
 }
 
 /// Requests waiting for the statement in flight; `busy` while a drain task
@@ -63,26 +58,47 @@ impl<J> Default for Lane<J> {
     }
 }
 
-#[derive(Default)]
-struct Lanes {
-    reserves: HashMap<ProductId, Lane<ReserveJob>>,
-    commits: Lane<CommitJob>,
-}
+type Lanes = HashMap<ProductId, Lane<ReserveJob>>;
 
 /// The grouped entry points of the store; clones share the lanes.
 #[derive(Clone)]
 pub struct Groups {
     store: Store,
-    /// Off: every request goes straight to the store, alone.
-    enabled: bool,
+    /// None: grouping is off, every request goes straight to the store,
+    /// alone (reserves too).
+    commits: Option<group::Lane<Commits>>,
     lanes: Arc<Mutex<Lanes>>,
+}
+
+/// Commits of any products, applied together.
+struct Commits(Store);
+
+impl Apply for Commits {
+    type Request = Uuid;
+    type Answer = Result<ReservationRow, StoreError>;
+    type Key = Uuid;
+
+    fn key(order_id: &Uuid) -> Option<Uuid> {
+        Some(*order_id)
+    }
+
+    async fn apply(&self, group: Vec<Uuid>) -> Vec<Self::Answer> {
+        let stored = if group.len() > 1 {
+            self.0.commit_group(&group).await.ok()
+        } else {
+            None
+        };
+        // Not committed by the group: not RESERVED (already committed,
+        // released, unknown); the single path tells which.
+        answer_each(group, stored, |id| *id, Ok, |id| self.0.commit(id)).await
+    }
 }
 
 impl Groups {
     pub fn new(store: Store, enabled: bool) -> Self {
         Self {
+            commits: enabled.then(|| group::Lane::new("commit", Commits(store.clone()))),
             store,
-            enabled,
             lanes: Arc::default(),
         }
     }
@@ -95,7 +111,6 @@ impl Groups {
     /// Reserves of `product` waiting for the statement in flight.
     pub fn waiting(&self, product: &ProductId) -> usize {
         self.lock()
-            .reserves
             .get(product)
             .map_or(0, |lane| lane.waiting.len())
     }
@@ -107,13 +122,13 @@ impl Groups {
         product: &ProductId,
         quantity: Quantity,
     ) -> Result<Reserved, StoreError> {
-        if !self.enabled {
+        if self.commits.is_none() {
             return self.store.reserve(order_id, product, quantity).await;
         }
         let (reply, answer) = oneshot::channel();
         let start = {
             let mut lanes = self.lock();
-            let lane = lanes.reserves.entry(product.clone()).or_default();
+            let lane = lanes.entry(product.clone()).or_default();
             lane.waiting.push_back(ReserveJob {
                 order_id,
                 quantity,
@@ -131,31 +146,22 @@ impl Groups {
 
     /// [`Store::commit`], grouped with the other commits.
     pub async fn commit(&self, order_id: Uuid) -> Result<ReservationRow, StoreError> {
-        if !self.enabled {
+        let Some(commits) = &self.commits else {
             return self.store.commit(order_id).await;
-        }
-        let (reply, answer) = oneshot::channel();
-        let start = {
-            let mut lanes = self.lock();
-            lanes
-                .commits
-                .waiting
-                .push_back(CommitJob { order_id, reply });
-            !std::mem::replace(&mut lanes.commits.busy, true)
         };
-        if start {
-            tokio::spawn(self.clone().drain_commits());
-        }
-        answer.await.unwrap_or(Err(StoreError::GroupLost))
+        commits
+            .submit(order_id)
+            .await
+            .unwrap_or(Err(StoreError::GroupLost))
     }
 
     /// The next group of `product`'s lane; None (and the lane gone) when
     /// nothing waits.
     fn next_reserves(&self, product: &ProductId) -> Option<Vec<ReserveJob>> {
         let mut lanes = self.lock();
-        let lane = lanes.reserves.get_mut(product)?;
+        let lane = lanes.get_mut(product)?;
         if lane.waiting.is_empty() {
-            lanes.reserves.remove(product);
+            lanes.remove(product);
             return None;
         }
         Some(take_group(&mut lane.waiting, |j| Some(j.order_id)))
@@ -164,7 +170,7 @@ impl Groups {
     async fn drain_reserves(self, product: ProductId) {
         let mut guard = Abandon {
             groups: self.clone(),
-            lane: Some(product.clone()),
+            product: product.clone(),
             finished: false,
         };
         while let Some(group) = self.next_reserves(&product) {
@@ -202,74 +208,24 @@ impl Groups {
             let _ = job.reply.send(answer);
         }
     }
-
-    fn next_commits(&self) -> Option<Vec<CommitJob>> {
-        let mut lanes = self.lock();
-        let lane = &mut lanes.commits;
-        if lane.waiting.is_empty() {
-            lane.busy = false;
-            return None;
-        }
-        Some(take_group(&mut lane.waiting, |j| Some(j.order_id)))
-    }
-
-    async fn drain_commits(self) {
-        let mut guard = Abandon {
-            groups: self.clone(),
-            lane: None,
-            finished: false,
-        };
-        while let Some(group) = self.next_commits() {
-            record("commit", group.len());
-            if group.len() > 1 {
-                let ids: Vec<Uuid> = group.iter().map(|j| j.order_id).collect();
-                if let Ok(mut rows) = self.store.commit_group(&ids).await {
-                    for job in group {
-                        // Not committed by the group: not RESERVED (already
-                        // committed, released, unknown); the single path
-                        // tells which.
-                        let answer = match rows.remove(&job.order_id) {
-                            Some(row) => Ok(row),
-                            None => self.store.commit(job.order_id).await,
-                        };
-                        let _ = job.reply.send(answer);
-                    }
-                    continue;
-                }
-            }
-            for job in group {
-                let answer = self.store.commit(job.order_id).await;
-                let _ = job.reply.send(answer);
-            }
-        }
-        guard.finished = true;
-    }
 }
 
-/// Frees a lane whose drain task ends without emptying it (a panic, or the
-/// runtime shutting down): its waiting requests are answered
+/// Frees a product's lane whose drain task ends without emptying it (a
+/// panic, or the runtime shutting down): its waiting requests are answered
 /// [`StoreError::GroupLost`] (their replies are dropped) and the next
 /// request starts a new drain, instead of the product hanging for good.
 struct Abandon {
     groups: Groups,
-    /// A product's reserve lane; None: the commit lane.
-    lane: Option<ProductId>,
+    product: ProductId,
     /// Set when the drain emptied its lane and let it go, as it should.
     finished: bool,
 }
 
 impl Drop for Abandon {
     fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        // The lane is still this drain's (`busy`): no other drain runs it.
-        let mut lanes = self.groups.lock();
-        match &self.lane {
-            Some(product) => {
-                lanes.reserves.remove(product);
-            }
-            None => lanes.commits = Lane::default(),
+        if !self.finished {
+            // The lane is still this drain's (`busy`): no other drain runs it.
+            self.groups.lock().remove(&self.product);
         }
     }
 }

@@ -68,15 +68,6 @@ pub struct Created {
 const COLUMNS: &str = "id, user_id, product_id, quantity, (amount * 100)::BIGINT AS amount_cents,
     status, failure_reason, attempts, created_at, updated_at";
 
-/// [`COLUMNS`] of the table named `t` in a statement where other tables
-/// have columns of the same names.
-fn qualified_columns(t: &str) -> String {
-    format!(
-        "{t}.id, {t}.user_id, {t}.product_id, {t}.quantity, ({t}.amount * 100)::BIGINT AS amount_cents,
-         {t}.status, {t}.failure_reason, {t}.attempts, {t}.created_at, {t}.updated_at"
-    )
-}
-
 /// How long the process working on an order owns it before the reconciler
 /// may take it over (a crash mid-saga loses at most this much time).
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -293,12 +284,11 @@ impl Store {
             .map(|s| s.2.map(FailureReason::as_str))
             .collect();
         let rows: Vec<OrderRow> = sqlx::query_as(&format!(
-            "UPDATE orders o SET status = s.status, failure_reason = s.reason, updated_at = NOW()
-             FROM unnest($1::uuid[], $2::varchar[], $3::varchar[]) AS s(id, status, reason)
-             WHERE o.id = s.id AND o.status IN {unsettled}
-             RETURNING {returning}",
+            "UPDATE orders SET status = s.to_status, failure_reason = s.reason, updated_at = NOW()
+             FROM unnest($1::uuid[], $2::varchar[], $3::varchar[]) AS s(order_id, to_status, reason)
+             WHERE id = s.order_id AND status IN {unsettled}
+             RETURNING {COLUMNS}",
             unsettled = OrderStatus::unsettled_sql(),
-            returning = qualified_columns("o"),
         ))
         .bind(&ids)
         .bind(&statuses)
