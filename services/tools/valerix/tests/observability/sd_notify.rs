@@ -1,6 +1,7 @@
 //! The systemd contract of a service process, with this test playing
 //! systemd: READY=1 after the database and migrations, WATCHDOG=1 at half of
-//! WATCHDOG_USEC only while the database answers, STOPPING=1 and a graceful
+//! WATCHDOG_USEC while the process works, whether or not the database
+//! answers (its state goes to STATUS= and /health), STOPPING=1 and a graceful
 //! drain on SIGTERM. The database is a cluster of this test's own, stopped
 //! and started again underneath the running service.
 
@@ -112,22 +113,14 @@ async fn readiness_watchdog_and_stopping_follow_the_database_and_sigterm() {
         "pings every ~500 ms: {gaps:?}"
     );
 
-    // The database goes away: the probe fails and the pings stop.
+    // The database goes away: the status says so, and the pings go on (a
+    // database restart or failover must not make systemd kill the service).
     with_cluster(&cluster, Cluster::stop_server).await;
     notify(&mut svc)
         .wait_for("STATUS=unhealthy", Duration::from_secs(5))
         .await
         .unwrap_or_else(|seen| panic!("no STATUS=unhealthy; received {seen:?}"));
-    let quiet = Instant::now();
-    while quiet.elapsed() < Duration::from_micros(2 * WATCHDOG_USEC) {
-        let left = Duration::from_micros(2 * WATCHDOG_USEC).saturating_sub(quiet.elapsed());
-        if let Some(msg) = notify(&mut svc).recv(left).await {
-            assert!(
-                !has(&msg, "WATCHDOG=1"),
-                "pinged without a database: {msg:?}"
-            );
-        }
-    }
+    pings(notify(&mut svc), 4).await;
     let http = reqwest::Client::new();
     let health = http
         .get(format!("{}/health", svc_url))
@@ -136,15 +129,14 @@ async fn readiness_watchdog_and_stopping_follow_the_database_and_sigterm() {
         .expect("health");
     assert_eq!(health.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
 
-    // It comes back: pings resume and the status says so.
+    // It comes back: the status says so, and the pings never stopped.
     with_cluster(&cluster, Cluster::start_server)
         .await
         .expect("restart PostgreSQL");
-    let back = notify(&mut svc)
+    notify(&mut svc)
         .wait_for("STATUS=serving on ", Duration::from_secs(10))
         .await
         .unwrap_or_else(|seen| panic!("no STATUS=serving; received {seen:?}"));
-    assert!(back.iter().any(|m| has(m, "WATCHDOG=1")), "{back:?}");
     pings(notify(&mut svc), 2).await;
 
     // SIGTERM while a request is in flight: STOPPING=1, the request still
