@@ -198,7 +198,7 @@
       nixosConfigurations.example = nixpkgs.lib.nixosSystem {
         modules = [
           self.nixosModules.default
-          ./nixos/example.nix
+          ./nixos/example/host.nix
         ];
       };
 

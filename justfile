@@ -37,6 +37,11 @@ lint:
     nixos/eval/check.py
     grafana/check.sh
 
+# The NixOS module's units run by a real systemd: stack.nix's testScript in systemd-nspawn (root; see nixos/README.md)
+twin *args:
+    cargo build --release --locked -p order-service -p inventory-service -p payment-service -p api-gateway -p valerix
+    nixos/twin/twin.py {{args}}
+
 # The NixOS VM tests and everything else Nix checks (needs Nix with KVM)
 vm:
     nix flake check

@@ -5,7 +5,12 @@
 # Written against nixpkgs nixos-25.11 (see nixos/README.md for the source files
 # each option used here was checked against). CI evaluates it with the nixpkgs lib
 # (nixos/eval/check.py); it has not been built or run under NixOS yet.
-{ config, lib, ... }:
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 
 let
   inherit (lib)
@@ -246,8 +251,13 @@ let
     {
       description = "Valerix ${def.binary}";
       wantedBy = [ "multi-user.target" ];
-      wants = upstreamUnits ++ optionals remoteDb [ "network-online.target" ];
-      requires = optionals localDb [ "postgresql.target" ] ++ tokenUnits;
+      # Wants=, not Requires=, on PostgreSQL: Requires= would stop (or
+      # restart) every service whenever postgresql.service is stopped or
+      # restarted. The services ride a database outage out instead (503 with
+      # Retry-After, the reconciler resuming by itself); After= still starts
+      # them once the database and its ensure* setup are there.
+      wants = upstreamUnits ++ optionals remoteDb [ "network-online.target" ] ++ optionals localDb [ "postgresql.target" ];
+      requires = tokenUnits;
       after = [
         "network.target"
       ]
@@ -322,6 +332,8 @@ let
       "${grafanaSecretsDir}/secret-key";
   generateGrafanaSecrets = cfg.grafana.adminPasswordFile == null || cfg.grafana.secretKeyFile == null;
   grafanaShare = "${cfg.package}/share/valerix/grafana";
+  # Who owns the pgBackRest repository and runs the backup jobs.
+  backupOwner = "postgres";
 in
 {
   options.services.valerix = {
@@ -511,9 +523,16 @@ in
         '';
       };
       configFile = mkOption {
-        type = types.nullOr types.path;
-        default = null;
-        description = "Jaeger configuration file; null runs the built-in all-in-one configuration.";
+        type = types.path;
+        default = "${grafanaShare}/jaeger/valerix.yaml";
+        defaultText = lib.literalExpression ''"''${config.services.valerix.package}/share/valerix/grafana/jaeger/valerix.yaml"'';
+        description = ''
+          Jaeger's configuration file (`--config`). The default: OTLP on 127.0.0.1:4317 and
+          4318, traces in memory (at most 100000), the UI and query API on
+          127.0.0.1:16686. Jaeger 2.0-2.2 cannot run without one: their built-in
+          configuration reads ./cmd/jaeger/sampling-strategies.json and exits when it is
+          missing (upstream issue 6338).
+        '';
       };
     };
   }
@@ -743,6 +762,10 @@ in
           path = cfg.backup.repository;
           retention-full = cfg.backup.retentionFull;
         };
+        # A job starts with an immediate checkpoint instead of waiting up to
+        # checkpoint_timeout (5 min) for the next one; at this database's size
+        # the extra I/O is small, and an operator's backup starts at once.
+        commands.backup.start-fast = lib.mkDefault true;
         stanzas.default.jobs = {
           full = {
             schedule = cfg.backup.fullSchedule;
@@ -755,6 +778,55 @@ in
         };
       };
       services.postgresql.settings.archive_timeout = cfg.backup.archiveTimeout;
+
+      # One owner for the repository: PostgreSQL's archive_command
+      # (`pgbackrest archive-push`) runs as postgres inside postgresql.service
+      # and writes WAL into it, while nixpkgs runs the backup jobs as the
+      # pgbackrest user and makes the repository that user's home (0710).
+      # pgBackRest creates what it writes 0750/0640, so two users cannot
+      # share a posix repository: archiving would fail with "permission denied"
+      # and WAL would pile up. As pgBackRest's user guide does on a single
+      # host, the postgres user owns the repository and runs the jobs.
+      users.users.pgbackrest = {
+        home = lib.mkForce "/var/empty";
+        createHome = lib.mkForce false;
+      };
+      systemd.tmpfiles.rules = [ "d ${cfg.backup.repository} 0750 ${backupOwner} ${backupOwner} - -" ];
+      systemd.services = lib.mapAttrs' (
+        job: _:
+        lib.nameValuePair "pgbackrest-default-${job}" {
+          serviceConfig = {
+            User = lib.mkForce backupOwner;
+            Group = lib.mkForce backupOwner;
+          };
+        }
+      ) config.services.pgbackrest.stanzas.default.jobs
+      // {
+        # archive-push refuses every WAL segment until the stanza exists, and
+        # nixpkgs creates it only in the jobs' ExecStartPre (the first one may be
+        # days away): created as soon as PostgreSQL runs. Idempotent.
+        valerix-backup-stanza = {
+          description = "Valerix: create the pgBackRest stanza for WAL archiving";
+          wantedBy = [ "multi-user.target" ];
+          wants = [ "postgresql.target" ];
+          after = [ "postgresql.target" ];
+          serviceConfig = hardening // {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            User = backupOwner;
+            Group = backupOwner;
+            ExecStart = "${lib.getExe pkgs.pgbackrest} --stanza=default stanza-create";
+            ReadWritePaths = [ cfg.backup.repository ];
+            UMask = "0027";
+            # pgBackRest talks to PostgreSQL through its socket as the postgres user.
+            PrivateUsers = false;
+          };
+        };
+        # nixpkgs' postgresql.service (nixos/modules/services/databases/postgresql.nix)
+        # has ProtectSystem=strict with only its data directory writable; the
+        # archive_command it runs must reach the repository.
+        postgresql.serviceConfig.ReadWritePaths = [ cfg.backup.repository ];
+      };
     })
 
     (mkIf (cfg.backup.enable && cfg.backup.offsite.target != null) {
@@ -769,21 +841,19 @@ in
         ];
         serviceConfig = hardening // {
           Type = "oneshot";
-          User = "pgbackrest";
-          Group = "pgbackrest";
+          # The repository's owner (see backupOwner).
+          User = backupOwner;
+          Group = backupOwner;
           ExecStart = "${cfg.package}/bin/valerix upload-offsite --repo ${cfg.backup.repository} --target ${cfg.backup.offsite.target}";
           # Exit 3: today's upload already ran. The guard did its job; not a failure.
           SuccessExitStatus = "3";
+          # "-": a target that is not mounted right now fails the upload
+          # with its own message, not the whole unit with 226/NAMESPACE.
           ReadWritePaths = [
             cfg.backup.repository
-            cfg.backup.offsite.target
+            "-${cfg.backup.offsite.target}"
           ];
-          # The repository's files are shared with the postgres group.
           UMask = "0027";
-          # The pgbackrest user reads what PostgreSQL archived through its
-          # membership in the postgres group, which a private user namespace
-          # would map away.
-          PrivateUsers = false;
         };
       };
       systemd.timers.valerix-backup-upload = {
@@ -804,10 +874,7 @@ in
         wantedBy = [ "multi-user.target" ];
         after = [ "network.target" ];
         serviceConfig = hardening // {
-          ExecStart = lib.concatStringsSep " " (
-            [ "${cfg.jaeger.package}/bin/jaeger" ]
-            ++ optionals (cfg.jaeger.configFile != null) [ "--config=${cfg.jaeger.configFile}" ]
-          );
+          ExecStart = "${cfg.jaeger.package}/bin/jaeger --config=${cfg.jaeger.configFile}";
           DynamicUser = true;
           Restart = "on-failure";
           RestartSec = "2s";

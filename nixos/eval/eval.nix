@@ -90,20 +90,54 @@ let
         enable
         description
         after
+        before
         requires
+        requiredBy
         wants
         wantedBy
+        partOf
+        bindsTo
+        conflicts
         environment
+        path
         serviceConfig
         unitConfig
         script
+        preStart
+        postStart
         ;
     }) config.systemd.services;
-    targets = lib.mapAttrs (_: t: { inherit (t) requires wantedBy; }) config.systemd.targets;
-    timers = lib.mapAttrs (_: t: { inherit (t) wantedBy timerConfig; }) config.systemd.timers;
+    targets = lib.mapAttrs (_: t: {
+      inherit (t)
+        description
+        requires
+        wants
+        after
+        wantedBy
+        unitConfig
+        ;
+    }) config.systemd.targets;
+    timers = lib.mapAttrs (_: t: {
+      inherit (t)
+        description
+        after
+        wants
+        wantedBy
+        timerConfig
+        unitConfig
+        ;
+    }) config.systemd.timers;
+    tmpfiles = config.systemd.tmpfiles.rules;
     pgbackrest = {
-      inherit (config.services.pgbackrest) enable repos;
-      stanzas = lib.mapAttrs (_: s: { inherit (s) jobs; }) config.services.pgbackrest.stanzas;
+      inherit (config.services.pgbackrest)
+        enable
+        repos
+        settings
+        commands
+        ;
+      stanzas = lib.mapAttrs (_: s: {
+        inherit (s) jobs settings instances;
+      }) config.services.pgbackrest.stanzas;
     };
     systemPackages = map pkgInfo config.environment.systemPackages;
     # Where files are, not what they hold (the tests put tokens there).
@@ -117,16 +151,24 @@ let
         isSystemUser
         isNormalUser
         extraGroups
+        home
+        createHome
+        homeMode
         ;
     }) config.users.users;
+    groups = lib.mapAttrs (_: g: { inherit (g) members; }) config.users.groups;
     firewall = { inherit (config.networking.firewall) enable allowedTCPPorts; };
     postgresql = {
       inherit (config.services.postgresql)
         enable
         enableTCPIP
         authentication
+        identMap
+        initdbArgs
         ensureDatabases
         ;
+      dataDir =
+        if config.services.postgresql.enable then config.services.postgresql.dataDir else null;
       inherit (config.services.postgresql) settings;
       port = config.services.postgresql.settings.port;
       ensureUsers = map (u: {
@@ -198,6 +240,29 @@ let
     in
     map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
 
+  # nixos/example/valerix.nix imported into a host that sets its own
+  # platform, state version, boot loader and file systems.
+  fragmentHostModules = [
+    flake.nixosModules.default
+    ../example/valerix.nix
+    {
+      nixpkgs.hostPlatform = "aarch64-linux";
+      system.stateVersion = "24.11";
+      boot.loader.grub.device = "/dev/vda";
+      fileSystems."/" = {
+        device = "/dev/vda1";
+        fsType = "xfs";
+      };
+    }
+  ];
+  fragmentHost =
+    (lib.evalModules {
+      modules = fragmentHostModules ++ [
+        ./stubs.nix
+        { _module.args.pkgs = pkgs; }
+      ];
+    }).config;
+
   # Inventory and payment served by another host: the order service and the
   # gateway reach them at their listenAddress.
   split = {
@@ -213,6 +278,64 @@ let
       };
     };
   };
+  # Definitions nixpkgs refuses (option types and checks), each of which the
+  # stand-ins must refuse too: true when the evaluation fails.
+  refusedBy =
+    modules:
+    !(builtins.tryEval (
+      let
+        c =
+          (lib.evalModules {
+            modules = [
+              flake.nixosModules.default
+              { services.valerix.enable = true; }
+              ./stubs.nix
+              { _module.args.pkgs = pkgs; }
+            ]
+            ++ modules;
+          }).config;
+      in
+      builtins.deepSeq [
+        c.systemd.services
+        c.services.pgbackrest
+        c.services.grafana.provision
+        c.nixpkgs.hostPlatform
+      ] true
+    )).success;
+  strict = {
+    # nixos/lib/systemd-unit-options.nix: no on-watchdog in NixOS' list.
+    "Restart=on-watchdog" = refusedBy [
+      { systemd.services.valerix-order.serviceConfig.Restart = lib.mkForce "on-watchdog"; }
+      { nixpkgs.hostPlatform = "x86_64-linux"; }
+    ];
+    # pgbackrest.nix: `commands` has one submodule per pgBackRest command.
+    "services.pgbackrest.commands.no-such-command" = refusedBy [
+      { services.pgbackrest.commands.no-such-command.log-level-console = "info"; }
+      { nixpkgs.hostPlatform = "x86_64-linux"; }
+    ];
+    # pgbackrest.nix: secrets in a repository's settings would be in the store.
+    "services.pgbackrest.repos.<name>.s3-key-secret" = refusedBy [
+      { services.valerix.backup.enable = true; }
+      { services.pgbackrest.repos.localhost.s3-key-secret = "secret"; }
+      { nixpkgs.hostPlatform = "x86_64-linux"; }
+    ];
+    # grafana.nix: a rule group needs a folder.
+    "a Grafana rule group without a folder" = refusedBy [
+      { services.valerix.grafana.enable = true; }
+      {
+        services.grafana.provision.alerting.rules.path = lib.mkForce null;
+        services.grafana.provision.alerting.rules.settings.groups = [
+          {
+            name = "g";
+            interval = "10s";
+          }
+        ];
+      }
+      { nixpkgs.hostPlatform = "x86_64-linux"; }
+    ];
+    # nixpkgs.nix: no default platform.
+    "a host without nixpkgs.hostPlatform" = refusedBy [ ];
+  };
 in
 {
   package = flake.packages.${system}.valerix._eval;
@@ -226,11 +349,19 @@ in
       flake.nixosModules.default
       { services.valerix.enable = true; }
     ];
+    fragment-in-host = evalHost "nixos/example/valerix.nix in a host" fragmentHostModules;
     split = evalHost "split" [
       flake.nixosModules.default
       split
       { services.valerix.serviceTokenFile = "/run/keys/valerix-service-token"; }
     ];
+  };
+  # The host's own settings, as that host set them: the fragment defines none.
+  fragmentHostSettings = {
+    inherit (fragmentHost.nixpkgs) hostPlatform;
+    inherit (fragmentHost.system) stateVersion;
+    grubDevice = fragmentHost.boot.loader.grub.device;
+    root = { inherit (fragmentHost.fileSystems."/") device fsType; };
   };
   # Configurations the module must refuse, with the messages it gives.
   refused = {
@@ -239,6 +370,9 @@ in
       split
     ];
   };
+  inherit strict;
+  # The same evaluation of a plain host succeeds (so a refusal above is the case's).
+  strictControl = refusedBy [ { nixpkgs.hostPlatform = "x86_64-linux"; } ];
   tests = {
     vm-stack = vmTest "vm-stack";
     vm-multinode = vmTest "vm-multinode";

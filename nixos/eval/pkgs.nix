@@ -27,7 +27,7 @@ let
     inherit name;
     outPath = storePath name;
     drvPath = storePath "${name}.drv";
-    meta = { };
+    meta = lib.optionalAttrs (bins != [ ]) { mainProgram = builtins.head bins; };
     _eval = {
       inherit name bins;
       kind = "package";
@@ -106,6 +106,7 @@ in
     "bzcat"
   ];
   coreutils-full = pkg "coreutils-full" coreutilsBins;
+  coreutils = pkg "coreutils" coreutilsBins;
   cpio = pkg "cpio" [ "cpio" ];
   curl = pkg "curl" [ "curl" ];
   diffutils = pkg "diffutils" [

@@ -68,9 +68,17 @@ let
   };
 
   # nixos/lib/systemd-unit-options.nix: checkService, the Type= and Restart=
-  # values systemd accepts.
+  # values NixOS accepts (Restart= without systemd's on-watchdog: nixpkgs'
+  # list is no, on-success, on-failure, on-abnormal, on-abort, always).
   checkService =
-    cfg:
+    attrs:
+    let
+      # As checkUnitConfig: a definition may be wrapped in mkOverride or mkIf.
+      cfg = lib.mapAttrs (
+        _: v:
+        if v._type or "" == "override" || v._type or "" == "if" then v.content else v
+      ) attrs;
+    in
     (
       cfg ? Type
       -> lib.elem cfg.Type [
@@ -92,7 +100,6 @@ let
         "on-failure"
         "on-abnormal"
         "on-abort"
-        "on-watchdog"
         "always"
       ]
     );
@@ -216,7 +223,65 @@ let
       }) s.jobs
     ) pgbr.stanzas
   );
+  # The `commands` pgbackrest.nix declares (https://pgbackrest.org/command.html).
+  pgbackrestCommands = [
+    "annotate"
+    "archive-get"
+    "archive-push"
+    "backup"
+    "check"
+    "expire"
+    "help"
+    "info"
+    "repo-get"
+    "repo-ls"
+    "restore"
+    "server"
+    "server-ping"
+    "stanza-create"
+    "stanza-delete"
+    "stanza-upgrade"
+    "start"
+    "stop"
+    "verify"
+    "version"
+  ];
+  disabledOption = mkOption {
+    default = null;
+    readOnly = true;
+    internal = true;
+    description = "Refused: it would put a secret into the Nix store.";
+  };
+  # lib.types.externalPath: a path outside the Nix store.
+  externalPath = types.addCheck types.str (p: lib.hasPrefix "/" p && !lib.hasPrefix builtins.storeDir p);
+  # postgresql.nix: configFile, `settings` as `name = value` lines.
+  pgToStr =
+    value:
+    if true == value then
+      "yes"
+    else if false == value then
+      "no"
+    else if lib.isString value then
+      "'${lib.replaceStrings [ "'" ] [ "''" ] value}'"
+    else
+      toString value;
+  pgConfigFile = pkgs.writeText "postgresql.conf" (
+    lib.concatStringsSep "\n" (
+      lib.mapAttrsToList (n: v: "${n} = ${pgToStr v}") pg.settings
+    )
+  );
   prom = config.services.prometheus;
+  # prometheus/default.nix: the generated prometheus.yml (JSON is YAML), the
+  # rule files as given plus the `rules` strings in one file.
+  prometheusYml = pkgs.writeText "prometheus.yml" (
+    builtins.toJSON {
+      global = lib.filterAttrs (_: v: v != null) prom.globalConfig;
+      rule_files = prom.ruleFiles ++ [
+        (pkgs.writeText "prometheus.rules" (lib.concatStringsSep "\n" prom.rules))
+      ];
+      scrape_configs = map (lib.filterAttrs (_: v: v != null)) prom.scrapeConfigs;
+    }
+  );
   graf = config.services.grafana;
 
   # nixos/modules/services/monitoring/grafana.nix: grafanaTypes.datasourceConfig
@@ -261,10 +326,50 @@ let
         path = nullOpt types.path;
       };
     }) { };
-  # grafana.nix: provision.alerting.<kind>.{path,settings}.
-  alertingOf = {
+  # grafana.nix: provision.alerting.<kind>.{path,settings}; each kind's
+  # settings a submodule with its own lists (rule groups need a name, a
+  # folder and an interval), not any attribute set.
+  alertingOf = listOptions: {
     path = nullOpt types.path;
-    settings = nullOpt (types.attrsOf types.anything);
+    settings = nullOpt (
+      types.submodule {
+        freeformType = types.attrsOf types.anything;
+        options = {
+          apiVersion = opt types.int 1;
+        }
+        // listOptions;
+      }
+    );
+  };
+  alertingLists = {
+    rules = {
+      groups = opt (types.listOf (
+        types.submodule {
+          freeformType = types.attrsOf types.anything;
+          options = {
+            name = req types.str;
+            folder = req types.str;
+            interval = req types.str;
+          };
+        }
+      )) [ ];
+      deleteRules = opt (types.listOf (
+        types.submodule {
+          options.orgId = opt types.int 1;
+          options.uid = req types.str;
+        }
+      )) [ ];
+    };
+    contactPoints.contactPoints = opt (types.listOf (types.attrsOf types.anything)) [ ];
+    policies.policies = opt (types.listOf (types.attrsOf types.anything)) [ ];
+    templates.templates = opt (types.listOf (
+      types.submodule {
+        freeformType = types.attrsOf types.anything;
+        options.name = req types.str;
+        options.template = req types.str;
+      }
+    )) [ ];
+    muteTimings.muteTimes = opt (types.listOf (types.attrsOf types.anything)) [ ];
   };
 
   # nixos/modules/services/monitoring/prometheus/default.nix: promTypes.
@@ -300,7 +405,9 @@ in
     # nixos/modules/misc/version.nix
     system.stateVersion = opt types.str lib.trivial.release;
     # nixos/modules/misc/nixpkgs.nix
-    nixpkgs.hostPlatform = opt (types.either types.str types.attrs) "x86_64-linux";
+    # No default: without it (or nixpkgs.system) NixOS falls back to
+    # builtins.currentSystem, which a flake's pure evaluation refuses.
+    nixpkgs.hostPlatform = req (types.either types.str types.attrs);
     # nixos/modules/system/boot/loader/grub/grub.nix
     boot.loader.grub.device = opt types.str "";
     # nixos/modules/tasks/filesystems.nix
@@ -372,6 +479,8 @@ in
     # nixos/modules/system/boot/systemd.nix with nixos/lib/systemd-unit-options.nix
     systemd.services = opt (types.attrsOf (types.submodule serviceModule)) { };
     systemd.targets = opt (types.attrsOf (types.submodule { options = commonUnitOptions; })) { };
+    # nixos/modules/system/boot/systemd/tmpfiles.nix
+    systemd.tmpfiles.rules = opt (types.listOf types.str) [ ];
     # nixos/lib/systemd-unit-options.nix: timerOptions.
     systemd.timers = opt (types.attrsOf (
       types.submodule {
@@ -398,6 +507,7 @@ in
       enableTCPIP = opt types.bool false;
       authentication = opt types.lines "";
       identMap = opt types.lines "";
+      dataDir = opt types.path "/var/lib/postgresql/${pg.package.psqlSchema or "17"}";
       initdbArgs = opt (types.listOf types.str) [ ];
       initialScript = nullOpt types.path;
       ensureDatabases = opt (types.listOf types.str) [ ];
@@ -442,7 +552,24 @@ in
           { name, ... }:
           {
             freeformType = pgbackrestSettings;
-            options.host = opt (types.nullOr types.str) (if name == "localhost" then null else name);
+            options = {
+              host = opt (types.nullOr types.str) (if name == "localhost" then null else name);
+              sftp-private-key-file = nullOpt externalPath;
+              gcs-key = nullOpt externalPath;
+              host-cert-file = nullOpt externalPath;
+              host-key-file = nullOpt externalPath;
+            }
+            # Secrets that would land in the Nix store: read-only null upstream.
+            // lib.genAttrs [
+              "azure-key"
+              "cipher-pass"
+              "s3-key"
+              "s3-key-secret"
+              "s3-kms-key-id"
+              "s3-sse-customer-key"
+              "s3-token"
+              "sftp-private-key-passphrase"
+            ] (_: disabledOption);
           }
         )
       )) { };
@@ -469,7 +596,10 @@ in
         }
       )) { };
       settings = opt (types.submodule { freeformType = pgbackrestSettings; }) { };
-      commands = opt (types.attrsOf (types.submodule { freeformType = pgbackrestSettings; })) { };
+      # One submodule per pgBackRest command, no other name.
+      commands = lib.genAttrs pgbackrestCommands (
+        _: opt (types.submodule { freeformType = pgbackrestSettings; }) { }
+      );
     };
 
     # nixos/modules/services/monitoring/prometheus/default.nix
@@ -534,13 +664,7 @@ in
         enable = mkEnableOption "provision";
         datasources = provisionOf "datasources" datasourceConfig;
         dashboards = provisionOf "providers" dashboardConfig;
-        alerting = lib.genAttrs [
-          "rules"
-          "contactPoints"
-          "policies"
-          "templates"
-          "muteTimings"
-        ] (_: alertingOf);
+        alerting = lib.mapAttrs (_: alertingOf) alertingLists;
       };
     };
   };
@@ -606,7 +730,17 @@ in
         else
           pkgs.postgresql
       );
-      services.postgresql.settings.listen_addresses = if pg.enableTCPIP then "*" else "localhost";
+      # The default map behind `peer map=postgres`: the postgres user alone.
+      services.postgresql.identMap = mkAfter ''
+        postgres postgres postgres
+      '';
+      services.postgresql.settings = {
+        hba_file = "${pkgs.writeText "pg_hba.conf" pg.authentication}";
+        ident_file = "${pkgs.writeText "pg_ident.conf" pg.identMap}";
+        log_destination = "stderr";
+        listen_addresses = if pg.enableTCPIP then "*" else "localhost";
+        jit = mkDefault "off";
+      };
       services.postgresql.authentication = mkMerge [
         (mkBefore "# Generated file; do not edit!")
         (mkAfter ''
@@ -639,36 +773,124 @@ in
           "postgresql-setup.service"
         ];
       };
+      # The unit as upstream writes it, hardening included: what an
+      # archive_command or anything else PostgreSQL runs may touch is decided
+      # here (the systemd twin runs this very unit).
       systemd.services.postgresql = {
         description = "PostgreSQL Server";
         after = [ "network.target" ];
         wants = [ "postgresql.target" ];
         partOf = [ "postgresql.target" ];
+        environment.PGDATA = pg.dataDir;
+        path = [ pg.package ];
+        preStart = ''
+          if ! test -e ${pg.dataDir}/PG_VERSION; then
+            # Cleanup the data directory.
+            rm -f ${pg.dataDir}/*.conf
+
+            # Initialise the database.
+            initdb -U postgres ${lib.escapeShellArgs pg.initdbArgs}
+
+            # See postStart!
+            touch "${pg.dataDir}/.first_startup"
+          fi
+
+          ln -sfn "${pgConfigFile}" "${pg.dataDir}/postgresql.conf"
+        '';
         serviceConfig = {
-          Type = "notify";
+          ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
           User = "postgres";
           Group = "postgres";
+          RuntimeDirectory = "postgresql";
+          Type = "notify";
+          KillSignal = "SIGINT";
+          KillMode = "mixed";
+          TimeoutSec = 120;
           ExecStart = "${pg.package}/bin/postgres";
           Restart = "always";
+
+          # Hardening
+          CapabilityBoundingSet = [ "" ];
+          DevicePolicy = "closed";
+          PrivateTmp = true;
+          ProtectHome = true;
+          ProtectSystem = "strict";
+          MemoryDenyWriteExecute = mkDefault (pg.settings.jit == "off");
+          NoNewPrivileges = true;
+          LockPersonality = true;
+          PrivateDevices = true;
+          PrivateMounts = true;
+          ProcSubset = "pid";
+          ProtectClock = true;
+          ProtectControlGroups = true;
+          ProtectHostname = true;
+          ProtectKernelLogs = true;
+          ProtectKernelModules = true;
+          ProtectKernelTunables = true;
+          ProtectProc = "invisible";
+          RemoveIPC = true;
+          RestrictAddressFamilies = [
+            "AF_INET"
+            "AF_INET6"
+            "AF_NETLINK"
+            "AF_UNIX"
+          ];
+          RestrictNamespaces = true;
+          RestrictRealtime = true;
+          RestrictSUIDSGID = true;
+          SystemCallArchitectures = "native";
+          SystemCallFilter = [
+            "@system-service"
+            "~@privileged @resources"
+          ];
+          UMask = "0027";
+          # The default dataDir: systemd creates it for the postgres user.
+          StateDirectory = "postgresql postgresql/${pg.package.psqlSchema or "17"}";
+          StateDirectoryMode = "0750";
         };
+        unitConfig.RequiresMountsFor = pg.dataDir;
       };
       systemd.services.postgresql-setup = {
         description = "PostgreSQL Setup Scripts";
         requires = [ "postgresql.service" ];
         after = [ "postgresql.service" ];
+        partOf = [ "postgresql.target" ];
+        path = [ pg.package ];
+        environment.PGPORT = toString pg.settings.port;
         serviceConfig = {
           User = "postgres";
           Group = "postgres";
           Type = "oneshot";
           RemainAfterExit = true;
         };
-        script = "psql -d postgres";
+        # Waits until PostgreSQL accepts connections and has left recovery (a
+        # restore replays WAL first), then the ensure* options.
+        script = ''
+          while [ "$(psql -d postgres -tAc 'SELECT pg_is_in_recovery()' 2> /dev/null)" != f ]; do
+            if ! systemctl is-active --quiet postgresql.service; then exit 1; fi
+            sleep 0.1
+          done
+        ''
+        + lib.concatMapStrings (db: ''
+          psql -tAc "SELECT 1 FROM pg_database WHERE datname = '${db}'" | grep -q 1 || psql -tAc 'CREATE DATABASE "${db}"'
+        '') pg.ensureDatabases
+        + lib.concatMapStrings (u: ''
+          psql -tAc "SELECT 1 FROM pg_roles WHERE rolname='${u.name}'" | grep -q 1 || psql -tAc 'CREATE USER "${u.name}"'
+          ${lib.optionalString u.ensureDBOwnership ''
+            psql -tAc 'ALTER DATABASE "${u.name}" OWNER TO "${u.name}";'
+          ''}
+        '') pg.ensureUsers;
       };
     })
 
     # nixos/modules/services/backup/pgbackrest.nix: the user, the jobs' units and
     # timers, and for a local PostgreSQL the stanza `default` with archiving.
     (mkIf pgbr.enable {
+      # (cmd-ssh, the path of ssh for remote repositories, left out: not used here.)
+      services.pgbackrest.settings = {
+        log-level-console = mkDefault "info";
+        log-level-file = mkDefault "off";
+      };
       environment.systemPackages = [ pkgs.pgbackrest ];
       users.users.pgbackrest = {
         group = "pgbackrest";
@@ -746,9 +968,18 @@ in
         after = [ "network.target" ];
         wantedBy = [ "multi-user.target" ];
         serviceConfig = {
-          ExecStart = "${prom.package}/bin/prometheus --web.listen-address=${prom.listenAddress}:${toString prom.port}";
+          ExecStart =
+            "${prom.package}/bin/prometheus"
+            + " --storage.tsdb.path=/var/lib/prometheus2/data/"
+            + " --config.file=${prometheusYml}"
+            + " --web.listen-address=${prom.listenAddress}:${toString prom.port}";
           User = "prometheus";
           Restart = "always";
+          RuntimeDirectory = "prometheus";
+          RuntimeDirectoryMode = "0700";
+          WorkingDirectory = "/var/lib/prometheus2";
+          StateDirectory = "prometheus2";
+          StateDirectoryMode = "0700";
         };
       };
       users.users.prometheus = {

@@ -19,6 +19,7 @@ const DATASOURCES: &str = include_str!("../../../../grafana/provisioning/datasou
 const DASHBOARD_PROVIDER: &str =
     include_str!("../../../../grafana/provisioning/dashboards/valerix.yml");
 const ALERTING: &str = include_str!("../../../../grafana/provisioning/alerting/valerix-sla.yml");
+const JAEGER_CONFIG: &str = include_str!("../../../../grafana/jaeger/valerix.yaml");
 
 /// A Prometheus scrape target: job name and host:port.
 pub struct Target {
@@ -174,9 +175,16 @@ async fn start_grafana(bin: &Path, home: &Path, dir: &Path) -> anyhow::Result<To
 }
 
 async fn start_jaeger(bin: &Path, dir: &Path) -> anyhow::Result<Tool> {
-    // Without --config, Jaeger v2 runs its all-in-one defaults: in-memory
-    // storage, OTLP on 4317/4318, UI on 16686.
-    let child = spawn("jaeger", &mut Command::new(bin), &dir.join("jaeger.log"))?;
+    // Always with a configuration file: Jaeger 2.0-2.2's built-in one reads
+    // ./cmd/jaeger/sampling-strategies.json and exits without it (upstream
+    // issue 6338). Ours: OTLP on 4317/4318, in-memory storage, UI on 16686.
+    let config = dir.join("jaeger.yaml");
+    write(&config, JAEGER_CONFIG)?;
+    let child = spawn(
+        "jaeger",
+        Command::new(bin).arg(format!("--config={}", config.display())),
+        &dir.join("jaeger.log"),
+    )?;
     Ok(Tool {
         name: "jaeger",
         url: JAEGER_UI.to_owned(),
@@ -244,4 +252,33 @@ pub async fn wait_answering(url: &str, deadline: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration Jaeger runs with reads no other file (no remote
+    /// sampling: Jaeger 2.0-2.2 exit when its strategies file is missing) and
+    /// listens where the services and Grafana look for it.
+    #[test]
+    fn jaeger_config_needs_no_sampling_file_and_listens_where_expected() {
+        let settings: String = JAEGER_CONFIG
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect();
+        assert!(!settings.contains("remote_sampling"), "{JAEGER_CONFIG}");
+        assert!(!settings.contains("sampling-strategies"), "{JAEGER_CONFIG}");
+        let otlp = JAEGER_OTLP.trim_start_matches("http://");
+        let ui = JAEGER_UI.trim_start_matches("http://");
+        assert!(
+            JAEGER_CONFIG.contains(&format!("endpoint: {otlp}")),
+            "{otlp}"
+        );
+        assert!(JAEGER_CONFIG.contains(&format!("endpoint: {ui}")), "{ui}");
+        assert!(
+            JAEGER_CONFIG.contains("max_traces:"),
+            "storage must be bounded"
+        );
+    }
 }
