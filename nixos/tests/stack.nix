@@ -310,7 +310,7 @@ pkgs.testers.runNixOSTest {
         before_restarts = restarts()
         machine.succeed(
             "systemd-run --unit=valerix-load-outage --property=Type=exec"
-            + " valerix load --gateway --rate 20 --duration 100s --hot PROD-1"
+            + " valerix load --gateway --rate 20 --duration 75s --hot PROD-1"
             + " --settle-within 120s --report-dir /tmp/load-outage --progress lines"
         )
         # The load is placing orders before the database goes.

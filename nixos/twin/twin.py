@@ -439,6 +439,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", action="store_true", help="keep the run's directory (overlay upper, console log)")
     ap.add_argument("--only", help="run only the subtests whose name contains this (and the first one)")
+    ap.add_argument("--prepare", action="store_true", help="only build (or find) the cached Debian root, then exit")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("twin: needs root (debootstrap, mount, systemd-nspawn)")
@@ -446,6 +447,9 @@ def main() -> int:
         if shutil.which(tool) is None:
             sys.exit(f"twin: `{tool}` not found (Debian: apt-get install debootstrap systemd-container util-linux nix-bin)")
 
+    if args.prepare:
+        base_root()
+        return 0
     test = evaluate()
     node = test["nodes"]["machine"]
     package = next(p for p in node["systemPackages"] if p.get("kind") == "rustPackage")
