@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 /// Clients placing orders one after the other, each on its own keep-alive
 /// connection to the gateway, as a shop's frontends would.
-const CLIENTS: usize = 32;
+const CLIENTS: usize = 64;
 /// The load the test must hold while services restart.
 const MIN_ORDERS_PER_SEC: f64 = 500.0;
 const PRODUCTS: [&str; 3] = ["PROD-1", "PROD-2", "PROD-3"];
