@@ -16,6 +16,9 @@ mkdirSync(SHOTS, { recursive: true });
 
 let browser;
 let page;
+// Every Content-Security-Policy violation any page of the run reported,
+// from its `securitypolicyviolation` event or Chromium's console.
+const violations = [];
 
 before(async () => {
   browser = await chromium.launch({
@@ -27,6 +30,19 @@ before(async () => {
   });
   page = await browser.newPage({ viewport: { width: 1200, height: 1000 } });
   page.on("pageerror", (err) => console.error("page error:", err));
+  await page.exposeBinding("reportCspViolation", (_source, v) => violations.push(v));
+  // Before any script of the page runs, on every navigation.
+  await page.addInitScript(() => {
+    window.cspViolations = [];
+    document.addEventListener("securitypolicyviolation", (e) => {
+      const v = { directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample };
+      window.cspViolations.push(v);
+      window.reportCspViolation(v);
+    });
+  });
+  page.on("console", (msg) => {
+    if (/Content Security Policy/i.test(msg.text())) violations.push({ console: msg.text() });
+  });
 });
 
 after(async () => {
@@ -64,6 +80,64 @@ const drawn = (chart, series) =>
 
 const orderStatus = (id) =>
   page.locator(`#orders tr[data-order-id="${id}"] td.status`).getAttribute("data-status");
+
+// What the gateway must send with every file of the page.
+function assertHardened(url, headers) {
+  const csp = headers["content-security-policy"] || "";
+  const directives = Object.fromEntries(
+    csp.split(";").map((d) => d.trim().split(/\s+/)).filter((d) => d[0]).map(([k, ...v]) => [k, v]),
+  );
+  assert.deepEqual(directives["frame-ancestors"], ["'none'"], `${url}: ${csp}`);
+  assert.deepEqual(directives["connect-src"], ["'self'"], `${url}: ${csp}`);
+  assert.deepEqual(directives["default-src"], ["'none'"], `${url}: ${csp}`);
+  for (const d of ["script-src", "style-src"]) {
+    assert.deepEqual(directives[d], ["'self'"], `${url}: ${d} allows only the page's own files: ${csp}`);
+  }
+  assert.ok(!csp.includes("unsafe-"), `${url}: ${csp}`);
+  assert.equal(headers["x-content-type-options"], "nosniff", url);
+  assert.equal(headers["referrer-policy"], "no-referrer", url);
+}
+
+test("the page is served hardened, and its policy holds", async () => {
+  const response = await page.goto(BASE);
+  assert.equal(response.status(), 200);
+  assertHardened(BASE, response.headers());
+  for (const file of ["app.js", "chart.js", "style.css", "index.html"]) {
+    const r = await page.request.get(`${BASE}/${file}`);
+    assert.equal(r.status(), 200, file);
+    assertHardened(file, r.headers());
+  }
+  // The page's own scripts ran (the products came) ...
+  await page.waitForSelector("#product option", { state: "attached", timeout: 10_000 });
+  // ... but an injected one does not, and the browser reports it: the
+  // check for violations at the end of the run is not blind.
+  const ran = await page.evaluate(() => {
+    const script = document.createElement("script");
+    script.textContent = "window.injectedRan = true";
+    document.head.append(script);
+    const style = document.createElement("style");
+    style.textContent = "body { display: none }";
+    document.head.append(style);
+    return window.injectedRan === true;
+  });
+  assert.equal(ran, false, "an inline script ran under the policy");
+  await page.waitForFunction(() => window.cspViolations.length >= 2, null, { timeout: 5_000 });
+  const caught = await page.evaluate(() => window.cspViolations.map((v) => v.directive).sort());
+  assert.deepEqual(caught, ["script-src-elem", "style-src-elem"]);
+  assert.ok(await page.locator("#health").isVisible(), "the injected style was not applied");
+  // Not a violation of the page's own: forgotten.
+  violations.length = 0;
+
+  // Framed by another page, it is not shown (the frame's load ends in
+  // Chromium's error page, so `load` fires either way).
+  const framing = await browser.newPage();
+  await framing.setContent(`<iframe src="${BASE}/"></iframe>`, { waitUntil: "load", timeout: 10_000 });
+  const framed = framing.frames().find((f) => f !== framing.mainFrame());
+  assert.ok(framed, "the framing page has its frame");
+  const shown = await framed.locator("#health").count().catch(() => 0);
+  assert.equal(shown, 0, `the dashboard rendered inside a frame (${framed.url()})`);
+  await framing.close();
+});
 
 test("a stranger's page places an order and asks for the operator token", async () => {
   await page.goto(BASE);
@@ -239,4 +313,8 @@ test("usable at phone width", async () => {
   assert.ok(chart && chart.width > 200 && chart.x + chart.width <= 390, JSON.stringify(chart));
   await page.waitForSelector("#chart-orders path[data-series=confirmed]", { state: "attached" });
   await shot("06-phone");
+});
+
+test("no Content-Security-Policy violation while the page did all of the above", () => {
+  assert.deepEqual(violations, []);
 });

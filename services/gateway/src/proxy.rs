@@ -1,15 +1,17 @@
 //! Forwarding one request to a service: only the routed operations (the
-//! operator's behind the operator token), bodies streamed both ways, status
-//! and content type kept, trace context and idempotency key passed on,
-//! bounded by the gateway's own timeout.
+//! operator's behind the operator token), the request body held (it may be
+//! sent twice) and the answer's streamed, status and content type kept,
+//! trace context and idempotency key passed on, bounded by the gateway's
+//! own timeout.
 
 use std::time::Duration;
 
 use futures::TryStreamExt;
 use poem::{
     Body, Endpoint, IntoResponse, Request, Response,
-    http::{HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
 };
+use tokio::time::Instant;
 use valerix_runtime::{Problem, auth::Guard};
 
 use crate::routes::{self, Access, Route};
@@ -23,6 +25,24 @@ const FORWARDED: &[&str] = &[
     "tracestate",
     "idempotency-key",
 ];
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Whether a request that failed this way is sent again, once, on a new
+/// connection: when it got no answer at all (refused, reset, closed before
+/// the answer) and not for want of time. That is what a service's restart
+/// does to the connections the gateway keeps to it: a stopping process
+/// closes its idle keep-alive connections, and a request already on its way
+/// over one is reset; a killed one resets every open connection. The
+/// service's socket outlives its process (socket activation), so the new
+/// connection waits in its backlog for the next process. Every routed
+/// operation is idempotent (reads, settings that are set, not added) or,
+/// for `POST /orders`, carries an `Idempotency-Key` (the client's, or one
+/// the gateway adds), so a request the old process did act on is answered,
+/// not repeated.
+fn resend(err: &reqwest::Error) -> bool {
+    !err.is_timeout() && (err.is_connect() || err.is_request())
+}
 
 /// Headers about one connection, not the message (RFC 9110 §7.6.1).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -173,27 +193,58 @@ impl Endpoint for Proxy {
         if operator && let Err(denied) = self.credentials.operator.admit(&req) {
             return Ok(denied.into_response());
         }
-        let mut out = self
-            .http
-            .request(req.method().clone(), url)
-            .timeout(self.timeout);
+        let mut headers = HeaderMap::new();
         // The operator's token stays here (`Authorization` is not in
         // FORWARDED); the services see the gateway's own credential.
         if operator && let Some(bearer) = &self.credentials.service {
-            out = out.header(header::AUTHORIZATION, bearer.clone());
+            headers.insert(header::AUTHORIZATION, bearer.clone());
         }
         for name in FORWARDED {
             for value in req.headers().get_all(*name) {
-                out = out.header(*name, value);
+                headers.append(*name, value.clone());
+            }
+        }
+        // See `resend`: the one operation that is not idempotent by
+        // itself is made so, and a repeat of it returns the first order.
+        if op.idempotent_by_key() && !headers.contains_key(IDEMPOTENCY_KEY) {
+            let key = format!("gateway-{}", uuid::Uuid::new_v4().simple());
+            if let Ok(key) = HeaderValue::from_str(&key) {
+                headers.insert(IDEMPOTENCY_KEY, key);
             }
         }
         let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
             || req.headers().contains_key(header::TRANSFER_ENCODING);
-        if has_body {
-            let body = req.take_body().into_bytes_stream();
-            out = out.body(reqwest::Body::wrap_stream(body));
-        }
-        let resp = out.send().await.map_err(|e| self.transport_error(&e))?;
+        // Held whole (it is at most --max-body-bytes) so that it can be sent
+        // a second time.
+        let body = if has_body {
+            Some(req.take_body().into_bytes().await?)
+        } else {
+            None
+        };
+        let deadline = Instant::now() + self.timeout;
+        let send = |timeout: Duration| {
+            let mut out = self
+                .http
+                .request(req.method().clone(), url.clone())
+                .headers(headers.clone())
+                .timeout(timeout);
+            if let Some(body) = &body {
+                out = out.body(body.clone());
+            }
+            out.send()
+        };
+        let resp = match send(self.timeout).await {
+            Ok(resp) => resp,
+            Err(err) if resend(&err) => {
+                tracing::debug!(
+                    err = %valerix_runtime::client::error_chain(&err),
+                    "sent again on a new connection"
+                );
+                let left = deadline.saturating_duration_since(Instant::now());
+                send(left).await.map_err(|e| self.transport_error(&e))?
+            }
+            Err(err) => return Err(self.transport_error(&err).into()),
+        };
 
         let mut answer = Response::builder().status(resp.status());
         for (name, value) in resp.headers() {

@@ -68,6 +68,14 @@ pub struct Operation {
     pub access: Access,
 }
 
+impl Operation {
+    /// Not idempotent by itself, but with an `Idempotency-Key`: placing an
+    /// order (a repeat with the same key returns the first order).
+    pub fn idempotent_by_key(&self) -> bool {
+        matches!(self.service, Service::Order) && self.method == "POST" && self.path == "/orders"
+    }
+}
+
 const fn op(
     service: Service,
     method: &'static str,

@@ -7,6 +7,7 @@ use poem_openapi::{
     param::{Header, Path, Query},
     payload::Json,
 };
+use tracing::Instrument;
 use uuid::Uuid;
 use valerix_runtime::{
     ProblemResponse, Problems, db,
@@ -227,16 +228,16 @@ impl OrderApi {
             product_id: body.product_id,
             quantity: body.quantity,
         };
-        let created = self
-            .saga
-            .writes
-            .create(&new, idempotency_key.0.as_deref())
-            .await?;
-        let order = if created.replayed {
-            created.order
-        } else {
-            self.saga.advance(&created.order).await?
-        };
+        // A client that leaves drops this future with its connection: the
+        // order is placed on a task of its own, so it runs to its answer
+        // (bounded by the calls' timeouts) instead of waiting, stock held,
+        // for the reconciler to take it over once its lease expires.
+        let saga = self.saga.clone();
+        let key = idempotency_key.0;
+        let placing = async move { saga.place(&new, key.as_deref()).await };
+        let order = tokio::spawn(placing.instrument(tracing::Span::current()))
+            .await
+            .map_err(ProblemResponse::internal)??;
         Ok(if order.status.is_settled() {
             CreateResponse::Settled(Json(order.into()))
         } else {

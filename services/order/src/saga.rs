@@ -10,7 +10,7 @@ use crate::{
     clients::{Commit, Hold, Inventory, Paid, Payments},
     domain::{FailureReason, OrderStatus, Outcome},
     stock_commit::StockCommits,
-    store::{OrderRow, Store, StoreError},
+    store::{NewOrder, OrderRow, Store, StoreError},
     telemetry,
     writes::Writes,
 };
@@ -35,6 +35,17 @@ pub fn backoff(attempts: i32) -> Duration {
 }
 
 impl Saga {
+    /// Stores a new order (or finds the one its idempotency key placed
+    /// before) and drives it as far as it goes now.
+    pub async fn place(&self, new: &NewOrder, key: Option<&str>) -> Result<OrderRow, StoreError> {
+        let created = self.writes.create(new, key).await?;
+        if created.replayed {
+            Ok(created.order)
+        } else {
+            self.advance(&created.order).await
+        }
+    }
+
     /// Drives the order as far as it goes now and records where it got.
     pub async fn advance(&self, order: &OrderRow) -> Result<OrderRow, StoreError> {
         if order.status.is_settled() {

@@ -179,38 +179,29 @@ impl Downstream {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
+        // The breaker admits and counts whole calls, retries included: a
+        // restarting service resets the connections open to it, and the
+        // retry reaches the next process through the socket that outlives
+        // both, so a restart is not a failure of the service.
+        if let Some(breaker) = &self.breaker
+            && !breaker.admit()
+        {
+            let rejected = async { Err(CallError::Rejected { service: self.name }) };
+            return crate::observe::downstream_attempt(self.name, &method, path, rejected).await;
+        }
         let strategy = FixedInterval::new(self.policy.retry_delay).take(self.policy.retries);
-        RetryIf::start(
+        let result = RetryIf::start(
             strategy,
             || {
-                let attempt = self.guarded(method.clone(), path, body);
+                let attempt = self.attempt(method.clone(), path, body, self.policy.timeout);
                 crate::observe::downstream_attempt(self.name, &method, path, attempt)
             },
             |err: &CallError| err.is_transient(),
         )
-        .await
-    }
-
-    /// One attempt through the breaker: refused at once while it is open,
-    /// and its outcome counted.
-    async fn guarded<B, T>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<Answer<T>, CallError>
-    where
-        B: Serialize + ?Sized,
-        T: DeserializeOwned,
-    {
-        let Some(breaker) = &self.breaker else {
-            return self.attempt(method, path, body, self.policy.timeout).await;
-        };
-        if !breaker.admit() {
-            return Err(CallError::Rejected { service: self.name });
+        .await;
+        if let Some(breaker) = &self.breaker {
+            breaker.record(!matches!(&result, Err(e) if e.is_transient()));
         }
-        let result = self.attempt(method, path, body, self.policy.timeout).await;
-        breaker.record(!matches!(&result, Err(e) if e.is_transient()));
         result
     }
 

@@ -1,5 +1,6 @@
 //! What every Valerix service shares, each concern in one place.
 
+pub mod activation;
 pub mod allow;
 pub mod auth;
 pub mod breaker;

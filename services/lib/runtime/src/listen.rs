@@ -47,11 +47,18 @@ use tokio::{
 
 use crate::{config::HttpArgs, problem::Problem};
 
-/// Where a service listens: its TCP socket, and optionally a Unix socket
-/// (removed when serving ends).
+/// Where a service listens: its TCP socket, and optionally a Unix socket.
 pub struct Listeners {
     pub tcp: TcpListener,
-    pub unix: Option<(UnixListener, PathBuf)>,
+    pub unix: Option<UnixSocket>,
+}
+
+pub struct UnixSocket {
+    pub listener: UnixListener,
+    pub path: PathBuf,
+    /// Bound by this process, so its file is removed when serving ends; a
+    /// socket passed in belongs to whoever passed it, and stays.
+    pub bound_here: bool,
 }
 
 /// The limits of [`serve`], from the service's flags.
@@ -83,9 +90,9 @@ enum Accepted {
 
 async fn accept(listeners: &Listeners) -> std::io::Result<Accepted> {
     match &listeners.unix {
-        Some((unix, _)) => tokio::select! {
+        Some(unix) => tokio::select! {
             tcp = listeners.tcp.accept() => tcp.map(|(s, a)| Accepted::Tcp(s, a)),
-            unix = unix.accept() => unix.map(|(s, _)| Accepted::Unix(s)),
+            unix = unix.listener.accept() => unix.map(|(s, _)| Accepted::Unix(s)),
         },
         None => listeners
             .tcp
@@ -160,10 +167,14 @@ pub async fn serve(
             drop(permit);
         });
     }
+    // A socket passed in stays open in the process that passed it: new
+    // connections wait in its backlog for the next process.
     drop(listeners.tcp);
-    if let Some((unix, path)) = listeners.unix {
-        drop(unix);
-        let _ = std::fs::remove_file(path);
+    if let Some(unix) = listeners.unix {
+        drop(unix.listener);
+        if unix.bound_here {
+            let _ = std::fs::remove_file(unix.path);
+        }
     }
     let _ = stop.send(true);
     let drained = tokio::time::timeout(drain, async {

@@ -18,7 +18,7 @@ use crate::{
     config::HttpArgs,
     gremlin::{GremlinApi, Gremlins},
     limits::limit_body,
-    listen::{self, Limits, Listeners},
+    listen::{self, Limits, Listeners, UnixSocket},
     observe::{self, LatencyGauge},
     problem::error_to_problem,
     prometheus, shed, spec,
@@ -180,7 +180,10 @@ pub async fn serve_app(
     let app = observe::requests(service, routes, latency_gauge.clone(), app);
 
     let addr = listener.local_addr()?;
-    let socket = http.unix_socket.as_deref().map(bind_unix).transpose()?;
+    let socket = match crate::activation::take_unix() {
+        Some(passed) => Some(passed_unix(passed, http.unix_socket.as_deref())?),
+        None => http.unix_socket.as_deref().map(bind_unix).transpose()?,
+    };
     let limits = fit_to_descriptors(service, Limits::from(http));
 
     // Requests publish the gauge as they end; the timer lets it decay to 0.
@@ -195,7 +198,7 @@ pub async fn serve_app(
     });
 
     let serving = match &socket {
-        Some((_, path)) => format!("serving on {addr} and {}", path.display()),
+        Some(unix) => format!("serving on {addr} and {}", unix.path.display()),
         None => format!("serving on {addr}"),
     };
     tracing::info!(service, "{serving}");
@@ -254,9 +257,32 @@ fn fit_to_descriptors(service: &'static str, mut limits: Limits) -> Limits {
     limits
 }
 
+/// The Unix socket passed in, served instead of binding `--unix-socket`.
+fn passed_unix(
+    listener: std::os::unix::net::UnixListener,
+    flag: Option<&Path>,
+) -> std::io::Result<UnixSocket> {
+    let path = listener
+        .local_addr()?
+        .as_pathname()
+        .map_or_else(|| PathBuf::from("(unnamed Unix socket)"), Path::to_owned);
+    if let Some(flag) = flag.filter(|flag| *flag != path) {
+        tracing::warn!(
+            passed = %path.display(),
+            flag = %flag.display(),
+            "serving on the Unix socket passed in, not on --unix-socket"
+        );
+    }
+    Ok(UnixSocket {
+        listener: tokio::net::UnixListener::from_std(listener)?,
+        path,
+        bound_here: false,
+    })
+}
+
 /// Binds the Unix domain socket at `path`. A socket file left behind by a
 /// process that was killed is replaced; one that still answers is in use.
-fn bind_unix(path: &Path) -> std::io::Result<(tokio::net::UnixListener, PathBuf)> {
+fn bind_unix(path: &Path) -> std::io::Result<UnixSocket> {
     use std::os::unix::{
         fs::FileTypeExt,
         net::{UnixListener, UnixStream},
@@ -274,14 +300,41 @@ fn bind_unix(path: &Path) -> std::io::Result<(tokio::net::UnixListener, PathBuf)
         std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display()))
     })?;
     listener.set_nonblocking(true)?;
-    Ok((
-        tokio::net::UnixListener::from_std(listener)?,
-        path.to_owned(),
-    ))
+    Ok(UnixSocket {
+        listener: tokio::net::UnixListener::from_std(listener)?,
+        path: path.to_owned(),
+        bound_here: true,
+    })
 }
 
-/// What a service binary's `main` does: logs, bind, run until SIGTERM.
-/// Binding happens here, before `run`, so tests can hand `run` a port-0 socket.
+#[derive(Debug, thiserror::Error)]
+enum ListenError {
+    #[error(transparent)]
+    Passed(#[from] crate::activation::ActivationError),
+    #[error("cannot bind {0}: {1}")]
+    Bind(std::net::SocketAddr, std::io::Error),
+    #[error("the TCP socket passed in: {0}")]
+    Register(std::io::Error),
+}
+
+/// The TCP socket passed in (socket activation), else `listen` bound here.
+/// A Unix socket passed in is kept for [`serve_app`].
+async fn listener(listen: std::net::SocketAddr) -> Result<TcpListener, ListenError> {
+    let passed = crate::activation::inherited()?;
+    if let Some(unix) = passed.unix {
+        crate::activation::keep_unix(unix);
+    }
+    match passed.tcp {
+        Some(tcp) => TcpListener::from_std(tcp).map_err(ListenError::Register),
+        None => TcpListener::bind(listen)
+            .await
+            .map_err(|e| ListenError::Bind(listen, e)),
+    }
+}
+
+/// What a service binary's `main` does: logs, take its sockets (passed in,
+/// or bound here), run until SIGTERM. This happens before `run`, so tests
+/// can hand `run` a port-0 socket.
 pub async fn main<F, Fut, E>(
     service: &'static str,
     listen: std::net::SocketAddr,
@@ -293,7 +346,7 @@ where
     E: std::fmt::Display,
 {
     crate::telemetry::init(service);
-    let code = match TcpListener::bind(listen).await {
+    let code = match listener(listen).await {
         Ok(listener) => match run(listener).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(err) => {
@@ -302,7 +355,7 @@ where
             }
         },
         Err(err) => {
-            tracing::error!(%err, %listen, "cannot bind");
+            tracing::error!(%err, "no socket to serve on");
             std::process::ExitCode::FAILURE
         }
     };

@@ -77,6 +77,7 @@ pub struct StackBuilder {
     database_url: Option<String>,
     gremlins: bool,
     socket_dir: Option<PathBuf>,
+    hold_sockets: bool,
     log_dir: Option<PathBuf>,
     capture: bool,
     otlp: Option<String>,
@@ -96,6 +97,7 @@ impl StackBuilder {
             database_url: None,
             gremlins: false,
             socket_dir: None,
+            hold_sockets: false,
             log_dir: None,
             capture: false,
             otlp: None,
@@ -140,6 +142,13 @@ impl StackBuilder {
     /// reach it there.
     pub fn unix_sockets(mut self, dir: &Path) -> Self {
         self.socket_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Bind each service's sockets here and pass them to every start of it
+    /// ([`ServiceProcess::hold_sockets`]), as systemd's `.socket` units do.
+    pub fn hold_sockets(mut self, on: bool) -> Self {
+        self.hold_sockets = on;
         self
     }
 
@@ -247,6 +256,9 @@ impl StackBuilder {
         }
         if let Some(dir) = &self.socket_dir {
             p = p.unix_socket(dir.join(format!("{name}.sock")));
+        }
+        if self.hold_sockets {
+            p = p.hold_sockets();
         }
         p = p.output(match (&self.log_dir, self.capture) {
             (Some(dir), _) => Output::File(dir.join(format!("{name}.log"))),

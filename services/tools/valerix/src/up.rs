@@ -172,7 +172,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .ports(Ports::Base(args.base_port))
         .database(&services_db_url)
         .gremlins(!args.no_gremlins)
-        .unix_sockets(&state_dir);
+        .unix_sockets(&state_dir)
+        // As systemd's socket units do: a service's sockets outlive its
+        // process, so a restart refuses no connection.
+        .hold_sockets(true);
     if obs.jaeger_running() {
         stack = stack.otlp(observe::JAEGER_OTLP);
     }

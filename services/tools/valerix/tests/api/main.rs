@@ -1,5 +1,6 @@
 //! The services over real HTTP on a real PostgreSQL.
 
+mod abandoned;
 mod access;
 mod bad_input;
 mod concurrency;
