@@ -251,15 +251,22 @@ let
     {
       description = "Valerix ${def.binary}";
       wantedBy = [ "multi-user.target" ];
+      # The listening sockets are the .socket unit's: they stay open while
+      # the service restarts (a crash, `systemctl restart`, an upgrade), so
+      # connections wait in the backlog instead of being refused.
       # Wants=, not Requires=, on PostgreSQL: Requires= would stop (or
       # restart) every service whenever postgresql.service is stopped or
       # restarted. The services ride a database outage out instead (503 with
       # Retry-After, the reconciler resuming by itself); After= still starts
       # them once the database and its ensure* setup are there.
-      wants = upstreamUnits ++ optionals remoteDb [ "network-online.target" ] ++ optionals localDb [ "postgresql.target" ];
-      requires = tokenUnits;
+      wants =
+        upstreamUnits
+        ++ optionals remoteDb [ "network-online.target" ]
+        ++ optionals localDb [ "postgresql.target" ];
+      requires = tokenUnits ++ [ "valerix-${name}.socket" ];
       after = [
         "network.target"
+        "valerix-${name}.socket"
       ]
       ++ upstreamUnits
       ++ tokenUnits
@@ -286,11 +293,32 @@ let
           User = "valerix";
           Group = "valerix";
         }
-        // optionalAttrs cfg.unixSockets { RuntimeDirectory = "valerix/${name}"; }
         // optionalAttrs (credentials != { }) {
           LoadCredential = lib.mapAttrsToList (_: c: "${c.id}:${c.file}") credentials;
         };
     };
+
+  # The sockets of one service, passed to it with LISTEN_FDS (the service
+  # tells the TCP and the Unix socket apart by address family).
+  mkSocketUnit = name: def: {
+    description = "Valerix ${def.binary} sockets";
+    wantedBy = [ "sockets.target" ];
+    listenStreams = [
+      (hostPort cfg.${name}.listenAddress cfg.${name}.port)
+    ]
+    ++ optionals cfg.unixSockets [ (socketOf name) ];
+    socketConfig = {
+      FileDescriptorName = def.binary;
+      # Room for a burst of connections while the service restarts.
+      Backlog = 4096;
+    }
+    // optionalAttrs cfg.unixSockets {
+      # Only the valerix user may connect; the directory is systemd's (0755).
+      SocketUser = "valerix";
+      SocketGroup = "valerix";
+      SocketMode = "0700";
+    };
+  };
 
   mkServiceOptions = name: def: {
     enable = mkOption {
@@ -596,6 +624,10 @@ in
       # For operators: `valerix audit`, `valerix openapi`, ...
       environment.systemPackages = [ cfg.package ];
 
+      systemd.sockets = lib.mapAttrs' (
+        name: def: lib.nameValuePair "valerix-${name}" (mkSocketUnit name def)
+      ) enabledServices;
+
       systemd.services =
         lib.mapAttrs' (
           name: def: lib.nameValuePair "valerix-${name}" (mkServiceUnit name def)
@@ -792,41 +824,42 @@ in
         createHome = lib.mkForce false;
       };
       systemd.tmpfiles.rules = [ "d ${cfg.backup.repository} 0750 ${backupOwner} ${backupOwner} - -" ];
-      systemd.services = lib.mapAttrs' (
-        job: _:
-        lib.nameValuePair "pgbackrest-default-${job}" {
-          serviceConfig = {
-            User = lib.mkForce backupOwner;
-            Group = lib.mkForce backupOwner;
+      systemd.services =
+        lib.mapAttrs' (
+          job: _:
+          lib.nameValuePair "pgbackrest-default-${job}" {
+            serviceConfig = {
+              User = lib.mkForce backupOwner;
+              Group = lib.mkForce backupOwner;
+            };
+          }
+        ) config.services.pgbackrest.stanzas.default.jobs
+        // {
+          # archive-push refuses every WAL segment until the stanza exists, and
+          # nixpkgs creates it only in the jobs' ExecStartPre (the first one may be
+          # days away): created as soon as PostgreSQL runs. Idempotent.
+          valerix-backup-stanza = {
+            description = "Valerix: create the pgBackRest stanza for WAL archiving";
+            wantedBy = [ "multi-user.target" ];
+            wants = [ "postgresql.target" ];
+            after = [ "postgresql.target" ];
+            serviceConfig = hardening // {
+              Type = "oneshot";
+              RemainAfterExit = true;
+              User = backupOwner;
+              Group = backupOwner;
+              ExecStart = "${lib.getExe pkgs.pgbackrest} --stanza=default stanza-create";
+              ReadWritePaths = [ cfg.backup.repository ];
+              UMask = "0027";
+              # pgBackRest talks to PostgreSQL through its socket as the postgres user.
+              PrivateUsers = false;
+            };
           };
-        }
-      ) config.services.pgbackrest.stanzas.default.jobs
-      // {
-        # archive-push refuses every WAL segment until the stanza exists, and
-        # nixpkgs creates it only in the jobs' ExecStartPre (the first one may be
-        # days away): created as soon as PostgreSQL runs. Idempotent.
-        valerix-backup-stanza = {
-          description = "Valerix: create the pgBackRest stanza for WAL archiving";
-          wantedBy = [ "multi-user.target" ];
-          wants = [ "postgresql.target" ];
-          after = [ "postgresql.target" ];
-          serviceConfig = hardening // {
-            Type = "oneshot";
-            RemainAfterExit = true;
-            User = backupOwner;
-            Group = backupOwner;
-            ExecStart = "${lib.getExe pkgs.pgbackrest} --stanza=default stanza-create";
-            ReadWritePaths = [ cfg.backup.repository ];
-            UMask = "0027";
-            # pgBackRest talks to PostgreSQL through its socket as the postgres user.
-            PrivateUsers = false;
-          };
+          # nixpkgs' postgresql.service (nixos/modules/services/databases/postgresql.nix)
+          # has ProtectSystem=strict with only its data directory writable; the
+          # archive_command it runs must reach the repository.
+          postgresql.serviceConfig.ReadWritePaths = [ cfg.backup.repository ];
         };
-        # nixpkgs' postgresql.service (nixos/modules/services/databases/postgresql.nix)
-        # has ProtectSystem=strict with only its data directory writable; the
-        # archive_command it runs must reach the repository.
-        postgresql.serviceConfig.ReadWritePaths = [ cfg.backup.repository ];
-      };
     })
 
     (mkIf (cfg.backup.enable && cfg.backup.offsite.target != null) {

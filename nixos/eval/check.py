@@ -370,12 +370,20 @@ def check_host(where: str, cfg: dict, pkg: Package, helps: dict[str, str], runti
         if "VALERIX_UNIX_SOCKET" in env:
             sock = env["VALERIX_UNIX_SOCKET"]
             socket_of[name] = sock
-            runtime_dir = sc.get("RuntimeDirectory")
-            R.check(
-                runtime_dir is not None and str(Path(sock).parent) == f"/run/{runtime_dir}",
-                w,
-                f"socket {sock} is not in the unit's RuntimeDirectory={runtime_dir}",
-            )
+            # Socket activation: the unit's .socket listens on this path and on
+            # VALERIX_LISTEN and passes both; only the valerix user connects. No
+            # RuntimeDirectory= for it: stopping the service would delete the
+            # socket file the .socket unit still listens on.
+            sock_unit = cfg.get("sockets", {}).get(name, {})
+            streams = sock_unit.get("listenStreams", [])
+            R.check(sock in streams and listen in streams, w,
+                    f"{name}.socket listens on {streams}, not on {listen} and {sock}")
+            scfg = sock_unit.get("socketConfig", {})
+            R.check((scfg.get("SocketUser"), scfg.get("SocketMode")) == (sc.get("User"), "0700"), w,
+                    f"{sock}: SocketUser={scfg.get('SocketUser')} SocketMode={scfg.get('SocketMode')}")
+            R.check("RuntimeDirectory" not in sc, w, "RuntimeDirectory= would remove the passed socket's file on stop")
+            R.check(f"{name}.socket" in unit["requires"] and f"{name}.socket" in unit["after"], w,
+                    f"not ordered after its own {name}.socket")
         if "VALERIX_UI_DIR" in env:
             ui = pkg.repo_path(env["VALERIX_UI_DIR"], package, w)
             if ui:

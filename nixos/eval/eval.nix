@@ -127,6 +127,16 @@ let
         unitConfig
         ;
     }) config.systemd.timers;
+    sockets = lib.mapAttrs (_: u: {
+      inherit (u)
+        description
+        wantedBy
+        listenStreams
+        socketConfig
+        unitConfig
+        after
+        ;
+    }) config.systemd.sockets;
     tmpfiles = config.systemd.tmpfiles.rules;
     pgbackrest = {
       inherit (config.services.pgbackrest)
@@ -167,8 +177,7 @@ let
         initdbArgs
         ensureDatabases
         ;
-      dataDir =
-        if config.services.postgresql.enable then config.services.postgresql.dataDir else null;
+      dataDir = if config.services.postgresql.enable then config.services.postgresql.dataDir else null;
       inherit (config.services.postgresql) settings;
       port = config.services.postgresql.settings.port;
       ensureUsers = map (u: {

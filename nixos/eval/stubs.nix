@@ -75,8 +75,7 @@ let
     let
       # As checkUnitConfig: a definition may be wrapped in mkOverride or mkIf.
       cfg = lib.mapAttrs (
-        _: v:
-        if v._type or "" == "override" || v._type or "" == "if" then v.content else v
+        _: v: if v._type or "" == "override" || v._type or "" == "if" then v.content else v
       ) attrs;
     in
     (
@@ -253,7 +252,9 @@ let
     description = "Refused: it would put a secret into the Nix store.";
   };
   # lib.types.externalPath: a path outside the Nix store.
-  externalPath = types.addCheck types.str (p: lib.hasPrefix "/" p && !lib.hasPrefix builtins.storeDir p);
+  externalPath = types.addCheck types.str (
+    p: lib.hasPrefix "/" p && !lib.hasPrefix builtins.storeDir p
+  );
   # postgresql.nix: configFile, `settings` as `name = value` lines.
   pgToStr =
     value:
@@ -266,9 +267,7 @@ let
     else
       toString value;
   pgConfigFile = pkgs.writeText "postgresql.conf" (
-    lib.concatStringsSep "\n" (
-      lib.mapAttrsToList (n: v: "${n} = ${pgToStr v}") pg.settings
-    )
+    lib.concatStringsSep "\n" (lib.mapAttrsToList (n: v: "${n} = ${pgToStr v}") pg.settings)
   );
   prom = config.services.prometheus;
   # prometheus/default.nix: the generated prometheus.yml (JSON is YAML), the
@@ -479,6 +478,16 @@ in
     # nixos/modules/system/boot/systemd.nix with nixos/lib/systemd-unit-options.nix
     systemd.services = opt (types.attrsOf (types.submodule serviceModule)) { };
     systemd.targets = opt (types.attrsOf (types.submodule { options = commonUnitOptions; })) { };
+    # nixos/lib/systemd-unit-options.nix: socketOptions.
+    systemd.sockets = opt (types.attrsOf (
+      types.submodule {
+        options = commonUnitOptions // {
+          listenStreams = opt (types.listOf types.str) [ ];
+          listenDatagrams = opt (types.listOf types.str) [ ];
+          socketConfig = opt (types.attrsOf unitOption) { };
+        };
+      }
+    )) { };
     # nixos/modules/system/boot/systemd/tmpfiles.nix
     systemd.tmpfiles.rules = opt (types.listOf types.str) [ ];
     # nixos/lib/systemd-unit-options.nix: timerOptions.

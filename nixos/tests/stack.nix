@@ -146,6 +146,7 @@ pkgs.testers.runNixOSTest {
 
 
     unit_list = "valerix-inventory.service valerix-payment.service valerix-order.service valerix-gateway.service"
+    socket_list = "valerix-inventory.socket valerix-payment.socket valerix-order.socket valerix-gateway.socket"
 
 
     def post_order():
@@ -355,6 +356,29 @@ pkgs.testers.runNixOSTest {
         # outage above made the order service log inside requests.
         machine.succeed("journal-has-trace-ids valerix-order.service")
 
+    with subtest("systemctl restart of each service under load through the gateway: nothing refused, reset or lost"):
+        before_restarts = restarts()
+        machine.succeed(
+            "systemd-run --unit=valerix-load-restarts --property=Type=exec"
+            + " valerix load --gateway --rate 200 --duration 30s --hot PROD-1"
+            + " --report-dir /tmp/load-restarts --progress lines"
+        )
+        machine.wait_until_succeeds("systemctl is-active --quiet valerix-load-restarts.service", timeout=30)
+        for unit in units:
+            pid = machine.get_unit_property(f"{unit}.service", "MainPID")
+            machine.succeed(f"systemctl restart {unit}.service")
+            machine.wait_for_unit(f"{unit}.service")
+            assert machine.get_unit_property(f"{unit}.service", "MainPID") != pid, unit
+        machine.wait_until_fails("systemctl is-active --quiet valerix-load-restarts.service", timeout=180)
+        report = json.loads(machine.succeed("cat /tmp/load-restarts/*.json"))
+        totals = report["totals"]
+        # The sockets stayed open: every order answered 2xx, none refused,
+        # reset or answered 502/503 while a process was replaced.
+        assert totals["errors"] == 0 and totals["acknowledged"] == totals["sent"], (totals, report["status_codes"])
+        machine.log(f"restarts under load: {totals['sent']} orders, status codes {report['status_codes']}")
+        # A restart is not a failure: systemd counts only its own restarts.
+        assert restarts() == before_restarts, (before_restarts, restarts())
+
     with subtest("systemd-analyze security: exposure 2.0 or less for every valerix unit"):
         for unit in units:
             out = machine.succeed(f"systemd-analyze security --no-pager {unit}.service")
@@ -388,7 +412,8 @@ pkgs.testers.runNixOSTest {
         failed = machine.succeed("sql 'SELECT failed_count FROM pg_stat_archiver'").strip()
         assert failed == "0", f"archive_command failed {failed} times"
         # The disk is lost: restore into an empty data directory.
-        machine.succeed(f"systemctl stop {unit_list} postgresql.service")
+        # The sockets too: a connection (Prometheus' scrape) would start a service.
+        machine.succeed(f"systemctl stop {socket_list} {unit_list} postgresql.service")
         datadir = machine.succeed(
             "systemctl show --property=Environment --value postgresql.service | tr ' ' '\\n' | sed -n 's/^PGDATA=//p'"
         ).strip()
@@ -396,7 +421,7 @@ pkgs.testers.runNixOSTest {
         machine.succeed("runuser -u postgres -- pgbackrest --stanza=default restore")
         machine.succeed("systemctl start postgresql.target")
         machine.wait_for_unit("postgresql-setup.service")
-        machine.succeed(f"systemctl start {unit_list}")
+        machine.succeed(f"systemctl start {socket_list} {unit_list}")
         for unit in units:
             machine.wait_for_unit(f"{unit}.service")
         for oid in acknowledged:

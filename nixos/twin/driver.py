@@ -120,31 +120,24 @@ class Machine:
                 raise AssertionError(f"timed out after {timeout} s: {what}")
             time.sleep(1)
 
-    def wait_until_succeeds(self, command: str, timeout: int = 900) -> str:
-        self.log(f"wait until succeeds: {command}")
+    def _wait_until(self, command: str, succeeds: bool, timeout: int) -> str:
+        self.log(f"wait until {'succeeds' if succeeds else 'fails'}: {command}")
         self.absent.check_command(command)
         result = {}
 
         def ok() -> bool:
             status, out = self._run(command, timeout=60)
             result["out"] = out
-            return status == 0
+            return (status == 0) == succeeds
 
-        self._retry(f"`{command}` never succeeded", ok, timeout)
+        self._retry(f"`{command}` never {'succeeded' if succeeds else 'failed'}", ok, timeout)
         return result["out"]
+
+    def wait_until_succeeds(self, command: str, timeout: int = 900) -> str:
+        return self._wait_until(command, True, timeout)
 
     def wait_until_fails(self, command: str, timeout: int = 900) -> str:
-        self.log(f"wait until fails: {command}")
-        self.absent.check_command(command)
-        result = {}
-
-        def ok() -> bool:
-            status, out = self._run(command, timeout=60)
-            result["out"] = out
-            return status != 0
-
-        self._retry(f"`{command}` never failed", ok, timeout)
-        return result["out"]
+        return self._wait_until(command, False, timeout)
 
     # -- systemd
 

@@ -336,6 +336,8 @@ def install(root: Path, cfg: dict, package: str) -> list[str]:
             skipped.append(f"{name}.service")
             continue
         units.append(render.service(name, svc, "/bin/bash", store.path_of))
+    for name, t in sorted(cfg["sockets"].items()):
+        units.append(render.socket(name, t))
     for name, t in sorted(cfg["timers"].items()):
         units.append(render.timer(name, t))
     for name, t in sorted(cfg["targets"].items()):
