@@ -85,6 +85,11 @@ pub struct Reservation {
     pub product_id: String,
     pub quantity: i32,
     pub status: ReservationStatus,
+    /// The product's unit price in cents when the order reserved: what the
+    /// order is charged per unit (the same on every repeat of the reserve).
+    /// Absent on a release that came before any reserve.
+    #[oai(skip_serializing_if_is_none)]
+    pub unit_price_cents: Option<i64>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -182,6 +187,7 @@ impl From<ReservationRow> for Reservation {
             status: r.status,
             product_id: r.product_id,
             quantity: r.quantity,
+            unit_price_cents: r.unit_price_cents,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }

@@ -2,7 +2,7 @@
 //! turned into the few outcomes the saga decides on.
 
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::IgnoredAny};
 use uuid::Uuid;
 use valerix_runtime::{
     auth::Token,
@@ -13,15 +13,24 @@ use valerix_runtime::{
 use crate::store::OrderRow;
 
 #[derive(Debug, Deserialize)]
-struct StatusOnly {
+struct PricedReservation {
+    unit_price_cents: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PaymentAnswer {
     status: String,
+    amount_cents: i64,
 }
 
 /// What a reserve told us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
-    /// Stock is held (or already committed) for the order.
-    Held,
+    /// Stock is held (or already committed) for the order, at this unit
+    /// price: the same on every repeat of the reserve.
+    Held {
+        unit_price_cents: i64,
+    },
     OutOfStock,
     /// The reservation was released: someone gave the order up.
     Released,
@@ -36,6 +45,13 @@ pub enum Commit {
 }
 
 /// An order's payment as the payment service has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Payment {
+    pub paid: Paid,
+    /// What was charged (0 on a void that fenced off any charge).
+    pub amount_cents: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Paid {
     Completed,
@@ -112,14 +128,20 @@ impl Inventory {
     pub async fn reserve(&self, o: &OrderRow) -> Result<Hold, CallError> {
         match self
             .0
-            .call::<_, StatusOnly>(
+            .call::<_, PricedReservation>(
                 Method::POST,
                 "/inventory/reserve",
                 Some(&reservation_body(o)),
             )
             .await
         {
-            Ok(_) => Ok(Hold::Held),
+            Ok(answer) => match answer.body.unit_price_cents {
+                Some(unit_price_cents) => Ok(Hold::Held { unit_price_cents }),
+                None => Err(CallError::Decode {
+                    service: Self::NAME,
+                    reason: "a held reservation without its unit price".to_owned(),
+                }),
+            },
             Err(e) if is_conflict(&e, &["out-of-stock"]) => Ok(Hold::OutOfStock),
             Err(e) if is_conflict(&e, &["reservation-released"]) => Ok(Hold::Released),
             Err(e) => Err(e),
@@ -129,7 +151,7 @@ impl Inventory {
     /// Gives the order's stock back (or fences off a late reserve).
     pub async fn release(&self, o: &OrderRow) -> Result<(), CallError> {
         self.0
-            .call::<_, StatusOnly>(
+            .call::<_, IgnoredAny>(
                 Method::POST,
                 "/inventory/release",
                 Some(&reservation_body(o)),
@@ -170,7 +192,7 @@ impl Inventory {
     pub async fn commit(&self, o: &OrderRow) -> Result<Commit, CallError> {
         match self
             .0
-            .call::<_, StatusOnly>(
+            .call::<_, IgnoredAny>(
                 Method::POST,
                 "/inventory/commit",
                 Some(&OrderRef { order_id: o.id }),
@@ -242,19 +264,23 @@ impl Payments {
         &self.0
     }
 
-    async fn post(&self, path: &str, body: &impl Serialize) -> Result<Paid, CallError> {
+    async fn post(&self, path: &str, body: &impl Serialize) -> Result<Payment, CallError> {
         let answer = self
             .0
-            .call::<_, StatusOnly>(Method::POST, path, Some(body))
-            .await?;
-        Paid::parse(&answer.body.status, Self::NAME)
+            .call::<_, PaymentAnswer>(Method::POST, path, Some(body))
+            .await?
+            .body;
+        Ok(Payment {
+            paid: Paid::parse(&answer.status, Self::NAME)?,
+            amount_cents: answer.amount_cents,
+        })
     }
 
-    /// Charges the order's amount, once per order.
-    pub async fn charge(&self, o: &OrderRow) -> Result<Paid, CallError> {
+    /// Charges the order `amount_cents`, once per order.
+    pub async fn charge(&self, o: &OrderRow, amount_cents: i64) -> Result<Payment, CallError> {
         let body = ChargeBody {
             order_id: o.id,
-            amount_cents: o.amount_cents,
+            amount_cents,
             user_id: o.user_id.as_deref(),
         };
         self.post("/payments", &body).await
@@ -262,12 +288,12 @@ impl Payments {
 
     /// Learns the payment's outcome for good: fences off a charge that has
     /// not arrived yet, or returns the payment as it is.
-    pub async fn void(&self, o: &OrderRow) -> Result<Paid, CallError> {
+    pub async fn void(&self, o: &OrderRow) -> Result<Payment, CallError> {
         self.post("/payments/void", &OrderRef { order_id: o.id })
             .await
     }
 
-    pub async fn refund(&self, o: &OrderRow) -> Result<Paid, CallError> {
+    pub async fn refund(&self, o: &OrderRow) -> Result<Payment, CallError> {
         self.post("/payments/refund", &OrderRef { order_id: o.id })
             .await
     }

@@ -1,6 +1,7 @@
 //! The stack as processes: one launcher, wired from the topology in
 //! `valerix_runtime::topology`.
 
+pub mod across;
 pub mod launch;
 pub mod notify;
 pub mod process;
