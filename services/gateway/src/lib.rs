@@ -146,6 +146,7 @@ fn app(
             Service::Order => order.clone(),
             Service::Inventory => inventory.clone(),
             Service::Payment => payment.clone(),
+            Service::Gateway => unreachable!("no route leads to the gateway (routes::tests)"),
         };
         let proxy = Proxy::new(
             route,
