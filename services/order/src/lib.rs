@@ -117,7 +117,7 @@ const TITLE: &str = "Valerix order service";
 fn latency_gauge() -> LatencyGauge {
     LatencyGauge::new(
         telemetry::AVG_LATENCY_GAUGE,
-        telemetry::AVG_LATENCY_WINDOW,
+        valerix_runtime::contract::sla::SLA_WINDOW,
         Method::POST,
         telemetry::AVG_LATENCY_ROUTE,
     )

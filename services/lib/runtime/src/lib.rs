@@ -5,6 +5,7 @@ pub mod auth;
 pub mod breaker;
 pub mod client;
 pub mod config;
+pub mod contract;
 #[cfg(feature = "db")]
 pub mod db;
 pub mod domain;
