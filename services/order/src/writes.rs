@@ -11,14 +11,14 @@
 //! put through the single path, which finds the first answer or the error.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Mutex, PoisonError},
 };
 
 use uuid::Uuid;
 use valerix_runtime::{
     domain::ProductId,
-    group::{Apply, Lane, answer_each},
+    group::{Apply, Lane},
 };
 
 use crate::store::{Created, NewOrder, OrderRow, Settlement, Store, StoreError};
@@ -108,12 +108,12 @@ impl Creates {
             .contains(product)
     }
 
-    fn learn(&self, answers: &[Result<Created, StoreError>]) {
-        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-        for created in answers.iter().flatten() {
-            if let Ok(product) = ProductId::parse(&created.order.product_id) {
-                known.insert(product);
-            }
+    fn learn(&self, order: &OrderRow) {
+        if let Ok(product) = ProductId::parse(&order.product_id) {
+            self.known
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(product);
         }
     }
 }
@@ -122,38 +122,43 @@ impl Apply for Creates {
     type Request = CreateRequest;
     type Answer = Result<Created, StoreError>;
     type Key = String;
+    type Id = Uuid;
+    type Stored = OrderRow;
 
     fn key(request: &CreateRequest) -> Option<String> {
         request.key.clone()
     }
 
-    async fn apply(&self, group: Vec<CreateRequest>) -> Vec<Self::Answer> {
+    fn id(request: &CreateRequest) -> Uuid {
+        request.id
+    }
+
+    async fn one(&self, request: CreateRequest) -> Self::Answer {
+        let created = self
+            .store
+            .create(&request.new, request.key.as_deref())
+            .await?;
+        self.learn(&created.order);
+        Ok(created)
+    }
+
+    async fn many(&self, group: &[CreateRequest]) -> Option<HashMap<Uuid, OrderRow>> {
         let orders: Vec<_> = group
             .iter()
             .filter(|r| self.is_known(&r.new.product_id))
             .map(|r| (r.id, &r.new, r.key.as_deref()))
             .collect();
-        let stored = if orders.len() > 1 {
-            self.store.create_many(&orders).await.ok()
-        } else {
-            None
-        };
-        let found = |order| {
-            Ok(Created {
-                order,
-                replayed: false,
-            })
-        };
-        let answers = answer_each(
-            group,
-            stored,
-            |r| r.id,
-            found,
-            |r| async move { self.store.create(&r.new, r.key.as_deref()).await },
-        )
-        .await;
-        self.learn(&answers);
-        answers
+        if orders.is_empty() {
+            return None;
+        }
+        self.store.create_many(&orders).await.ok()
+    }
+
+    fn stored(&self, order: OrderRow) -> Self::Answer {
+        Ok(Created {
+            order,
+            replayed: false,
+        })
     }
 }
 
@@ -163,24 +168,26 @@ impl Apply for Settles {
     type Request = Settlement;
     type Answer = Result<(OrderRow, bool), StoreError>;
     type Key = Uuid;
+    type Id = Uuid;
+    type Stored = OrderRow;
 
     fn key(request: &Settlement) -> Option<Uuid> {
         Some(request.id)
     }
 
-    async fn apply(&self, group: Vec<Self::Request>) -> Vec<Self::Answer> {
-        let stored = if group.len() > 1 {
-            self.0.settle_many(&group).await.ok()
-        } else {
-            None
-        };
-        answer_each(
-            group,
-            stored,
-            |r| r.id,
-            |row| Ok((row, true)),
-            |s| async move { self.0.settle(&s).await },
-        )
-        .await
+    fn id(request: &Settlement) -> Uuid {
+        request.id
+    }
+
+    async fn one(&self, settlement: Settlement) -> Self::Answer {
+        self.0.settle(&settlement).await
+    }
+
+    async fn many(&self, group: &[Settlement]) -> Option<HashMap<Uuid, OrderRow>> {
+        self.0.settle_many(group).await.ok()
+    }
+
+    fn stored(&self, row: OrderRow) -> Self::Answer {
+        Ok((row, true))
     }
 }
