@@ -12,6 +12,7 @@ use valerix_runtime::{
     Problem, Problems,
     auth::{Denied, Guard, Token},
     client::{CallPolicy, Downstream},
+    contract::{Wire, sla::Sla},
     gremlin::GremlinSettings,
     health::{Health, HealthResponse},
     problem::INVALID_PARAMS,
@@ -58,35 +59,6 @@ pub struct Overview {
     /// (it was started with `--gremlins`); false also when it does not
     /// answer.
     pub gremlins: Option<BTreeMap<String, bool>>,
-}
-
-/// The order service's SLA: placing an order takes under a second on
-/// average over the last 30 s.
-#[derive(Debug, Clone, Object, serde::Deserialize)]
-pub struct Sla {
-    /// `order_service_avg_latency_30s`: mean seconds taken by `POST /orders`
-    /// over the last 30 s (0 when idle). Absent when the order service did
-    /// not answer.
-    #[oai(skip_serializing_if_is_none)]
-    pub avg_latency_30s: Option<f64>,
-    /// The limit in seconds.
-    pub limit: f64,
-    /// Whether `avg_latency_30s` is above the limit.
-    pub breached: bool,
-}
-
-/// The limit shown while the order service does not answer; it is the
-/// order service's (`GET /sla`) otherwise.
-const SLA_LIMIT_SECONDS: f64 = 1.0;
-
-impl Sla {
-    fn unknown() -> Self {
-        Self {
-            avg_latency_30s: None,
-            limit: SLA_LIMIT_SECONDS,
-            breached: false,
-        }
-    }
 }
 
 #[derive(ApiResponse)]
@@ -201,9 +173,9 @@ impl Upstreams {
     /// The order service's `GET /sla`.
     async fn sla(&self) -> Sla {
         self.order
-            .attempt::<(), Sla>(Method::GET, "/sla", None, self.health_timeout)
+            .attempt::<(), Wire<Sla>>(Method::GET, "/sla", None, self.health_timeout)
             .await
-            .map_or_else(|_| Sla::unknown(), |answer| answer.body)
+            .map_or_else(|_| Sla::unknown(), |answer| answer.body.0)
     }
 
     /// Whether the service accepts gremlins: its `GET /gremlin` answers

@@ -1,5 +1,13 @@
 //! The API gateway: the dashboard, the services' APIs under `/api`, and the
 //! health of the whole system, behind one address.
+//!
+//! - `routes`: the route table, which the proxy and the spec both read
+//! - `proxy`: forwarding one routed request to its service
+//! - `spec`: the gateway's OpenAPI document, composed from the services'
+//! - `api`: the gateway's own operations (health, overview, activity)
+//! - `activity`: the dashboard's chart, read from the order service's metrics
+//! - `lifetimes`: each service's restarts, seen through its health
+//! - `ui`: the dashboard's static files; `config`: the flags
 
 mod activity;
 mod api;
@@ -146,6 +154,7 @@ fn app(
             Service::Order => order.clone(),
             Service::Inventory => inventory.clone(),
             Service::Payment => payment.clone(),
+            Service::Gateway => unreachable!("no route leads to the gateway (routes::tests)"),
         };
         let proxy = Proxy::new(
             route,

@@ -3,32 +3,10 @@
 //! it, by whom. The proxy and the spec both read it, so what the gateway
 //! documents is what it routes.
 
-use valerix_runtime::topology;
+pub use valerix_runtime::topology::Service;
 
-/// The services the gateway routes to (all but itself).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    Order,
-    Inventory,
-    Payment,
-}
-
-impl Service {
-    pub const ALL: [Service; 3] = [Self::Order, Self::Inventory, Self::Payment];
-
-    /// The same service in the stack's topology.
-    pub fn topology(self) -> topology::Service {
-        match self {
-            Self::Order => topology::Service::Order,
-            Self::Inventory => topology::Service::Inventory,
-            Self::Payment => topology::Service::Payment,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        self.topology().name()
-    }
-}
+/// The services the gateway routes to: the ones it calls, never itself.
+pub const ROUTED: &[Service] = Service::Gateway.calls();
 
 /// `prefix` and everything under it goes to `service`, with `prefix`
 /// replaced by `to`.
@@ -225,6 +203,16 @@ mod tests {
         ] {
             let op = operation(service, method, path).expect("routed");
             assert_eq!(op.access, access, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn every_route_and_operation_leads_to_a_service_the_gateway_calls() {
+        for service in ROUTES.iter().map(|r| r.service) {
+            assert!(ROUTED.contains(&service), "{service:?}");
+        }
+        for op in OPERATIONS {
+            assert!(ROUTED.contains(&op.service), "{op:?}");
         }
     }
 

@@ -10,8 +10,13 @@ use poem_openapi::{
 use sqlx::PgPool;
 use uuid::Uuid;
 use valerix_runtime::{
-    ProblemResponse, Problems, db,
-    domain::{Cents, ProductId, ProductName, Quantity},
+    ProblemResponse, Problems,
+    contract::inventory::{
+        CommitBatch, CommitBatchRequest, CommitRequest, NotHeld, Reservation, ReservationList,
+        ReservationRequest,
+    },
+    db,
+    domain::{Cents, ProductId, ProductName},
     health::{Health, HealthResponse},
     problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
     problem_set,
@@ -78,77 +83,6 @@ pub struct ProductList {
     pub products: Vec<Product>,
 }
 
-/// A reservation of stock for one order.
-#[derive(Debug, Object)]
-pub struct Reservation {
-    pub order_id: Uuid,
-    pub product_id: String,
-    pub quantity: i32,
-    pub status: ReservationStatus,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// Reserve or release stock for an order. Repeating a call for the same
-/// order is a no-op that returns the first answer.
-#[derive(Debug, Object)]
-#[oai(deny_unknown_fields, example)]
-pub struct ReservationRequest {
-    pub order_id: Uuid,
-    pub product_id: ProductId,
-    pub quantity: Quantity,
-}
-
-impl poem_openapi::types::Example for ReservationRequest {
-    fn example() -> Self {
-        Self {
-            order_id: Uuid::from_u128(0x6a0c1d9e_2b4f_4a59_9d4e_1c2b3a4d5e6f),
-            product_id: ProductId::parse("PROD-1").expect("a valid example"),
-            quantity: Quantity::new(1).expect("a valid example"),
-        }
-    }
-}
-
-/// The order whose reservation is committed.
-#[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
-pub struct CommitRequest {
-    pub order_id: Uuid,
-}
-
-/// Orders whose reservations are committed together.
-#[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
-pub struct CommitBatchRequest {
-    /// 1 to 256 orders; an order named twice is committed once.
-    #[oai(validator(min_items = 1, max_items = 256))]
-    pub order_ids: Vec<Uuid>,
-}
-
-/// An order whose reservation was not there to commit.
-#[derive(Debug, Object)]
-pub struct NotHeld {
-    pub order_id: Uuid,
-    /// What the reservation is instead: RELEASED or REJECTED.
-    pub status: ReservationStatus,
-}
-
-/// What became of each order of a batch commit.
-#[derive(Debug, Object)]
-pub struct CommitBatch {
-    /// Committed now, or before.
-    pub committed: Vec<Uuid>,
-    /// Reservations that were released or rejected: nothing to commit.
-    pub not_held: Vec<NotHeld>,
-    /// Orders with no reservation at all.
-    pub missing: Vec<Uuid>,
-}
-
-#[derive(Debug, Object)]
-pub struct ReservationList {
-    pub reservations: Vec<Reservation>,
-}
-
 #[derive(ApiResponse)]
 enum ProductResponse {
     /// The product.
@@ -182,6 +116,7 @@ impl From<ReservationRow> for Reservation {
             status: r.status,
             product_id: r.product_id,
             quantity: r.quantity,
+            unit_price_cents: r.unit_price_cents,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }

@@ -1,4 +1,10 @@
 //! The inventory service: stock per product and reservations keyed by order.
+//!
+//! - `api`: the HTTP routes (products, reservations); the reservations'
+//!   types are the contract's (`valerix_runtime::contract::inventory`)
+//! - [`group`]: reserves and commits applied in groups, per product
+//! - [`store`]: every SQL statement, with the allocation a group applies
+//! - [`domain`]: the reservation's states; `config`: the flags
 
 mod api;
 mod config;

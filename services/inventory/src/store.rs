@@ -23,6 +23,9 @@ pub struct ReservationRow {
     pub product_id: String,
     pub quantity: i32,
     pub status: ReservationStatus,
+    /// The product's unit price when the order reserved (or was refused):
+    /// what the order is charged per unit. None on a release fence.
+    pub unit_price_cents: Option<i64>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -69,7 +72,8 @@ pub struct Reserved {
     pub created: bool,
 }
 
-const RESERVATION_COLUMNS: &str = "order_id, product_id, quantity, status, created_at, updated_at";
+const RESERVATION_COLUMNS: &str =
+    "order_id, product_id, quantity, status, unit_price_cents, created_at, updated_at";
 
 #[derive(Clone)]
 pub struct Store {
@@ -190,18 +194,22 @@ impl Store {
             "WITH taken AS (
                  UPDATE inventory SET reserved = reserved + $3
                  WHERE product_id = $2 AND stock - reserved >= $3
-                 RETURNING 1)
-             INSERT INTO reservations (order_id, product_id, quantity, status)
-             VALUES ($1, $2, $3, CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 'RESERVED' ELSE 'REJECTED' END)
+                 RETURNING price_cents)
+             INSERT INTO reservations (order_id, product_id, quantity, status, unit_price_cents)
+             SELECT $1, $2, $3,
+                    CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 'RESERVED' ELSE 'REJECTED' END,
+                    COALESCE((SELECT price_cents FROM taken), i.price_cents)
+             FROM inventory i WHERE i.product_id = $2
              RETURNING {RESERVATION_COLUMNS}"
         ))
         .bind(order_id)
         .bind(product.as_str())
         .bind(quantity.get())
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await;
         match inserted {
-            Ok(row) => Ok(Reserved { row, created: true }),
+            Ok(Some(row)) => Ok(Reserved { row, created: true }),
+            Ok(None) => Err(StoreError::UnknownProduct(product.to_string())),
             Err(e) if valerix_runtime::db::is_unique_violation(&e) => {
                 let row = self.reservation(order_id).await?;
                 Self::check_same(&row, product, quantity)?;
@@ -248,11 +256,11 @@ impl Store {
             "WITH taken AS (
                  UPDATE inventory SET reserved = reserved + $3
                  WHERE product_id = $1 AND stock - reserved = $2
-                 RETURNING 1)
-             INSERT INTO reservations (order_id, product_id, quantity, status)
-             SELECT r.order_id, $1, r.quantity, r.status
+                 RETURNING price_cents)
+             INSERT INTO reservations (order_id, product_id, quantity, status, unit_price_cents)
+             SELECT r.order_id, $1, r.quantity, r.status, t.price_cents
              FROM unnest($4::uuid[], $5::int4[], $6::varchar[]) AS r(order_id, quantity, status)
-             WHERE EXISTS (SELECT 1 FROM taken)
+             CROSS JOIN taken t
              RETURNING {RESERVATION_COLUMNS}"
         ))
         .bind(product.as_str())

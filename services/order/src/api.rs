@@ -62,8 +62,9 @@ pub struct Order {
     pub user_id: Option<String>,
     pub product_id: String,
     pub quantity: i32,
-    /// Unit price times quantity, in cents.
-    pub amount_cents: i64,
+    /// Unit price times quantity, in cents: the price inventory held the
+    /// units at. Absent until inventory has answered the reservation.
+    pub amount_cents: Option<i64>,
     pub status: OrderStatus,
     /// Set when `status` is FAILED.
     pub failure_reason: Option<FailureReason>,

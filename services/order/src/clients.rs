@@ -1,27 +1,35 @@
 //! The order service's view of inventory and payment: each call's answers
-//! turned into the few outcomes the saga decides on.
+//! turned into the few outcomes the saga decides on. What goes over the
+//! wire is the servers' own types (`valerix_runtime::contract`).
 
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
+use serde::de::IgnoredAny;
 use uuid::Uuid;
 use valerix_runtime::{
     auth::Token,
     client::{CallError, CallPolicy, Downstream},
+    contract::{
+        Wire,
+        inventory::{
+            CommitBatch, CommitBatchRequest, CommitRequest, Reservation, ReservationList,
+            ReservationRequest,
+        },
+        payment::{ChargeRequest, OrderRef, Payment as PaymentAnswer, PaymentStatus},
+    },
+    domain::{Cents, ProductId, Quantity, UserId},
     upstream::Upstream,
 };
 
 use crate::store::OrderRow;
 
-#[derive(Debug, Deserialize)]
-struct StatusOnly {
-    status: String,
-}
-
 /// What a reserve told us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
-    /// Stock is held (or already committed) for the order.
-    Held,
+    /// Stock is held (or already committed) for the order, at this unit
+    /// price: the same on every repeat of the reserve.
+    Held {
+        unit_price_cents: i64,
+    },
     OutOfStock,
     /// The reservation was released: someone gave the order up.
     Released,
@@ -37,6 +45,13 @@ pub enum Commit {
 
 /// An order's payment as the payment service has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Payment {
+    pub paid: Paid,
+    /// What was charged (0 on a void that fenced off any charge).
+    pub amount_cents: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Paid {
     Completed,
     Declined,
@@ -44,50 +59,40 @@ pub enum Paid {
     Voided,
 }
 
-impl Paid {
-    fn parse(s: &str, service: &'static str) -> Result<Self, CallError> {
-        match s {
-            "COMPLETED" => Ok(Self::Completed),
-            "DECLINED" => Ok(Self::Declined),
-            "REFUNDED" => Ok(Self::Refunded),
-            "VOIDED" => Ok(Self::Voided),
-            other => Err(CallError::Decode {
-                service,
-                reason: format!("unexpected payment status {other}"),
-            }),
-        }
+impl Payment {
+    fn from_answer(answer: PaymentAnswer, service: &'static str) -> Result<Self, CallError> {
+        let paid = match answer.status {
+            PaymentStatus::Completed => Paid::Completed,
+            PaymentStatus::Declined => Paid::Declined,
+            PaymentStatus::Refunded => Paid::Refunded,
+            PaymentStatus::Voided => Paid::Voided,
+            PaymentStatus::Pending => {
+                return Err(CallError::Decode {
+                    service,
+                    reason: "a payment still PENDING".to_owned(),
+                });
+            }
+        };
+        Ok(Self {
+            paid,
+            amount_cents: answer.amount_cents,
+        })
     }
 }
 
-// The request bodies as types: serialised straight from the order row,
-// where a `serde_json::Value` first built a map of owned strings per call.
-
-#[derive(Serialize)]
-struct ReservationBody<'a> {
-    order_id: Uuid,
-    product_id: &'a str,
-    quantity: i32,
-}
-
-fn reservation_body(o: &OrderRow) -> ReservationBody<'_> {
-    ReservationBody {
+/// The order's reserve (or release) as inventory takes it. The row holds
+/// what the API parsed when the order was placed, so this fails only on a
+/// row changed by hand.
+fn reservation_request(o: &OrderRow) -> Result<Wire<ReservationRequest>, CallError> {
+    let unsendable = |reason| CallError::Unsendable {
+        service: Inventory::NAME,
+        reason,
+    };
+    Ok(Wire(ReservationRequest {
         order_id: o.id,
-        product_id: &o.product_id,
-        quantity: o.quantity,
-    }
-}
-
-#[derive(Serialize)]
-struct OrderRef {
-    order_id: Uuid,
-}
-
-#[derive(Serialize)]
-struct ChargeBody<'a> {
-    order_id: Uuid,
-    amount_cents: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_id: Option<&'a str>,
+        product_id: ProductId::parse(&o.product_id).map_err(unsendable)?,
+        quantity: Quantity::new(i64::from(o.quantity)).map_err(unsendable)?,
+    }))
 }
 
 fn is_conflict(err: &CallError, kinds: &[&str]) -> bool {
@@ -110,16 +115,19 @@ impl Inventory {
     }
 
     pub async fn reserve(&self, o: &OrderRow) -> Result<Hold, CallError> {
+        let request = reservation_request(o)?;
         match self
             .0
-            .call::<_, StatusOnly>(
-                Method::POST,
-                "/inventory/reserve",
-                Some(&reservation_body(o)),
-            )
+            .call::<_, Wire<Reservation>>(Method::POST, "/inventory/reserve", Some(&request))
             .await
         {
-            Ok(_) => Ok(Hold::Held),
+            Ok(answer) => match answer.body.0.unit_price_cents {
+                Some(unit_price_cents) => Ok(Hold::Held { unit_price_cents }),
+                None => Err(CallError::Decode {
+                    service: Self::NAME,
+                    reason: "a held reservation without its unit price".to_owned(),
+                }),
+            },
             Err(e) if is_conflict(&e, &["out-of-stock"]) => Ok(Hold::OutOfStock),
             Err(e) if is_conflict(&e, &["reservation-released"]) => Ok(Hold::Released),
             Err(e) => Err(e),
@@ -128,27 +136,26 @@ impl Inventory {
 
     /// Gives the order's stock back (or fences off a late reserve).
     pub async fn release(&self, o: &OrderRow) -> Result<(), CallError> {
+        let request = reservation_request(o)?;
         self.0
-            .call::<_, StatusOnly>(
-                Method::POST,
-                "/inventory/release",
-                Some(&reservation_body(o)),
-            )
+            .call::<_, IgnoredAny>(Method::POST, "/inventory/release", Some(&request))
             .await
             .map(|_| ())
     }
 
-    /// Commits the reservations of several orders (at most 256) in one call.
+    /// Commits the reservations of several orders (at most
+    /// [`MAX_COMMIT_BATCH`](valerix_runtime::contract::inventory::MAX_COMMIT_BATCH))
+    /// in one call.
     pub async fn commit_batch(&self, order_ids: &[Uuid]) -> Result<CommitBatch, CallError> {
+        let request = Wire(CommitBatchRequest {
+            order_ids: order_ids.to_vec(),
+        });
         Ok(self
             .0
-            .call::<_, CommitBatch>(
-                Method::POST,
-                "/inventory/commits",
-                Some(&OrderIds { order_ids }),
-            )
+            .call::<_, Wire<CommitBatch>>(Method::POST, "/inventory/commits", Some(&request))
             .await?
-            .body)
+            .body
+            .0)
     }
 
     /// Orders whose reservation has been held (RESERVED) for at least
@@ -158,9 +165,10 @@ impl Inventory {
             format!("/inventory/reservations/held?older_than_secs={older_than_secs}&limit={limit}");
         Ok(self
             .0
-            .call::<(), HeldList>(Method::GET, &path, None)
+            .call::<(), Wire<ReservationList>>(Method::GET, &path, None)
             .await?
             .body
+            .0
             .reservations
             .into_iter()
             .map(|r| r.order_id)
@@ -168,13 +176,10 @@ impl Inventory {
     }
 
     pub async fn commit(&self, o: &OrderRow) -> Result<Commit, CallError> {
+        let request = Wire(CommitRequest { order_id: o.id });
         match self
             .0
-            .call::<_, StatusOnly>(
-                Method::POST,
-                "/inventory/commit",
-                Some(&OrderRef { order_id: o.id }),
-            )
+            .call::<_, IgnoredAny>(Method::POST, "/inventory/commit", Some(&request))
             .await
         {
             Ok(_) => Ok(Commit::Committed),
@@ -195,38 +200,6 @@ impl Inventory {
     }
 }
 
-/// What a batch commit told us.
-#[derive(Debug, Default, Deserialize)]
-pub struct CommitBatch {
-    /// Committed now, or before.
-    pub committed: Vec<Uuid>,
-    /// Released or rejected: there was nothing to commit.
-    pub not_held: Vec<NotHeld>,
-    /// No reservation at all.
-    pub missing: Vec<Uuid>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct NotHeld {
-    pub order_id: Uuid,
-    pub status: String,
-}
-
-#[derive(Serialize)]
-struct OrderIds<'a> {
-    order_ids: &'a [Uuid],
-}
-
-#[derive(Debug, Deserialize)]
-struct HeldList {
-    reservations: Vec<HeldReservation>,
-}
-
-#[derive(Debug, Deserialize)]
-struct HeldReservation {
-    order_id: Uuid,
-}
-
 #[derive(Debug, Clone)]
 pub struct Payments(Downstream);
 
@@ -242,33 +215,46 @@ impl Payments {
         &self.0
     }
 
-    async fn post(&self, path: &str, body: &impl Serialize) -> Result<Paid, CallError> {
+    async fn post<B: poem_openapi::types::ToJSON>(
+        &self,
+        path: &str,
+        body: B,
+    ) -> Result<Payment, CallError> {
         let answer = self
             .0
-            .call::<_, StatusOnly>(Method::POST, path, Some(body))
+            .call::<_, Wire<PaymentAnswer>>(Method::POST, path, Some(&Wire(body)))
             .await?;
-        Paid::parse(&answer.body.status, Self::NAME)
+        Payment::from_answer(answer.body.0, Self::NAME)
     }
 
-    /// Charges the order's amount, once per order.
-    pub async fn charge(&self, o: &OrderRow) -> Result<Paid, CallError> {
-        let body = ChargeBody {
-            order_id: o.id,
-            amount_cents: o.amount_cents,
-            user_id: o.user_id.as_deref(),
+    /// Charges the order `amount_cents`, once per order.
+    pub async fn charge(&self, o: &OrderRow, amount_cents: i64) -> Result<Payment, CallError> {
+        let unsendable = |reason| CallError::Unsendable {
+            service: Self::NAME,
+            reason,
         };
-        self.post("/payments", &body).await
+        let body = ChargeRequest {
+            order_id: o.id,
+            amount_cents: Cents::new(amount_cents).map_err(unsendable)?,
+            user_id: o
+                .user_id
+                .as_deref()
+                .map(UserId::parse)
+                .transpose()
+                .map_err(unsendable)?,
+        };
+        self.post("/payments", body).await
     }
 
     /// Learns the payment's outcome for good: fences off a charge that has
     /// not arrived yet, or returns the payment as it is.
-    pub async fn void(&self, o: &OrderRow) -> Result<Paid, CallError> {
-        self.post("/payments/void", &OrderRef { order_id: o.id })
+    pub async fn void(&self, o: &OrderRow) -> Result<Payment, CallError> {
+        self.post("/payments/void", OrderRef { order_id: o.id })
             .await
     }
 
-    pub async fn refund(&self, o: &OrderRow) -> Result<Paid, CallError> {
-        self.post("/payments/refund", &OrderRef { order_id: o.id })
+    pub async fn refund(&self, o: &OrderRow) -> Result<Payment, CallError> {
+        self.post("/payments/refund", OrderRef { order_id: o.id })
             .await
     }
 }

@@ -1,5 +1,19 @@
 //! The order service: takes orders and drives each to CONFIRMED or FAILED
 //! through inventory and payment, surviving their timeouts and crashes.
+//!
+//! An order's path: `api` (`POST /orders`) stores it through [`writes`]
+//! (grouped into [`store`]), then `saga` reserves, charges and settles it
+//! through `clients`; what the request could not finish, `reconciler`
+//! does later, and `stock_commit` commits a confirmed order's units after
+//! the answer.
+//!
+//! - `api`: the HTTP routes; `sla`: `GET /sla`
+//! - `saga`: the order flow, one idempotent step after another
+//! - `clients`: inventory and payment, their answers as the saga's outcomes
+//! - `writes`: creates and settlements, grouped; `store`: every SQL statement
+//! - `reconciler`: settles stuck orders, sweeps lost stock commits
+//! - `stock_commit`: confirmed orders' stock commits, batched after the answer
+//! - `domain`: statuses and reasons; `telemetry`: the service's metrics; `config`
 
 mod api;
 mod clients;
@@ -117,7 +131,7 @@ const TITLE: &str = "Valerix order service";
 fn latency_gauge() -> LatencyGauge {
     LatencyGauge::new(
         telemetry::AVG_LATENCY_GAUGE,
-        telemetry::AVG_LATENCY_WINDOW,
+        valerix_runtime::contract::sla::SLA_WINDOW,
         Method::POST,
         telemetry::AVG_LATENCY_ROUTE,
     )

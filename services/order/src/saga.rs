@@ -10,7 +10,7 @@ use crate::{
     clients::{Commit, Hold, Inventory, Paid, Payments},
     domain::{FailureReason, OrderStatus, Outcome},
     stock_commit::StockCommits,
-    store::{NewOrder, OrderRow, Store, StoreError},
+    store::{NewOrder, OrderRow, Settlement, Store, StoreError},
     telemetry,
     writes::Writes,
 };
@@ -51,11 +51,17 @@ impl Saga {
         if order.status.is_settled() {
             return Ok(order.clone());
         }
-        let outcome = self.drive(order).await;
-        tracing::debug!(order_id = %order.id, ?outcome, "saga step");
+        let (outcome, amount_cents) = self.drive(order).await;
+        tracing::debug!(order_id = %order.id, ?outcome, ?amount_cents, "saga step");
+        let settle = |status, reason| Settlement {
+            id: order.id,
+            status,
+            reason,
+            amount_cents,
+        };
         match outcome {
             Outcome::Confirmed => {
-                let row = self.settle(order, OrderStatus::Confirmed, None).await?;
+                let row = self.settle(settle(OrderStatus::Confirmed, None)).await?;
                 // Only what is CONFIRMED in the database: should another run
                 // have settled the order otherwise, its stock is not sold.
                 if let Some(commits) = &self.stock_commits
@@ -65,24 +71,19 @@ impl Saga {
                 }
                 Ok(row)
             }
-            Outcome::Failed(reason) => self.settle(order, OrderStatus::Failed, Some(reason)).await,
+            Outcome::Failed(reason) => self.settle(settle(OrderStatus::Failed, Some(reason))).await,
             Outcome::Pending(status) => {
                 self.store
-                    .defer(order.id, status, backoff(order.attempts))
+                    .defer(order.id, status, amount_cents, backoff(order.attempts))
                     .await
             }
         }
     }
 
-    async fn settle(
-        &self,
-        order: &OrderRow,
-        status: OrderStatus,
-        reason: Option<FailureReason>,
-    ) -> Result<OrderRow, StoreError> {
-        let (row, settled_now) = self.writes.settle(order.id, status, reason).await?;
+    async fn settle(&self, settlement: Settlement) -> Result<OrderRow, StoreError> {
+        let (row, settled_now) = self.writes.settle(settlement).await?;
         if settled_now {
-            telemetry::order_settled(status, reason);
+            telemetry::order_settled(settlement.status, settlement.reason);
         }
         Ok(row)
     }
@@ -92,41 +93,50 @@ impl Saga {
         age.to_std().is_ok_and(|age| age > self.deadline)
     }
 
-    async fn drive(&self, order: &OrderRow) -> Outcome {
+    /// Where the order got, with its amount when this run learned it: the
+    /// unit price inventory answered with the reservation, times the
+    /// quantity (or, when given up, what the payment service charged).
+    async fn drive(&self, order: &OrderRow) -> (Outcome, Option<i64>) {
         if self.expired(order) {
             return self.give_up(order).await;
         }
-        match self.inventory.reserve(order).await {
-            Ok(Hold::Held) => {}
-            Ok(Hold::OutOfStock) => return Outcome::Failed(FailureReason::OutOfStock),
+        let amount_cents = match self.inventory.reserve(order).await {
+            Ok(Hold::Held { unit_price_cents }) => unit_price_cents * i64::from(order.quantity),
+            Ok(Hold::OutOfStock) => return (Outcome::Failed(FailureReason::OutOfStock), None),
             Ok(Hold::Released) => return self.give_up(order).await,
             Err(err) => {
                 tracing::warn!(order_id = %order.id, %err, "reserve failed; order stays pending");
-                return Outcome::Pending(OrderStatus::PendingInventory);
+                return (Outcome::Pending(OrderStatus::PendingInventory), None);
             }
-        }
-        match self.payments.charge(order).await {
-            Ok(paid) => self.settle_payment(order, paid).await,
+        };
+        let outcome = match self.payments.charge(order, amount_cents).await {
+            Ok(payment) => self.settle_payment(order, payment.paid).await,
             Err(err) => {
                 // The charge may have gone through: keep the stock until
                 // the payment's outcome is known.
                 tracing::warn!(order_id = %order.id, %err, "charge failed; order stays pending");
                 Outcome::Pending(OrderStatus::PendingPayment)
             }
-        }
+        };
+        (outcome, Some(amount_cents))
     }
 
     /// Past the deadline: learn the payment's final outcome (voiding a charge
     /// that never arrived), then confirm or compensate accordingly.
-    async fn give_up(&self, order: &OrderRow) -> Outcome {
+    async fn give_up(&self, order: &OrderRow) -> (Outcome, Option<i64>) {
         match self.payments.void(order).await {
-            Ok(paid) => self.settle_payment(order, paid).await,
+            Ok(payment) => {
+                let charged = matches!(payment.paid, Paid::Completed | Paid::Refunded)
+                    .then_some(payment.amount_cents);
+                (self.settle_payment(order, payment.paid).await, charged)
+            }
             Err(err) => {
                 tracing::warn!(order_id = %order.id, %err, "void failed; order stays pending");
-                Outcome::Pending(match order.status {
+                let status = match order.status {
                     OrderStatus::PendingInventory => OrderStatus::PendingInventory,
                     _ => OrderStatus::PendingPayment,
-                })
+                };
+                (Outcome::Pending(status), None)
             }
         }
     }

@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// Orders per `POST /inventory/commits` (the most it takes).
-pub const MAX_BATCH: usize = 256;
+pub use valerix_runtime::contract::inventory::MAX_COMMIT_BATCH as MAX_BATCH;
 /// Commits waiting for the call in flight; past it an order is left to the
 /// sweep rather than held in memory without bound.
 const QUEUE: usize = 8192;

@@ -15,7 +15,9 @@ pub struct OrderRow {
     pub user_id: Option<String>,
     pub product_id: String,
     pub quantity: i32,
-    pub amount_cents: i64,
+    /// Unit price times quantity, once inventory priced the order's
+    /// reservation; None before.
+    pub amount_cents: Option<i64>,
     pub status: OrderStatus,
     pub failure_reason: Option<FailureReason>,
     pub attempts: i32,
@@ -59,6 +61,16 @@ impl NewOrder {
     }
 }
 
+/// Where an order ends: its status, the reason when FAILED, and its
+/// amount when inventory priced it (kept as it was when None).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settlement {
+    pub id: Uuid,
+    pub status: OrderStatus,
+    pub reason: Option<FailureReason>,
+    pub amount_cents: Option<i64>,
+}
+
 pub struct Created {
     pub order: OrderRow,
     /// The Idempotency-Key was seen before: this is the first request's order.
@@ -71,15 +83,6 @@ const COLUMNS: &str = "id, user_id, product_id, quantity, (amount * 100)::BIGINT
 /// How long the process working on an order owns it before the reconciler
 /// may take it over (a crash mid-saga loses at most this much time).
 pub const LEASE: Duration = Duration::from_secs(30);
-
-/// The rows of CONFIRMED orders whose units inventory still holds: their
-/// stock commit is queued, in flight, or lost for the sweep to find
-/// (`o` the order, `r` its reservation). It joins the two services' tables
-/// in the one database, so it serves checks from outside (`valerix audit`,
-/// the benchmark's settlement check), never the order service's own path.
-pub const STOCK_COMMIT_OUTSTANDING_FROM: &str =
-    "FROM orders o JOIN reservations r ON r.order_id = o.id
-     WHERE r.status = 'RESERVED' AND o.status = 'CONFIRMED'";
 
 #[derive(Clone)]
 pub struct Store {
@@ -95,8 +98,8 @@ impl Store {
         &self.pool
     }
 
-    /// Stores the order as PENDING, priced from the product, leased to the
-    /// caller for `LEASE`. With a key, the key and the order commit together:
+    /// Stores the order as PENDING, unpriced (inventory prices it with the
+    /// reservation), leased to the caller for `LEASE`. With a key, the key and the order commit together:
     /// a repeat (even a concurrent one) gets the first order back.
     pub async fn create(&self, new: &NewOrder, key: Option<&str>) -> Result<Created, StoreError> {
         let Some(key) = key else {
@@ -146,12 +149,12 @@ impl Store {
     }
 
     /// Stores several new orders in one statement (one round trip, one
-    /// commit), each as [`Self::create`] would: PENDING, priced from its
-    /// product, leased for `LEASE`, with its Idempotency-Key if it has one.
-    /// Returns the orders stored, by the id given here. An order missing
-    /// from the answer was not stored: its product is unknown, or its key
-    /// was used before ([`Self::create`] tells which, and returns the first
-    /// order of a repeat). Keys must be distinct within the call.
+    /// commit), each as [`Self::create`] would: PENDING, leased for `LEASE`,
+    /// with its Idempotency-Key if it has one. Returns the orders stored, by
+    /// the id given here. An order missing from the answer was not stored:
+    /// its key was used before ([`Self::create`] returns the first order).
+    /// An unknown product fails the whole statement (its foreign key): then
+    /// nothing is stored. Keys must be distinct within the call.
     pub async fn create_many(
         &self,
         orders: &[(Uuid, &NewOrder, Option<&str>)],
@@ -171,17 +174,15 @@ impl Store {
         let rows: Vec<OrderRow> = sqlx::query_as(&format!(
             "WITH new AS (
                  SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::int4[], $5::varchar[], $6::text[])
-                     AS n(id, user_id, product_id, quantity, key, request_hash)
-                 WHERE EXISTS (SELECT 1 FROM inventory i WHERE i.product_id = n.product_id)),
+                     AS n(id, user_id, product_id, quantity, key, request_hash)),
              claimed AS (
                  INSERT INTO idempotency_keys (key, request_hash, order_id)
                  SELECT key, request_hash, id FROM new WHERE key IS NOT NULL
                  ON CONFLICT (key) DO NOTHING
                  RETURNING order_id)
-             INSERT INTO orders (id, user_id, product_id, quantity, amount, next_attempt_at)
-             SELECT n.id, n.user_id, i.product_id, n.quantity, i.price_cents * n.quantity / 100.0,
-                    NOW() + make_interval(secs => $7)
-             FROM new n JOIN inventory i ON i.product_id = n.product_id
+             INSERT INTO orders (id, user_id, product_id, quantity, next_attempt_at)
+             SELECT n.id, n.user_id, n.product_id, n.quantity, NOW() + make_interval(secs => $7)
+             FROM new n
              WHERE n.key IS NULL OR n.id IN (SELECT order_id FROM claimed)
              RETURNING {COLUMNS}"
         ))
@@ -197,24 +198,30 @@ impl Store {
         Ok(rows.into_iter().map(|r| (r.id, r)).collect())
     }
 
-    /// The order, PENDING, priced from the product and leased for `LEASE`.
+    /// The order, PENDING and leased for `LEASE`. A product inventory does
+    /// not know fails the order's foreign key: no order is stored.
     async fn insert<'e>(
         db: impl sqlx::PgExecutor<'e>,
         new: &NewOrder,
     ) -> Result<OrderRow, StoreError> {
-        let order: Option<OrderRow> = sqlx::query_as(&format!(
-            "INSERT INTO orders (user_id, product_id, quantity, amount, next_attempt_at)
-             SELECT $1, product_id, $3, price_cents * $3 / 100.0, NOW() + make_interval(secs => $4)
-             FROM inventory WHERE product_id = $2
+        sqlx::query_as(&format!(
+            "INSERT INTO orders (user_id, product_id, quantity, next_attempt_at)
+             VALUES ($1, $2, $3, NOW() + make_interval(secs => $4))
              RETURNING {COLUMNS}"
         ))
         .bind(new.user_id.as_deref())
         .bind(new.product_id.as_str())
         .bind(new.quantity.get())
         .bind(LEASE.as_secs_f64())
-        .fetch_optional(db)
-        .await?;
-        order.ok_or_else(|| StoreError::UnknownProduct(new.product_id.to_string()))
+        .fetch_one(db)
+        .await
+        .map_err(|e| {
+            if valerix_runtime::db::is_foreign_key_violation(&e) {
+                StoreError::UnknownProduct(new.product_id.to_string())
+            } else {
+                e.into()
+            }
+        })
     }
 
     pub async fn get(&self, id: Uuid) -> Result<OrderRow, StoreError> {
@@ -247,25 +254,22 @@ impl Store {
 
     /// Settles an order, once: a settled order never changes again. The flag
     /// is true when this call did it (false: it was settled already).
-    pub async fn settle(
-        &self,
-        id: Uuid,
-        status: OrderStatus,
-        reason: Option<FailureReason>,
-    ) -> Result<(OrderRow, bool), StoreError> {
+    pub async fn settle(&self, s: &Settlement) -> Result<(OrderRow, bool), StoreError> {
         let row: Option<OrderRow> = sqlx::query_as(&format!(
-            "UPDATE orders SET status = $2, failure_reason = $3, updated_at = NOW()
+            "UPDATE orders SET status = $2, failure_reason = $3, updated_at = NOW(),
+                    amount = COALESCE($4 / 100.0, amount)
              WHERE id = $1 AND status IN {unsettled} RETURNING {COLUMNS}",
             unsettled = OrderStatus::unsettled_sql()
         ))
-        .bind(id)
-        .bind(status)
-        .bind(reason)
+        .bind(s.id)
+        .bind(s.status)
+        .bind(s.reason)
+        .bind(s.amount_cents)
         .fetch_optional(&self.pool)
         .await?;
         match row {
             Some(row) => Ok((row, true)),
-            None => Ok((self.get(id).await?, false)),
+            None => Ok((self.get(s.id).await?, false)),
         }
     }
 
@@ -275,17 +279,20 @@ impl Store {
     /// settled already, or is unknown. Ids must be distinct within the call.
     pub async fn settle_many(
         &self,
-        settlements: &[(Uuid, OrderStatus, Option<FailureReason>)],
+        settlements: &[Settlement],
     ) -> Result<HashMap<Uuid, OrderRow>, StoreError> {
-        let ids: Vec<Uuid> = settlements.iter().map(|s| s.0).collect();
-        let statuses: Vec<&str> = settlements.iter().map(|s| s.1.as_str()).collect();
+        let ids: Vec<Uuid> = settlements.iter().map(|s| s.id).collect();
+        let statuses: Vec<&str> = settlements.iter().map(|s| s.status.as_str()).collect();
         let reasons: Vec<Option<&str>> = settlements
             .iter()
-            .map(|s| s.2.map(FailureReason::as_str))
+            .map(|s| s.reason.map(FailureReason::as_str))
             .collect();
+        let amounts: Vec<Option<i64>> = settlements.iter().map(|s| s.amount_cents).collect();
         let rows: Vec<OrderRow> = sqlx::query_as(&format!(
-            "UPDATE orders SET status = s.to_status, failure_reason = s.reason, updated_at = NOW()
-             FROM unnest($1::uuid[], $2::varchar[], $3::varchar[]) AS s(order_id, to_status, reason)
+            "UPDATE orders SET status = s.to_status, failure_reason = s.reason, updated_at = NOW(),
+                    amount = COALESCE(s.amount_cents / 100.0, amount)
+             FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::int8[])
+                  AS s(order_id, to_status, reason, amount_cents)
              WHERE id = s.order_id AND status IN {unsettled}
              RETURNING {COLUMNS}",
             unsettled = OrderStatus::unsettled_sql(),
@@ -293,27 +300,32 @@ impl Store {
         .bind(&ids)
         .bind(&statuses)
         .bind(&reasons)
+        .bind(&amounts)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|r| (r.id, r)).collect())
     }
 
-    /// Leaves an order unsettled in `status`, to be retried after `backoff`.
+    /// Leaves an order unsettled in `status`, to be retried after `backoff`,
+    /// recording its amount once inventory priced it.
     pub async fn defer(
         &self,
         id: Uuid,
         status: OrderStatus,
+        amount_cents: Option<i64>,
         backoff: Duration,
     ) -> Result<OrderRow, StoreError> {
         let row: Option<OrderRow> = sqlx::query_as(&format!(
             "UPDATE orders SET status = $2, updated_at = NOW(),
-                    next_attempt_at = NOW() + make_interval(secs => $3)
+                    next_attempt_at = NOW() + make_interval(secs => $3),
+                    amount = COALESCE($4 / 100.0, amount)
              WHERE id = $1 AND status IN {unsettled} RETURNING {COLUMNS}",
             unsettled = OrderStatus::unsettled_sql()
         ))
         .bind(id)
         .bind(status)
         .bind(backoff.as_secs_f64())
+        .bind(amount_cents)
         .fetch_optional(&self.pool)
         .await?;
         match row {

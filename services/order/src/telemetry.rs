@@ -14,10 +14,7 @@ use crate::{
 /// (`POST /orders`) over 30 s, the same scope as the OrderServiceSLABreach
 /// rule in grafana/prometheus/valerix-rules.yml.
 pub const AVG_LATENCY_GAUGE: &str = "order_service_avg_latency_30s";
-pub const AVG_LATENCY_WINDOW: Duration = Duration::from_secs(30);
 pub const AVG_LATENCY_ROUTE: &str = "/orders";
-/// The SLA's limit in seconds: breached above it (the same rule).
-pub const SLA_LIMIT_SECONDS: f64 = 1.0;
 
 /// How often the pending backlog is counted in the database.
 const PENDING_EVERY: Duration = Duration::from_secs(2);

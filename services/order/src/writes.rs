@@ -10,13 +10,18 @@
 //! Idempotency-Key, an unknown product, an order already settled) is then
 //! put through the single path, which finds the first answer or the error.
 
-use uuid::Uuid;
-use valerix_runtime::group::{Apply, Lane, answer_each};
-
-use crate::{
-    domain::{FailureReason, OrderStatus},
-    store::{Created, NewOrder, OrderRow, Store, StoreError},
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Mutex, PoisonError},
 };
+
+use uuid::Uuid;
+use valerix_runtime::{
+    domain::ProductId,
+    group::{Apply, Lane},
+};
+
+use crate::store::{Created, NewOrder, OrderRow, Settlement, Store, StoreError};
 
 /// Where the saga and the API write orders; clones share the lanes.
 #[derive(Clone)]
@@ -30,7 +35,13 @@ impl Writes {
     pub fn new(store: Store, grouped: bool) -> Self {
         let lanes = grouped.then(|| {
             (
-                Lane::new("create", Creates(store.clone())),
+                Lane::new(
+                    "create",
+                    Creates {
+                        store: store.clone(),
+                        known: Mutex::default(),
+                    },
+                ),
                 Lane::new("settle", Settles(store.clone())),
             )
         });
@@ -61,17 +72,12 @@ impl Writes {
     }
 
     /// [`Store::settle`], grouped with the other settlements.
-    pub async fn settle(
-        &self,
-        id: Uuid,
-        status: OrderStatus,
-        reason: Option<FailureReason>,
-    ) -> Result<(OrderRow, bool), StoreError> {
+    pub async fn settle(&self, settlement: Settlement) -> Result<(OrderRow, bool), StoreError> {
         let Some((_, settles)) = &self.lanes else {
-            return self.store.settle(id, status, reason).await;
+            return self.store.settle(&settlement).await;
         };
         settles
-            .submit((id, status, reason))
+            .submit(settlement)
             .await
             .unwrap_or(Err(StoreError::GroupLost))
     }
@@ -84,68 +90,104 @@ struct CreateRequest {
     key: Option<String>,
 }
 
-struct Creates(Store);
+struct Creates {
+    store: Store,
+    /// Products an order was stored for. Only their orders join a group's
+    /// statement: an unknown product fails its foreign key, which would
+    /// refuse the whole statement, and the order service does not read
+    /// inventory's table to tell beforehand. Products are never deleted,
+    /// so the set only grows with the catalog.
+    known: Mutex<HashSet<ProductId>>,
+}
+
+impl Creates {
+    fn is_known(&self, product: &ProductId) -> bool {
+        self.known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(product)
+    }
+
+    fn learn(&self, order: &OrderRow) {
+        if let Ok(product) = ProductId::parse(&order.product_id) {
+            self.known
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(product);
+        }
+    }
+}
 
 impl Apply for Creates {
     type Request = CreateRequest;
     type Answer = Result<Created, StoreError>;
     type Key = String;
+    type Id = Uuid;
+    type Stored = OrderRow;
 
     fn key(request: &CreateRequest) -> Option<String> {
         request.key.clone()
     }
 
-    async fn apply(&self, group: Vec<CreateRequest>) -> Vec<Self::Answer> {
-        let stored = if group.len() > 1 {
-            let orders: Vec<_> = group
-                .iter()
-                .map(|r| (r.id, &r.new, r.key.as_deref()))
-                .collect();
-            self.0.create_many(&orders).await.ok()
-        } else {
-            None
-        };
-        let found = |order| {
-            Ok(Created {
-                order,
-                replayed: false,
-            })
-        };
-        answer_each(
-            group,
-            stored,
-            |r| r.id,
-            found,
-            |r| async move { self.0.create(&r.new, r.key.as_deref()).await },
-        )
-        .await
+    fn id(request: &CreateRequest) -> Uuid {
+        request.id
+    }
+
+    async fn one(&self, request: CreateRequest) -> Self::Answer {
+        let created = self
+            .store
+            .create(&request.new, request.key.as_deref())
+            .await?;
+        self.learn(&created.order);
+        Ok(created)
+    }
+
+    async fn many(&self, group: &[CreateRequest]) -> Option<HashMap<Uuid, OrderRow>> {
+        let orders: Vec<_> = group
+            .iter()
+            .filter(|r| self.is_known(&r.new.product_id))
+            .map(|r| (r.id, &r.new, r.key.as_deref()))
+            .collect();
+        if orders.is_empty() {
+            return None;
+        }
+        self.store.create_many(&orders).await.ok()
+    }
+
+    fn stored(&self, order: OrderRow) -> Self::Answer {
+        Ok(Created {
+            order,
+            replayed: false,
+        })
     }
 }
 
 struct Settles(Store);
 
 impl Apply for Settles {
-    type Request = (Uuid, OrderStatus, Option<FailureReason>);
+    type Request = Settlement;
     type Answer = Result<(OrderRow, bool), StoreError>;
     type Key = Uuid;
+    type Id = Uuid;
+    type Stored = OrderRow;
 
-    fn key(request: &Self::Request) -> Option<Uuid> {
-        Some(request.0)
+    fn key(request: &Settlement) -> Option<Uuid> {
+        Some(request.id)
     }
 
-    async fn apply(&self, group: Vec<Self::Request>) -> Vec<Self::Answer> {
-        let stored = if group.len() > 1 {
-            self.0.settle_many(&group).await.ok()
-        } else {
-            None
-        };
-        answer_each(
-            group,
-            stored,
-            |r| r.0,
-            |row| Ok((row, true)),
-            |(id, status, reason)| self.0.settle(id, status, reason),
-        )
-        .await
+    fn id(request: &Settlement) -> Uuid {
+        request.id
+    }
+
+    async fn one(&self, settlement: Settlement) -> Self::Answer {
+        self.0.settle(&settlement).await
+    }
+
+    async fn many(&self, group: &[Settlement]) -> Option<HashMap<Uuid, OrderRow>> {
+        self.0.settle_many(group).await.ok()
+    }
+
+    fn stored(&self, row: OrderRow) -> Self::Answer {
+        Ok((row, true))
     }
 }

@@ -3,15 +3,17 @@
 use std::time::Duration;
 
 use poem_openapi::{
-    ApiResponse, Object, OpenApi, Tags,
+    ApiResponse, OpenApi, Tags,
     param::{Path, Query},
     payload::Json,
 };
 use sqlx::PgPool;
 use uuid::Uuid;
 use valerix_runtime::{
-    ProblemResponse, Problems, db,
-    domain::{Cents, UserId},
+    ProblemResponse, Problems,
+    contract::payment::{ChargeRequest, OrderRef, Payment, PaymentList},
+    db,
+    domain::UserId,
     health::{Health, HealthResponse},
     problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
     problem_set,
@@ -21,7 +23,6 @@ use crate::{
     NAME,
     charges::Charges,
     config::DeclineRule,
-    domain::PaymentStatus,
     store::{PaymentRow, Store, StoreError},
 };
 
@@ -31,53 +32,6 @@ enum Tag {
     Payments,
     /// Liveness and dependencies
     Health,
-}
-
-/// A payment for one order. Absent optional fields are left out.
-#[derive(Debug, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct Payment {
-    pub id: Uuid,
-    pub order_id: Uuid,
-    pub amount_cents: i64,
-    pub status: PaymentStatus,
-    pub decline_reason: Option<String>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// Charge an order. Idempotent per `order_id`: a repeat returns the first
-/// payment. Declined when `amount_cents` is over the service's limit
-/// (default 1000000) or `user_id` starts with `decline`.
-#[derive(Debug, Object)]
-#[oai(deny_unknown_fields, example)]
-pub struct ChargeRequest {
-    pub order_id: Uuid,
-    pub amount_cents: Cents,
-    /// 1 to 255 characters, no control characters.
-    pub user_id: Option<UserId>,
-}
-
-impl poem_openapi::types::Example for ChargeRequest {
-    fn example() -> Self {
-        Self {
-            order_id: Uuid::from_u128(0x6a0c1d9e_2b4f_4a59_9d4e_1c2b3a4d5e6f),
-            amount_cents: Cents::new(1999).expect("a valid example"),
-            user_id: Some(UserId::parse("alice").expect("a valid example")),
-        }
-    }
-}
-
-/// The order whose payment is meant.
-#[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
-pub struct OrderRef {
-    pub order_id: Uuid,
-}
-
-#[derive(Debug, Object)]
-pub struct PaymentList {
-    pub payments: Vec<Payment>,
 }
 
 #[derive(ApiResponse)]

@@ -9,8 +9,10 @@
 //! the database refuses as a whole (an unknown order) is charged one order
 //! at a time.
 
+use std::collections::HashMap;
+
 use uuid::Uuid;
-use valerix_runtime::group::{Apply, Lane, answer_each};
+use valerix_runtime::group::{Apply, Lane};
 
 use crate::store::{PaymentRow, Store, StoreError};
 
@@ -58,24 +60,26 @@ impl Apply for Grouped {
     type Request = (Uuid, i64, Option<&'static str>);
     type Answer = Result<(PaymentRow, bool), StoreError>;
     type Key = Uuid;
+    type Id = Uuid;
+    type Stored = PaymentRow;
 
     fn key(request: &Self::Request) -> Option<Uuid> {
         Some(request.0)
     }
 
-    async fn apply(&self, group: Vec<Self::Request>) -> Vec<Self::Answer> {
-        let stored = if group.len() > 1 {
-            self.0.charge_many(&group).await.ok()
-        } else {
-            None
-        };
-        answer_each(
-            group,
-            stored,
-            |r| r.0,
-            |row| Ok((row, true)),
-            |(order, amount, reason)| self.0.charge(order, amount, reason),
-        )
-        .await
+    fn id(request: &Self::Request) -> Uuid {
+        request.0
+    }
+
+    async fn one(&self, (order, amount, reason): Self::Request) -> Self::Answer {
+        self.0.charge(order, amount, reason).await
+    }
+
+    async fn many(&self, group: &[Self::Request]) -> Option<HashMap<Uuid, PaymentRow>> {
+        self.0.charge_many(group).await.ok()
+    }
+
+    fn stored(&self, row: PaymentRow) -> Self::Answer {
+        Ok((row, true))
     }
 }

@@ -1,5 +1,11 @@
 //! The payment service: at most one payment per order, with a documented
 //! decline rule so failure paths can be exercised on purpose.
+//!
+//! - `api`: the HTTP routes (charge, void, refund, read); the types are the
+//!   contract's (`valerix_runtime::contract::payment`)
+//! - [`charges`]: charges applied in groups
+//! - [`store`]: every SQL statement
+//! - [`domain`]: the payment's states; `config`: the flags and the decline rule
 
 mod api;
 /// Public so tests can hold a group together and see it applied.

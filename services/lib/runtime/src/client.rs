@@ -41,6 +41,13 @@ pub enum CallError {
         service: &'static str,
         reason: String,
     },
+    /// Not sent: what it should carry is not a valid request (a value the
+    /// contract refuses).
+    #[error("the request to {service} cannot be made: {reason}")]
+    Unsendable {
+        service: &'static str,
+        reason: String,
+    },
     /// Not sent: the circuit breaker is open after repeated failures.
     #[error("{service} circuit is open: not calling it for now")]
     Rejected { service: &'static str },
@@ -52,7 +59,7 @@ impl CallError {
         match self {
             Self::Timeout { .. } | Self::Unreachable { .. } | Self::Decode { .. } => true,
             Self::Status { status, .. } => *status >= 500 || *status == 429,
-            Self::Rejected { .. } => false,
+            Self::Rejected { .. } | Self::Unsendable { .. } => false,
         }
     }
 

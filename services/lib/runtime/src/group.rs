@@ -23,21 +23,57 @@ use tokio::sync::oneshot;
 /// the wait of the last request in a group.
 pub const MAX_GROUP: usize = 128;
 
-/// How a kind of request is applied, alone or many at once.
+/// How a kind of request is applied: alone ([`Apply::one`], the single
+/// request's path) or as a group ([`Apply::many`], one statement). Every
+/// request of a group that statement did not store is then put through
+/// `one`, which finds the first answer or the error, so each request gets
+/// the answer it would have had alone.
 pub trait Apply: Send + Sync + 'static {
     type Request: Send + 'static;
     type Answer: Send + 'static;
-    type Key: Hash + Eq;
-
     /// What two requests of one group may not share (an order id, an
-    /// Idempotency-Key); None: nothing.
+    /// Idempotency-Key).
+    type Key: Hash + Eq;
+    /// How the group's statement names what it stored for a request.
+    type Id: Hash + Eq + Send;
+    /// What the group's statement stored for one request.
+    type Stored: Send;
+
+    /// None: the request shares nothing that matters.
     fn key(request: &Self::Request) -> Option<Self::Key>;
 
-    /// Applies `group` and answers each request, in the group's order. A
-    /// group the database refuses as a whole should be applied again one
-    /// request at a time, so every request gets the answer it would have had
-    /// alone.
-    fn apply(&self, group: Vec<Self::Request>) -> impl Future<Output = Vec<Self::Answer>> + Send;
+    fn id(request: &Self::Request) -> Self::Id;
+
+    /// The request alone.
+    fn one(&self, request: Self::Request) -> impl Future<Output = Self::Answer> + Send;
+
+    /// One statement for a group of two or more: what it stored, by id.
+    /// None: it stored nothing (the database refused the group as a whole).
+    fn many(
+        &self,
+        group: &[Self::Request],
+    ) -> impl Future<Output = Option<HashMap<Self::Id, Self::Stored>>> + Send;
+
+    /// The answer of a request the group's statement stored.
+    fn stored(&self, stored: Self::Stored) -> Self::Answer;
+}
+
+/// Applies a group: one statement when it is two or more, then each
+/// request it did not store alone, in arrival order.
+async fn apply<A: Apply>(apply: &A, group: Vec<A::Request>) -> Vec<A::Answer> {
+    let mut stored = if group.len() > 1 {
+        apply.many(&group).await.unwrap_or_default()
+    } else {
+        HashMap::new()
+    };
+    let mut answers = Vec::with_capacity(group.len());
+    for request in group {
+        answers.push(match stored.remove(&A::id(&request)) {
+            Some(row) => apply.stored(row),
+            None => apply.one(request).await,
+        });
+    }
+    answers
 }
 
 struct Job<A: Apply> {
@@ -46,7 +82,8 @@ struct Job<A: Apply> {
 }
 
 /// Requests waiting for the statement in flight; `busy` while a drain task
-/// runs the lane.
+/// runs the lane. Present only while the lane has work: an idle lane is
+/// dropped, so lanes by product cost nothing for products nobody orders.
 struct State<A: Apply> {
     waiting: VecDeque<Job<A>>,
     busy: bool,
@@ -61,34 +98,40 @@ impl<A: Apply> Default for State<A> {
     }
 }
 
-/// One lane of grouped requests; clones share it.
-pub struct Lane<A: Apply> {
+type States<L, A> = HashMap<L, State<A>>;
+
+/// Lanes of grouped requests, one per `L` (a product), each drained apart
+/// from the others; clones share them.
+pub struct Lanes<L, A: Apply> {
     apply: Arc<A>,
     /// The `operation` label of the group metrics.
     operation: &'static str,
-    state: Arc<Mutex<State<A>>>,
+    states: Arc<Mutex<States<L, A>>>,
 }
 
-impl<A: Apply> Clone for Lane<A> {
+impl<L, A: Apply> Clone for Lanes<L, A> {
     fn clone(&self) -> Self {
         Self {
             apply: self.apply.clone(),
             operation: self.operation,
-            state: self.state.clone(),
+            states: self.states.clone(),
         }
     }
 }
 
 /// Counts a statement and the requests it applied (their ratio is the mean
-/// group size); for lanes of other shapes too, so every service reports its
-/// groups alike.
-pub fn record(operation: &'static str, requests: usize) {
+/// group size).
+fn record(operation: &'static str, requests: usize) {
     metrics::counter!("valerix_group_statements_total", "operation" => operation).increment(1);
     metrics::counter!("valerix_grouped_requests_total", "operation" => operation)
         .increment(requests as u64);
 }
 
-impl<A: Apply> Lane<A> {
+impl<L, A> Lanes<L, A>
+where
+    L: Hash + Eq + Clone + Send + Sync + 'static,
+    A: Apply,
+{
     pub fn new(operation: &'static str, apply: A) -> Self {
         // Present from the start, so a dashboard's rate has a series.
         metrics::counter!("valerix_group_statements_total", "operation" => operation).increment(0);
@@ -96,59 +139,65 @@ impl<A: Apply> Lane<A> {
         Self {
             apply: Arc::new(apply),
             operation,
-            state: Arc::default(),
+            states: Arc::default(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<A>> {
-        lock(&self.state)
+    fn lock(&self) -> MutexGuard<'_, States<L, A>> {
+        lock(&self.states)
     }
 
-    /// Requests waiting for the statement in flight.
-    pub fn waiting(&self) -> usize {
-        self.lock().waiting.len()
+    /// Requests of `lane` waiting for its statement in flight.
+    pub fn waiting(&self, lane: &L) -> usize {
+        self.lock().get(lane).map_or(0, |s| s.waiting.len())
     }
 
-    /// Applies `request` with whatever else queues meanwhile; None when its
-    /// group was lost before it was answered (the drain task panicked or
-    /// the runtime is shutting down).
-    pub async fn submit(&self, request: A::Request) -> Option<A::Answer> {
+    #[cfg(test)]
+    fn is_busy(&self, lane: &L) -> bool {
+        self.lock().get(lane).is_some_and(|s| s.busy)
+    }
+
+    /// Applies `request` in `lane` with whatever else queues there
+    /// meanwhile; None when its group was lost before it was answered (the
+    /// drain task panicked or the runtime is shutting down).
+    pub async fn submit(&self, lane: L, request: A::Request) -> Option<A::Answer> {
         let (reply, answer) = oneshot::channel();
         let start = {
-            let mut state = self.lock();
+            let mut states = self.lock();
+            let state = states.entry(lane.clone()).or_default();
             state.waiting.push_back(Job { request, reply });
             !std::mem::replace(&mut state.busy, true)
         };
         if start {
             // A task of its own: a caller that hangs up must not stop the
             // group its request is in.
-            tokio::spawn(self.clone().drain());
+            tokio::spawn(self.clone().drain(lane));
         }
         answer.await.ok()
     }
 
-    /// The next group; None (and the lane idle) when nothing waits.
-    fn next(&self) -> Option<Vec<Job<A>>> {
-        let mut state = self.lock();
+    /// The lane's next group; None (and the lane gone) when nothing waits.
+    fn next(&self, lane: &L) -> Option<Vec<Job<A>>> {
+        let mut states = self.lock();
+        let state = states.get_mut(lane)?;
         if state.waiting.is_empty() {
-            state.busy = false;
+            states.remove(lane);
             return None;
         }
         Some(take_group(&mut state.waiting, |job| A::key(&job.request)))
     }
 
-    async fn drain(self) {
+    async fn drain(self, lane: L) {
         let mut guard = Abandon {
-            state: self.state.clone(),
+            states: self.states.clone(),
+            lane: lane.clone(),
             finished: false,
         };
-        while let Some(group) = self.next() {
+        while let Some(group) = self.next(&lane) {
             record(self.operation, group.len());
             let (requests, replies): (Vec<_>, Vec<_>) =
                 group.into_iter().map(|j| (j.request, j.reply)).unzip();
-            let answers = self.apply.apply(requests).await;
-            // An answer missing (a bug in `apply`) drops its reply: the
-            // caller hears "lost" rather than waiting for ever.
+            let answers = apply(&*self.apply, requests).await;
             for (reply, answer) in replies.into_iter().zip(answers) {
                 let _ = reply.send(answer);
             }
@@ -157,63 +206,60 @@ impl<A: Apply> Lane<A> {
     }
 }
 
-fn lock<A: Apply>(state: &Mutex<State<A>>) -> MutexGuard<'_, State<A>> {
-    // The lane holds no invariant a panic could break half-way.
-    state.lock().unwrap_or_else(PoisonError::into_inner)
+/// One lane of grouped requests (a kind of write with no finer lanes);
+/// clones share it.
+pub struct Lane<A: Apply>(Lanes<(), A>);
+
+impl<A: Apply> Clone for Lane<A> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<A: Apply> Lane<A> {
+    pub fn new(operation: &'static str, apply: A) -> Self {
+        Self(Lanes::new(operation, apply))
+    }
+
+    /// Requests waiting for the statement in flight.
+    pub fn waiting(&self) -> usize {
+        self.0.waiting(&())
+    }
+
+    /// [`Lanes::submit`] in the one lane.
+    pub async fn submit(&self, request: A::Request) -> Option<A::Answer> {
+        self.0.submit((), request).await
+    }
+}
+
+fn lock<L, A: Apply>(states: &Mutex<States<L, A>>) -> MutexGuard<'_, States<L, A>> {
+    // The lanes hold no invariant a panic could break half-way.
+    states.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Frees a lane whose drain task ends without emptying it (a panic, or the
 /// runtime shutting down): its waiting requests are answered "lost" (their
 /// replies are dropped) and the next request starts a new drain, instead of
 /// the lane hanging for good.
-struct Abandon<A: Apply> {
-    state: Arc<Mutex<State<A>>>,
+struct Abandon<L: Hash + Eq, A: Apply> {
+    states: Arc<Mutex<States<L, A>>>,
+    lane: L,
     /// Set when the drain emptied its lane and let it go, as it should.
     finished: bool,
 }
 
-impl<A: Apply> Drop for Abandon<A> {
+impl<L: Hash + Eq, A: Apply> Drop for Abandon<L, A> {
     fn drop(&mut self) {
         if !self.finished {
             // The lane is still this drain's (`busy`): no other drain runs it.
-            *lock(&self.state) = State::default();
+            lock(&self.states).remove(&self.lane);
         }
     }
 }
 
-/// Answers a group the usual way. `stored` is what one statement stored
-/// for the whole group, by key (None: the group was one request, or the
-/// database refused it as a whole). A request it stored is answered with
-/// `found`; every other one goes through `alone`, the single-request path,
-/// in arrival order, which finds the first answer or the error.
-pub async fn answer_each<R, K, V, A, Fut>(
-    group: Vec<R>,
-    stored: Option<HashMap<K, V>>,
-    key: impl Fn(&R) -> K,
-    found: impl Fn(V) -> A,
-    alone: impl Fn(R) -> Fut,
-) -> Vec<A>
-where
-    K: Hash + Eq,
-    Fut: Future<Output = A>,
-{
-    let mut stored = stored.unwrap_or_default();
-    let mut answers = Vec::with_capacity(group.len());
-    for request in group {
-        answers.push(match stored.remove(&key(&request)) {
-            Some(value) => found(value),
-            None => alone(request).await,
-        });
-    }
-    answers
-}
-
 /// Up to [`MAX_GROUP`] of `waiting`, in arrival order. A request whose key
 /// is already in the group stays for the next one.
-pub fn take_group<J, K: Hash + Eq>(
-    waiting: &mut VecDeque<J>,
-    key: impl Fn(&J) -> Option<K>,
-) -> Vec<J> {
+fn take_group<J, K: Hash + Eq>(waiting: &mut VecDeque<J>, key: impl Fn(&J) -> Option<K>) -> Vec<J> {
     let mut seen = HashSet::new();
     let mut group = Vec::new();
     let mut later = VecDeque::new();
@@ -248,24 +294,47 @@ mod tests {
         groups: mpsc::UnboundedSender<Vec<u32>>,
     }
 
+    /// A group's statement stores every request but 13, which is answered
+    /// alone (0).
     impl Apply for Probe {
         type Request = u32;
         type Answer = usize;
         type Key = u32;
+        type Id = u32;
+        type Stored = usize;
 
         fn key(request: &u32) -> Option<u32> {
             (*request < 100).then_some(*request)
         }
 
-        async fn apply(&self, group: Vec<u32>) -> Vec<usize> {
-            if group.contains(&0) {
+        fn id(request: &u32) -> u32 {
+            *request
+        }
+
+        async fn one(&self, request: u32) -> usize {
+            if request == 0 {
                 self.gate.notified().await;
             }
-            if group.contains(&666) {
+            if request == 666 {
                 panic!("a drain that dies");
             }
-            let _ = self.groups.send(group.clone());
-            vec![group.len(); group.len()]
+            let _ = self.groups.send(vec![request]);
+            1
+        }
+
+        async fn many(&self, group: &[u32]) -> Option<HashMap<u32, usize>> {
+            let _ = self.groups.send(group.to_vec());
+            Some(
+                group
+                    .iter()
+                    .filter(|&&r| r != 13)
+                    .map(|&r| (r, group.len()))
+                    .collect(),
+            )
+        }
+
+        fn stored(&self, size: usize) -> usize {
+            size
         }
     }
 
@@ -294,7 +363,7 @@ mod tests {
         let first = submit(lane, 0);
         let within = Duration::from_secs(5);
         tokio::time::timeout(within, async {
-            while !lane.lock().busy {
+            while !lane.0.is_busy(&()) {
                 tokio::task::yield_now().await;
             }
         })
@@ -322,7 +391,8 @@ mod tests {
         }
         assert_eq!(seen.recv().await, Some(vec![0]));
         assert_eq!(seen.recv().await, Some(vec![1, 2, 3, 4, 5]));
-        assert!(!lane.lock().busy, "an empty lane is idle again");
+        assert!(!lane.0.is_busy(&()), "an empty lane is idle again");
+        assert!(lane.0.lock().is_empty(), "and gone");
     }
 
     #[tokio::test]
@@ -339,7 +409,34 @@ mod tests {
         let mut second = seen.recv().await.expect("second group");
         second.sort_unstable();
         assert_eq!(second, vec![7, 8, 100, 100]);
+        // The statement stores one row per id: the second 100 goes alone.
+        assert_eq!(seen.recv().await, Some(vec![100]));
         assert_eq!(seen.recv().await, Some(vec![7]));
+    }
+
+    #[tokio::test]
+    async fn what_the_group_did_not_store_is_answered_alone() {
+        let (lane, gate, mut seen) = probe();
+        let (first, rest) = held_then_queued(&lane, &[12, 13, 14]).await;
+        gate.notify_one();
+        first.await.expect("first");
+        let answers: Vec<_> = futures_answers(rest).await;
+        assert_eq!(answers, [Some(3), Some(1), Some(3)]);
+        assert_eq!(seen.recv().await, Some(vec![0]));
+        assert_eq!(seen.recv().await, Some(vec![12, 13, 14]));
+        assert_eq!(
+            seen.recv().await,
+            Some(vec![13]),
+            "13 alone, after the group"
+        );
+    }
+
+    async fn futures_answers(handles: Vec<Handle>) -> Vec<Option<usize>> {
+        let mut answers = Vec::new();
+        for h in handles {
+            answers.push(h.await.expect("answered"));
+        }
+        answers
     }
 
     #[test]

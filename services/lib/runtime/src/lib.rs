@@ -1,4 +1,17 @@
 //! What every Valerix service shares, each concern in one place.
+//!
+//! - Contract: [`contract`] (the types of every call between services and
+//!   its limits), [`domain`] (values parsed at the edge), [`topology`] (the
+//!   services, names, ports, edges), [`health`], [`problem`] (errors on the
+//!   wire)
+//! - Serving: [`server`], [`listen`] (accept loop, connection limits),
+//!   [`limits`], [`shed`], [`allow`], [`auth`], [`spec`], [`gremlin`],
+//!   [`shutdown`], [`systemd`], [`config`]
+//! - Calling: [`client`] (timeouts, retries, trace propagation), [`breaker`],
+//!   [`upstream`]
+//! - Storing: [`db`] (pool, migrations), [`group`] (grouped writes)
+//! - Observing: [`telemetry`], [`observe`] (RED metrics), [`otel`],
+//!   [`prometheus`], [`scrape`], [`window`]
 
 pub mod activation;
 pub mod allow;
@@ -6,6 +19,7 @@ pub mod auth;
 pub mod breaker;
 pub mod client;
 pub mod config;
+pub mod contract;
 #[cfg(feature = "db")]
 pub mod db;
 pub mod domain;

@@ -2,8 +2,9 @@
 //! directly, with no HTTP in between. It runs the services' own store code
 //! (not a copy of their SQL), in the order the saga runs it:
 //!
-//! 1. order service: insert the order, priced from the product (create)
-//! 2. inventory: the reserve transaction (claim, take stock, mark RESERVED)
+//! 1. order service: insert the order (create)
+//! 2. inventory: the reserve transaction (take stock, record the
+//!    reservation at the product's price)
 //! 3. payment: the charge insert
 //! 4. inventory: the commit transaction (stock leaves, mark COMMITTED)
 //! 5. order service: settle the order CONFIRMED
@@ -23,7 +24,7 @@ use anyhow::{Context, ensure};
 use hdrhistogram::Histogram;
 use order_service::{
     domain::OrderStatus,
-    store::{NewOrder, Store as Orders},
+    store::{NewOrder, Settlement, Store as Orders},
 };
 use sqlx::PgPool;
 use valerix_runtime::domain::{ProductId, Quantity};
@@ -52,10 +53,12 @@ impl Stores {
             order.id,
             held.row.status
         );
-        let (paid, _) = self
-            .payments
-            .charge(order.id, order.amount_cents, None)
-            .await?;
+        let unit_price = held
+            .row
+            .unit_price_cents
+            .context("a reservation without its price")?;
+        let amount_cents = unit_price * i64::from(quantity.get());
+        let (paid, _) = self.payments.charge(order.id, amount_cents, None).await?;
         ensure!(
             paid.status == payment_service::domain::PaymentStatus::Completed,
             "charge answered {:?}",
@@ -63,7 +66,12 @@ impl Stores {
         );
         self.inventory.commit(order.id).await?;
         self.orders
-            .settle(order.id, OrderStatus::Confirmed, None)
+            .settle(&Settlement {
+                id: order.id,
+                status: OrderStatus::Confirmed,
+                reason: None,
+                amount_cents: Some(amount_cents),
+            })
             .await?;
         Ok(())
     }

@@ -11,6 +11,11 @@
 //! (open model at a multiple of the peak: shed with 503, or queued). Prints
 //! a Markdown report that ends its main table with the flash-sale objectives
 //! judged against the run; meaningful only in a release build.
+//!
+//! - `stack`: what it measures against; `dbonly`: the database-only bound
+//! - `cpu`: CPU and context switches per process; `objectives`: the
+//!   flash-sale objectives judged against the run
+//! - [`soak`]: `valerix soak`, memory over a long run
 
 mod cpu;
 mod dbonly;

@@ -5,9 +5,9 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
-use order_service::store::STOCK_COMMIT_OUTSTANDING_FROM as OUTSTANDING;
 use sqlx::{Connection, PgConnection, PgPool};
 use valerix_devdb::{Cluster, Options};
+use valerix_stack::across::STOCK_COMMIT_OUTSTANDING_FROM as OUTSTANDING;
 
 use valerix_stack::{Service, StackBuilder};
 

@@ -4,6 +4,10 @@
 //! display; then every affected order followed until it settles, the figures
 //! printed, and a Markdown + JSON report written. Exit status 2 when an
 //! acknowledged order was lost or an order did not settle in time.
+//!
+//! - [`drive`]: sending the orders (open and closed model); [`target`]: the HTTP calls
+//! - [`scenario`]: the gremlin window; [`progress`]: the live display
+//! - [`follow`]: what became of every order; [`tally`]: the figures; [`report`]: JSON and Markdown
 
 pub mod drive;
 pub mod follow;

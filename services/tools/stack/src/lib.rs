@@ -1,6 +1,12 @@
 //! The stack as processes: one launcher, wired from the topology in
 //! `valerix_runtime::topology`.
+//!
+//! - [`launch`]: the stack's processes, wired from the topology
+//! - [`process`]: one service as a child process; [`notify`]: its sd_notify socket
+//! - [`supervise`]: restarts with backoff, as systemd would
+//! - [`across`]: the operator's SQL that reads more than one service's tables
 
+pub mod across;
 pub mod launch;
 pub mod notify;
 pub mod process;

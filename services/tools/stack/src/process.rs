@@ -33,7 +33,7 @@ pub const READY_WITHIN: Duration = Duration::from_secs(60);
 /// quarter of its CPUs each, at least one. With tokio's default every
 /// service runs a worker per CPU, and on a small machine the services'
 /// workers mostly wake each other and the PostgreSQL backends off the few
-/// cores (bench/README.md measures it). The services are I/O bound. Set
+/// cores (measured: CHANGELOG.md). The services are I/O bound. Set
 /// TOKIO_WORKER_THREADS to override (it is passed through).
 pub fn colocated_worker_threads() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -1,6 +1,9 @@
 //! The test harness: one throwaway PostgreSQL per test run, a fresh database
 //! per test (cloned from a migrated template, so each costs milliseconds),
 //! and the real services on port 0, over real HTTP.
+//!
+//! - the crate root: [`TestDb`], the services in-process ([`Stack`]), waiting helpers
+//! - [`process`]: the services as real processes; [`metrics`]: reading `/metrics`
 
 use std::{
     collections::BTreeMap,

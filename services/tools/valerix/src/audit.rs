@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use order_service::store::STOCK_COMMIT_OUTSTANDING_FROM as OUTSTANDING;
 use sqlx::PgPool;
+use valerix_stack::across::STOCK_COMMIT_OUTSTANDING_FROM as OUTSTANDING;
 
 #[derive(Debug, Clone)]
 pub struct Violation {
@@ -40,14 +40,16 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE i.reserved <> COALESCE(r.live, 0) OR i.reserved > i.stock OR i.reserved < 0 OR i.stock < 0",
     ),
     (
-        "a CONFIRMED order has one completed payment of its amount and holds its units (committed, or held until its queued commit)",
-        "SELECT format('order %s: payment %s (%s of %s), reservation %s', o.id,
-                       COALESCE(p.status, 'none'), p.amount, o.amount, COALESCE(r.status, 'none'))
+        "a CONFIRMED order has one completed payment of its amount, priced as its reservation, and holds its units (committed, or held until its queued commit)",
+        "SELECT format('order %s: payment %s (%s of %s), reservation %s at %s cents', o.id,
+                       COALESCE(p.status, 'none'), p.amount, o.amount, COALESCE(r.status, 'none'),
+                       r.unit_price_cents)
          FROM orders o
          LEFT JOIN payments p ON p.order_id = o.id
          LEFT JOIN reservations r ON r.order_id = o.id
          WHERE o.status = 'CONFIRMED'
-           AND (p.status IS DISTINCT FROM 'COMPLETED' OR p.amount <> o.amount
+           AND (p.status IS DISTINCT FROM 'COMPLETED' OR p.amount IS DISTINCT FROM o.amount
+                OR o.amount IS DISTINCT FROM r.unit_price_cents * o.quantity / 100.0
                 OR r.status IS NULL OR r.status NOT IN ('COMMITTED', 'RESERVED')
                 OR r.quantity <> o.quantity)",
     ),

@@ -1,4 +1,11 @@
 //! The operator's verbs, as a library so the tests drive the same code.
+//!
+//! - [`up`]: the dev stack; [`observe`]: Prometheus, Grafana and Jaeger beside it
+//! - [`audit`]: the order flow's invariants, checked in the database
+//! - [`chaos`]: the fault schedule; [`seed`]: demo products; [`token`]: the operator token
+//! - [`openapi`]: the committed specs; [`backup`]: pgBackRest backups and restores
+//! - `valerix load` and `valerix bench` live in their own crates (`valerix_load`,
+//!   `valerix_bench`)
 
 pub mod audit;
 pub mod backup;

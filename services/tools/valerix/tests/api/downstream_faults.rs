@@ -24,6 +24,11 @@ async fn hanging_inventory_answers_202_pending_inventory_within_the_bound() {
     assert_eq!(status, StatusCode::ACCEPTED, "{o}");
     assert_eq!(o["status"], "PENDING_INVENTORY");
     assert_eq!(o["message"], "processing - will confirm shortly");
+    assert_eq!(
+        o.get("amount_cents"),
+        None,
+        "inventory has not priced it: {o}"
+    );
     // 2 s timeout, one retry: about 4 s, and never a hang.
     assert!(
         took >= Duration::from_millis(3900),
@@ -49,6 +54,7 @@ async fn hanging_payment_keeps_the_stock_and_answers_202_pending_payment() {
     let (status, o) = order(&stack, "P1", 2).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{o}");
     assert_eq!(o["status"], "PENDING_PAYMENT");
+    assert_eq!(o["amount_cents"], 200, "priced with the reservation: {o}");
     assert!(start.elapsed() < Duration::from_secs(6));
     // The payment may have gone through: the stock stays held.
     let p = product(&stack, "P1").await;

@@ -41,7 +41,35 @@ async fn happy_path_confirms_charges_and_takes_stock() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(res["status"], "COMMITTED");
+    assert_eq!(res["unit_price_cents"], 1250, "priced by inventory");
     assert_audit_clean(&stack).await;
+}
+
+/// Inventory prices an order with its reservation, once: a repeated
+/// reserve answers the first price after the product was repriced, so a
+/// retried saga charges what the first run would have.
+#[tokio::test]
+async fn a_reservation_keeps_the_price_it_was_made_at() {
+    let stack = Stack::start().await;
+    stack.product("P1", 1250, 10).await;
+    let reserve = json!({
+        "order_id": "6a0c1d9e-2b4f-4a59-9d4e-1c2b3a4d5e6f",
+        "product_id": "P1",
+        "quantity": 2,
+    });
+    let url = format!("{}/inventory/reserve", stack.inventory.url);
+    let (status, first) = post(&stack, url.clone(), reserve.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["unit_price_cents"], 1250);
+
+    stack.product("P1", 9999, 10).await;
+    let (status, again) = post(&stack, url, reserve).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["unit_price_cents"], 1250, "the first answer's price");
+
+    let (status, order) = order(&stack, "P1", 1).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["amount_cents"], 9999, "a new order: today's price");
 }
 
 #[tokio::test]

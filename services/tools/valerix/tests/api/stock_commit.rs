@@ -1,7 +1,7 @@
 //! Deferred stock commits: a paid order is CONFIRMED while inventory still
 //! holds its units, and the commit follows. What a lost commit leaves
 //! behind, the reconciler's sweep finishes; with `--defer-stock-commit
-//! false` the commit comes before the answer, as it used to.
+//! false` the commit comes before the answer.
 
 use std::time::Duration;
 
