@@ -3,7 +3,8 @@
 
 `nix-instantiate` (Debian's nix-bin is enough) evaluates nixos/eval/eval.nix
 with the nixpkgs lib in nixos/vendor/nixpkgs-lib (or $NIXPKGS_LIB): flake.nix
-with stand-in packages, nixos/example.nix, a host with only
+with stand-in packages, nixos/example/host.nix (and its fragment valerix.nix inside a
+host of its own), a host with only
 `services.valerix.enable = true`, a `split` host (inventory and payment on
 another host), and every node of the two VM tests, each
 through `lib.evalModules` with nixos/eval/stubs.nix. An unknown option, a

@@ -1,4 +1,4 @@
-# The NixOS options that nixos/module.nix, nixos/example.nix and the VM tests'
+# The NixOS options that nixos/module.nix, nixos/example/ and the VM tests'
 # nodes set outside `services.valerix`, declared as nixpkgs 25.11 declares them,
 # so that `lib.evalModules` with the nixpkgs `lib` alone (nixos/eval/eval.nix)
 # rejects what a real NixOS evaluation would reject: an option that does not
