@@ -124,14 +124,20 @@ fn app(
     spec: &str,
 ) -> Result<impl Endpoint<Output = Response> + 'static, Error> {
     // One client per service: a client reaching a Unix socket sends every
-    // request to it.
-    let upstream = |upstream: &Upstream| -> Result<(reqwest::Url, reqwest::Client), Error> {
-        let http = upstream.client(
+    // request to it. A second one keeps no connection: a request sent again
+    // after its connection broke goes out on a new one, never on another
+    // kept connection to the process that went away.
+    let upstream = |upstream: &Upstream| -> Result<proxy::Upstream, Error> {
+        let builder = || {
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(2).min(config.upstream_timeout()))
-                .pool_idle_timeout(valerix_runtime::client::POOL_IDLE),
-        )?;
-        Ok((upstream.url().clone(), http))
+                .pool_idle_timeout(valerix_runtime::client::POOL_IDLE)
+        };
+        Ok(proxy::Upstream {
+            base: upstream.url().clone(),
+            http: upstream.client(builder())?,
+            fresh: upstream.unpooled_client(builder())?,
+        })
     };
     let (order, inventory, payment) = (
         upstream(&config.order_url)?,

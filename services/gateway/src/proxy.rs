@@ -28,7 +28,10 @@ const FORWARDED: &[&str] = &[
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-/// Whether a request that failed this way is sent again, once, on a new
+/// See [`resend`].
+const RESENDS: usize = 2;
+
+/// Whether a request that failed this way is sent again on a new
 /// connection: when it got no answer at all (refused, reset, closed before
 /// the answer) and not for want of time. That is what a service's restart
 /// does to the connections the gateway keeps to it: a stopping process
@@ -40,6 +43,10 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// for `POST /orders`, carries an `Idempotency-Key` (the client's, or one
 /// the gateway adds), so a request the old process did act on is answered,
 /// not repeated.
+///
+/// At most [`RESENDS`] times, each on a new connection: under restarts
+/// with SIGKILL a resent request was now and then reset once more (the
+/// cause is not established); the sends stay within the one timeout.
 fn resend(err: &reqwest::Error) -> bool {
     !err.is_timeout() && (err.is_connect() || err.is_request())
 }
@@ -116,11 +123,22 @@ pub struct Credentials {
     pub service: Option<HeaderValue>,
 }
 
+/// Where a service is, and the clients that reach it.
+#[derive(Clone)]
+pub struct Upstream {
+    pub base: reqwest::Url,
+    /// Keeps its connections alive between requests.
+    pub http: reqwest::Client,
+    /// Keeps none: each request on a new connection.
+    pub fresh: reqwest::Client,
+}
+
 /// The routed operations under one route's prefix, forwarded to one service.
 pub struct Proxy {
     route: &'static Route,
     base: reqwest::Url,
     http: reqwest::Client,
+    fresh: reqwest::Client,
     timeout: Duration,
     credentials: Credentials,
 }
@@ -128,14 +146,15 @@ pub struct Proxy {
 impl Proxy {
     pub fn new(
         route: &'static Route,
-        (base, http): (reqwest::Url, reqwest::Client),
+        upstream: Upstream,
         timeout: Duration,
         credentials: Credentials,
     ) -> Self {
         Self {
             route,
-            base,
-            http,
+            base: upstream.base,
+            http: upstream.http,
+            fresh: upstream.fresh,
             timeout,
             credentials,
         }
@@ -222,9 +241,8 @@ impl Endpoint for Proxy {
             None
         };
         let deadline = Instant::now() + self.timeout;
-        let send = |timeout: Duration| {
-            let mut out = self
-                .http
+        let send = |http: &reqwest::Client, timeout: Duration| {
+            let mut out = http
                 .request(req.method().clone(), url.clone())
                 .headers(headers.clone())
                 .timeout(timeout);
@@ -233,18 +251,21 @@ impl Endpoint for Proxy {
             }
             out.send()
         };
-        let resp = match send(self.timeout).await {
-            Ok(resp) => resp,
-            Err(err) if resend(&err) => {
-                tracing::debug!(
-                    err = %valerix_runtime::client::error_chain(&err),
-                    "sent again on a new connection"
-                );
-                let left = deadline.saturating_duration_since(Instant::now());
-                send(left).await.map_err(|e| self.transport_error(&e))?
+        let mut sent = send(&self.http, self.timeout).await;
+        for _ in 0..RESENDS {
+            match &sent {
+                Err(err) if resend(err) => {
+                    tracing::debug!(
+                        err = %valerix_runtime::client::error_chain(err),
+                        "sending again on a new connection"
+                    );
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    sent = send(&self.fresh, left).await;
+                }
+                _ => break,
             }
-            Err(err) => return Err(self.transport_error(&err).into()),
-        };
+        }
+        let resp = sent.map_err(|e| self.transport_error(&e))?;
 
         let mut answer = Response::builder().status(resp.status());
         for (name, value) in resp.headers() {

@@ -120,7 +120,19 @@ impl Upstream {
     /// connecting to the socket for a `unix:` address, keeping at most
     /// [`MAX_IDLE_CONNECTIONS`] idle connections.
     pub fn client(&self, builder: reqwest::ClientBuilder) -> reqwest::Result<reqwest::Client> {
-        let builder = builder.pool_max_idle_per_host(MAX_IDLE_CONNECTIONS);
+        self.build(builder.pool_max_idle_per_host(MAX_IDLE_CONNECTIONS))
+    }
+
+    /// A client for this address that keeps no connection: each request
+    /// goes out on a new one.
+    pub fn unpooled_client(
+        &self,
+        builder: reqwest::ClientBuilder,
+    ) -> reqwest::Result<reqwest::Client> {
+        self.build(builder.pool_max_idle_per_host(0))
+    }
+
+    fn build(&self, builder: reqwest::ClientBuilder) -> reqwest::Result<reqwest::Client> {
         match &self.socket {
             Some(path) => builder.unix_socket(path.as_path()),
             None => builder,
