@@ -253,7 +253,6 @@ class Run:
             "subtest": self.subtest,
             "machines": list(self.machines.values()),
             "log": type("Log", (), {"info": staticmethod(self._log)})(),
-            "retry": None,
         }
         g.update(self.machines)
         if len(self.machines) == 1:

@@ -22,22 +22,18 @@ The rules are those of nixpkgs' nixos/lib/systemd-lib.nix (nixos-25.11):
   gnugrep, gnused and systemd).
 
 Nix store paths are kept as they are: the twin puts a real file at each one
-(`Store.materialize`), so a unit reads exactly as NixOS would generate it.
+(`Store.put`, `Store.described`), so a unit reads exactly as NixOS would generate it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 EVAL_MARK = "/nix/store/eval:"
 
-# The stand-in for a job script in the evaluated configuration
-# (nixos/eval/stubs.nix: serviceModule): /nix/store/<unit>-start, -pre-start.
-JOB_SCRIPT = re.compile(r"^/nix/store/(?P<unit>[A-Za-z0-9@%:_.\\-]+?)-(?P<kind>start|pre-start|post-start)\b")
 
 
 def to_option(value) -> str:
@@ -126,13 +122,14 @@ def service(name: str, unit: dict, runtime_shell: str, path_of) -> Unit:
             continue
         path = job_script_path(name, kind, text)
         scripts.append(JobScript(path, f"#!{runtime_shell} -e\n{text}"))
+        # The stand-in's placeholder (nixos/eval/stubs.nix: serviceModule) becomes
+        # the script's store path, as makeJobScript's output is on NixOS.
         stub = f"/nix/store/{name}-{kind}"
-        value = config.get(setting)
-        values = value if isinstance(value, list) else [value]
-        replaced = [v.replace(stub, path, 1) if isinstance(v, str) and v.startswith(stub) else v for v in values]
-        if stub not in " ".join(str(v) for v in values):
-            replaced = [path, *[v for v in values if v is not None]]
-        config[setting] = replaced if isinstance(value, list) or len(replaced) > 1 else replaced[0]
+        value = config[setting]
+        if isinstance(value, list):
+            config[setting] = [v.replace(stub, path, 1) for v in value]
+        else:
+            config[setting] = value.replace(stub, path, 1)
     env = dict(unit.get("environment") or {})
     if "PATH" not in env:
         dirs = []
@@ -169,11 +166,6 @@ def socket(name: str, unit: dict) -> Unit:
 def target(name: str, unit: dict) -> Unit:
     text = "[Unit]\n" + attrs_to_section(unit_section(unit))
     return Unit(f"{name}.target", text, wanted_by=list(unit.get("wantedBy") or []))
-
-
-def store_paths(text: str) -> set[str]:
-    """Every /nix/store/<name> path a text refers to (without what follows the store entry)."""
-    return set(re.findall(r"/nix/store/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+", text))
 
 
 def entry_of(path: str) -> str:

@@ -33,6 +33,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -232,7 +233,7 @@ class Store:
 
     def debian_links(self, text: str) -> None:
         """Other packages' store paths: their bin/<program> is Debian's program."""
-        for path in sorted(set(__import__("re").findall(r"/nix/store/[0-9a-f]{32}-[A-Za-z0-9+._?=-]+/bin/[A-Za-z0-9._-]+", text))):
+        for path in sorted(set(re.findall(r"/nix/store/[0-9a-f]{32}-[A-Za-z0-9+._?=-]+/bin/[A-Za-z0-9._-]+", text))):
             entry = render.entry_of(path)
             if entry == self.package or path in self.done or (self.root / path.lstrip("/")).exists():
                 continue
@@ -432,7 +433,6 @@ class Container:
 def evaluate() -> dict:
     import check
 
-    check.R.errors = getattr(check.R, "errors", [])
     ev = check.evaluate(check.workspace_binaries())
     return ev["tests"]["vm-stack"]
 
