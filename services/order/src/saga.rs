@@ -37,12 +37,26 @@ pub fn backoff(attempts: i32) -> Duration {
 impl Saga {
     /// Stores a new order (or finds the one its idempotency key placed
     /// before) and drives it as far as it goes now.
+    ///
+    /// Once the order is stored it is acknowledged, whatever happens next:
+    /// should recording a later step fail (the database failing over, a
+    /// COMMIT whose connection broke, so whose outcome is unknown), the
+    /// order is answered as it was stored, pending, and the reconciler
+    /// drives it again once its lease runs out; each step being idempotent,
+    /// it finds out what the lost write did rather than guess.
     pub async fn place(&self, new: &NewOrder, key: Option<&str>) -> Result<OrderRow, StoreError> {
         let created = self.writes.create(new, key).await?;
         if created.replayed {
-            Ok(created.order)
-        } else {
-            self.advance(&created.order).await
+            return Ok(created.order);
+        }
+        match self.advance(&created.order).await {
+            Ok(order) => Ok(order),
+            Err(err @ (StoreError::Db(_) | StoreError::GroupLost)) => {
+                tracing::warn!(order_id = %created.order.id, %err,
+                    "the order's progress was not recorded; it stays pending for the reconciler");
+                Ok(created.order)
+            }
+            Err(err) => Err(err),
         }
     }
 

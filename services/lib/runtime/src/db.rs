@@ -37,7 +37,17 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> Result<PgPool, DbError>
 /// hands out, an extra round trip before every statement, which doubled the
 /// round trips of an order. A connection that died (the database restarted)
 /// fails its next statement instead; sqlx drops it, the request answers 503
-/// and is retried, like any other passing database error.
+/// and is retried, like any other passing database error. (sqlx also pings
+/// a connection as it goes back to the pool, so a broken one is closed
+/// there and never handed out again.)
+///
+/// No `statement_timeout`, and no client-side timeout around a write: with
+/// a synchronous standby, a COMMIT waits until the standby has the WAL, and
+/// PostgreSQL ends a cancelled wait with a WARNING and the transaction
+/// committed on the primary alone. A client that took that as success
+/// would acknowledge an order that a failover then loses. A write either
+/// completes, or fails with its connection (an unknown outcome, see
+/// [`is_unavailable`]).
 pub fn pool_options(size: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(size)
@@ -64,6 +74,35 @@ pub fn liveness(pool: PgPool) -> crate::systemd::Probe {
         let pool = pool.clone();
         Box::pin(async move { ping(&pool, Duration::from_secs(1)).await })
     })
+}
+
+/// Whether the database could not take the statement now, rather than
+/// refused it: the pool found no connection in time, the connection broke
+/// (the server or its node died, or HAProxy cut it when the node lost its
+/// primary role), the server is shutting down or starting up, or it is a
+/// standby (read-only, e.g. for the moment after a failover while the new
+/// primary finishes its promotion). The statement may go again later.
+///
+/// A write that fails this way during its COMMIT has an unknown outcome:
+/// the caller must not read it as failed (nor as done); the saga finds out
+/// by asking again, every step being idempotent.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exception. 57P01..57P03: the server is
+            // shutting down, crashed, or not yet accepting connections.
+            // 25006: read-only transaction (a standby). 53300: too many
+            // connections.
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "25006" | "53300")
+        }),
+        _ => false,
+    }
 }
 
 /// A row referred to a missing one (SQLSTATE 23503), e.g. an unknown product.

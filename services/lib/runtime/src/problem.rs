@@ -6,7 +6,7 @@ use poem::{IntoResponse, PathPattern, Response, http::StatusCode};
 use poem_openapi::{
     ApiResponse, Object,
     payload::Json,
-    registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
+    registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry},
     types::Type,
 };
 
@@ -77,9 +77,9 @@ pub enum ProblemResponse {
     /// Well-formed but semantically wrong.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
-    /// A dependency is unavailable; try again later.
+    /// A dependency is unavailable; try again after `Retry-After` seconds.
     #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>),
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u64),
     /// Something failed inside the service.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
@@ -93,7 +93,7 @@ impl ProblemResponse {
             | Self::NotFound(p)
             | Self::Conflict(p)
             | Self::Unprocessable(p)
-            | Self::Unavailable(p)
+            | Self::Unavailable(p, _)
             | Self::Internal(p) => &p.0,
         }
     }
@@ -118,11 +118,10 @@ impl ProblemResponse {
         )))
     }
     pub fn unavailable(kind: &str, detail: impl Display) -> Self {
-        Self::Unavailable(Json(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            kind,
-            detail,
-        )))
+        Self::Unavailable(
+            Json(Problem::new(StatusCode::SERVICE_UNAVAILABLE, kind, detail)),
+            RETRY_AFTER_SECS,
+        )
     }
     /// Logs the cause and answers without leaking internals.
     pub fn internal(cause: impl Display) -> Self {
@@ -135,16 +134,20 @@ impl ProblemResponse {
     }
 }
 
+/// How long a client is asked to wait after a 503: a database failover
+/// takes seconds, and a shed request may go again at once.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
 /// A database error that is not one the caller can fix is our failure, but
-/// a lost connection is a dependency being down: 503 tells clients to retry.
+/// a database that cannot take the write now (down, restarting, failing
+/// over, read-only) is a dependency being down: 503 tells clients to retry.
 #[cfg(feature = "db")]
 impl From<sqlx::Error> for ProblemResponse {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                Self::unavailable("database-unavailable", err)
-            }
-            other => Self::internal(other),
+        if crate::db::is_unavailable(&err) {
+            Self::unavailable("database-unavailable", err)
+        } else {
+            Self::internal(err)
         }
     }
 }
@@ -233,7 +236,17 @@ impl<S: ProblemSet> ApiResponse for Problems<S> {
                         content_type: "application/problem+json",
                         schema: Problem::schema_ref(),
                     }],
-                    headers: vec![],
+                    headers: if status == 503 {
+                        vec![MetaHeader {
+                            name: "Retry-After".to_owned(),
+                            description: Some("Seconds to wait before trying again.".to_owned()),
+                            required: true,
+                            deprecated: false,
+                            schema: u64::schema_ref(),
+                        }]
+                    } else {
+                        vec![]
+                    },
                 })
                 .collect(),
         }

@@ -12,13 +12,9 @@
 use std::{sync::Arc, time::Duration};
 
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response};
-use poem_openapi::payload::Json;
 use tokio::sync::Semaphore;
 
-use crate::problem::Problem;
-
-/// Seconds a shed client is asked to wait.
-const RETRY_AFTER_SECS: u64 = 1;
+use crate::problem::ProblemResponse;
 
 /// Probes, metrics, the fault controls and the gateway's overview and
 /// activity (the dashboard's health view and chart) must answer under
@@ -38,15 +34,10 @@ fn exempt(path: &str) -> bool {
 }
 
 fn overloaded(limit: usize) -> Response {
-    let status = poem::http::StatusCode::SERVICE_UNAVAILABLE;
-    Json(Problem::new(
-        status,
+    ProblemResponse::unavailable(
         "overloaded",
         format!("the service is at its limit of {limit} requests in flight; retry later"),
-    ))
-    .with_content_type("application/problem+json")
-    .with_status(status)
-    .with_header("Retry-After", RETRY_AFTER_SECS.to_string())
+    )
     .into_response()
 }
 

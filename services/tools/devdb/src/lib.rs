@@ -7,19 +7,23 @@
 //! lives as long as it does, with a parent-death signal: if our process dies,
 //! the server goes with it instead of lingering.
 
+mod ha;
+mod tied;
+
+pub use ha::{HaCluster, HaOptions, LOOP_WAIT_SECS, Member, RETRY_TIMEOUT_SECS, TTL_SECS};
+
 use std::{
     fs,
     net::TcpListener,
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        mpsc,
-    },
+    sync::atomic::{AtomicU32, Ordering},
     thread,
     time::{Duration, Instant},
 };
+
+use tied::Tied;
 
 use nix::{
     sys::signal::{Signal, kill},
@@ -47,9 +51,15 @@ pub enum Error {
     Initdb { status: String, output: String },
     #[error("postgres did not become ready within {0:?}; log:\n{1}")]
     NotReady(Duration, String),
+    #[error(
+        "patroni, etcd and haproxy are needed for a highly available cluster (Debian: apt-get install patroni etcd-server haproxy)"
+    )]
+    HaProgramsNotFound,
+    #[error("{0}")]
+    Ha(String),
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();
     move |source| Error::Io { what, source }
 }
@@ -81,7 +91,7 @@ pub fn find_bin_dir() -> Result<PathBuf, Error> {
 }
 
 /// The account the server runs as: ourselves, or an unprivileged one as root.
-fn server_user() -> Result<Option<(Uid, Gid)>, Error> {
+pub(crate) fn server_user() -> Result<Option<(Uid, Gid)>, Error> {
     if !Uid::effective().is_root() {
         return Ok(None);
     }
@@ -93,7 +103,7 @@ fn server_user() -> Result<Option<(Uid, Gid)>, Error> {
     Err(Error::NoUnprivilegedUser)
 }
 
-fn free_port() -> Result<u16, Error> {
+pub(crate) fn free_port() -> Result<u16, Error> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
     Ok(l.local_addr().map_err(io("finding a free port"))?.port())
 }
@@ -137,9 +147,8 @@ pub struct Cluster {
     bin: PathBuf,
     user: Option<(Uid, Gid)>,
     settings: Vec<(String, String)>,
-    /// The postmaster and the thread that spawned (and waits for) it; None
-    /// while the server is stopped.
-    server: Option<(Pid, thread::JoinHandle<()>)>,
+    /// The postmaster; None while the server is stopped.
+    server: Option<Tied>,
 }
 
 impl Cluster {
@@ -284,28 +293,11 @@ impl Cluster {
             .stdout(log.try_clone().map_err(io("opening the server log"))?)
             .stderr(log);
         as_user(&mut cmd, self.user);
-        die_with_parent(&mut cmd);
-
-        // The thread that spawns the server must outlive it: the parent-death
-        // signal fires when the spawning *thread* exits.
-        let (tx, rx) = mpsc::channel();
-        let waiter = thread::Builder::new()
-            .name(format!("postgres-{}", self.port))
-            .spawn(move || match cmd.spawn() {
-                Ok(mut child) => {
-                    let _ = tx.send(Ok(child.id()));
-                    let _ = child.wait();
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            })
-            .map_err(io("starting the postgres thread"))?;
-        let pid = rx
-            .recv()
-            .map_err(|_| Error::NotReady(Duration::ZERO, "postgres thread died".into()))?
-            .map_err(io("starting postgres"))?;
-        self.server = Some((Pid::from_raw(pid as i32), waiter));
+        self.server = Some(Tied::spawn(
+            &format!("postgres-{}", self.port),
+            cmd,
+            Signal::SIGQUIT,
+        )?);
         let ready = self.wait_ready(Duration::from_secs(60));
         if ready.is_err() {
             self.stop_server();
@@ -324,7 +316,7 @@ impl Cluster {
             {
                 return Ok(());
             }
-            if self.server.as_ref().is_none_or(|(_, w)| w.is_finished()) {
+            if self.server.as_ref().is_none_or(Tied::is_finished) {
                 break;
             }
             thread::sleep(Duration::from_millis(20));
@@ -363,18 +355,9 @@ impl Cluster {
     /// its files, so `start_server` brings the same databases back on the
     /// same port: a database outage, for tests.
     pub fn stop_server(&mut self) {
-        let Some((pid, waiter)) = self.server.take() else {
-            return;
-        };
-        let _ = kill(pid, Signal::SIGINT);
-        let start = Instant::now();
-        while !waiter.is_finished() && start.elapsed() < Duration::from_secs(10) {
-            thread::sleep(Duration::from_millis(20));
+        if let Some(server) = self.server.take() {
+            server.stop(Signal::SIGINT, Duration::from_secs(10));
         }
-        if !waiter.is_finished() {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
-        let _ = waiter.join();
     }
 
     /// Fast shutdown, then removes the files.
@@ -390,20 +373,8 @@ impl Drop for Cluster {
     }
 }
 
-fn as_user(cmd: &mut Command, user: Option<(Uid, Gid)>) {
+pub(crate) fn as_user(cmd: &mut Command, user: Option<(Uid, Gid)>) {
     if let Some((uid, gid)) = user {
         cmd.uid(uid.as_raw()).gid(gid.as_raw());
-    }
-}
-
-#[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // the prctl(2) system call, which is async-signal-safe. It runs after the
-    // uid change, which would otherwise clear the setting.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT).map_err(std::io::Error::from)
-        });
     }
 }

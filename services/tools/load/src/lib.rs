@@ -237,7 +237,8 @@ async fn choose_products(
     Ok(ids)
 }
 
-async fn restock(plan: &Plan, inventory: &InventoryControl) -> anyhow::Result<()> {
+/// Raises each of the plan's products' stock to what the run may sell.
+pub async fn restock(plan: &Plan, inventory: &InventoryControl) -> anyhow::Result<()> {
     let need = stock_needed(plan);
     let products = inventory
         .products()

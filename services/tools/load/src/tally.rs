@@ -157,6 +157,9 @@ pub struct Tally {
     /// 503 answers: the service shed the request.
     pub shed: u64,
     pub acked: Vec<Acked>,
+    /// Orders answered CONFIRMED: when each was due and when its answer
+    /// came, since the start (when did orders confirm again after a fault).
+    pub confirmations: Vec<(Duration, Duration)>,
     pub affected: Vec<Affected>,
     /// The first answers seen among the affected orders.
     kinds: HashSet<String>,
@@ -210,6 +213,7 @@ impl Tally {
             errors: 0,
             shed: 0,
             acked: Vec::new(),
+            confirmations: Vec::new(),
             affected: Vec::new(),
             kinds: HashSet::new(),
             last_answer: Duration::ZERO,
@@ -247,6 +251,9 @@ impl Tally {
                             id: o.id,
                             first_status: o.status.clone(),
                         });
+                        if o.status == "CONFIRMED" {
+                            self.confirmations.push((s.due, s.due + s.latency));
+                        }
                         let bin = self.bin(s.due);
                         match o.status.as_str() {
                             "CONFIRMED" => {

@@ -1,7 +1,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use valerix::{audit, backup, chaos, openapi, seed, up};
+use valerix::{audit, backup, chaos, drill, openapi, seed, up};
 use valerix_bench as bench;
 use valerix_load as load;
 use valerix_runtime::topology::Service;
@@ -63,6 +63,10 @@ enum Cmd {
         #[arg(long, default_value = "both", value_parser = ["off", "on", "both"])]
         cure: String,
     },
+    /// Rehearse a failure with the whole stack under load and report what
+    /// the clients saw; exit 2 when an acknowledged order was lost
+    #[command(subcommand)]
+    Drill(drill::Drill),
     /// Write the OpenAPI spec of every service into a directory
     Openapi {
         #[arg(long, default_value = "openapi")]
@@ -131,6 +135,16 @@ async fn main() -> ExitCode {
             };
         }
         Cmd::Bench(args) => bench::run(args).await,
+        Cmd::Drill(d) => {
+            return match drill::run(&d).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(2),
+                Err(err) => {
+                    eprintln!("valerix: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Cmd::Soak(args) => {
             return match bench::soak::run(args).await {
                 Ok(true) => ExitCode::SUCCESS,

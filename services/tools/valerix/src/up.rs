@@ -1,5 +1,6 @@
 //! `valerix up`: the whole stack on localhost. A throwaway PostgreSQL (or the
-//! one given), migrations, Prometheus/Grafana/Jaeger when installed, the
+//! one given, or with `--ha` a highly available one: Patroni, etcd, HAProxy),
+//! migrations, Prometheus/Grafana/Jaeger when installed, the
 //! services as child processes on the contract's ports, demo products; Ctrl-C
 //! stops everything and removes what it created.
 
@@ -61,6 +62,9 @@ pub struct UpArgs {
 
     #[command(flatten)]
     pub backup: crate::backup::UpBackupArgs,
+
+    #[command(flatten)]
+    pub ha: crate::ha::HaArgs,
 }
 
 /// Where the dashboard is, for a person who runs `valerix up` from a
@@ -90,12 +94,32 @@ async fn create_database(cluster: &Cluster) -> anyhow::Result<String> {
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut cluster = None;
+    let mut ha_cluster = None;
     let mut backups = None;
     let db_url = match &args.database_url {
         Some(_) if args.backup.backup_dir.is_some() => {
             bail!("--backup-dir archives the throwaway cluster; give it without --database-url")
         }
+        Some(_) if args.ha.ha => {
+            bail!("--ha starts its own PostgreSQL nodes; give it without --database-url")
+        }
+        None if args.ha.ha && args.backup.backup_dir.is_some() => {
+            bail!("--backup-dir archives the single throwaway cluster; it does not go with --ha")
+        }
         Some(url) => url.clone(),
+        None if args.ha.ha => {
+            let c = crate::ha::start(&args.ha.options()).await?;
+            println!(
+                "PostgreSQL: {} nodes under Patroni in {}, HAProxy on port {} ({})",
+                args.ha.ha_nodes,
+                c.dir().display(),
+                c.port(),
+                crate::ha::describe(&c).await
+            );
+            let url = c.url("valerix");
+            ha_cluster = Some(c);
+            url
+        }
         None => {
             let (c, b) = crate::backup::start_dev_cluster(&args.backup).await?;
             println!(
@@ -113,10 +137,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     };
     // Once here, so the services do not all race to migrate a new database.
-    db::connect_and_migrate(&DatabaseArgs::from_url(&db_url))
-        .await?
-        .close()
-        .await;
+    if ha_cluster.is_none() {
+        db::connect_and_migrate(&DatabaseArgs::from_url(&db_url))
+            .await?
+            .close()
+            .await;
+    }
     if let Some(b) = &backups {
         b.first_backup().await?;
     }
@@ -259,6 +285,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 b.dir.root().display()
             ),
             (Some(_), None) => " and removes the cluster".to_owned(),
+            (None, _) if ha_cluster.is_some() => " and removes the PostgreSQL nodes".to_owned(),
             (None, _) => String::new(),
         }
     );
@@ -283,6 +310,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(mut c) = cluster {
         tokio::task::spawn_blocking(move || c.stop()).await?;
         println!("Stopped; the throwaway cluster is removed.");
+    }
+    if let Some(mut c) = ha_cluster {
+        tokio::task::spawn_blocking(move || c.stop()).await?;
+        println!("Stopped; the PostgreSQL nodes are removed.");
     }
     Ok(())
 }
