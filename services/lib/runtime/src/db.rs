@@ -114,3 +114,17 @@ pub fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_or_an_exhausted_pool_is_the_database_unavailable() {
+        let broken = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "server closed");
+        assert!(is_unavailable(&sqlx::Error::Io(broken)));
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!is_unavailable(&sqlx::Error::ColumnNotFound("id".into())));
+    }
+}

@@ -45,7 +45,10 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{config::HttpArgs, problem::Problem};
+use crate::{
+    config::HttpArgs,
+    problem::{Problem, ProblemResponse},
+};
 
 /// Where a service listens: its TCP socket, and optionally a Unix socket.
 pub struct Listeners {
@@ -269,8 +272,7 @@ async fn connection<Io>(
 /// fault while its body was still arriving, the service's after.
 fn overran(timeout: Duration, body_arrived: bool, http1: bool) -> poem::Response {
     let mut resp = if body_arrived {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        ProblemResponse::unavailable(
             "request-timeout",
             format_args!("not answered within {timeout:?}; retry later"),
         )

@@ -327,6 +327,22 @@ mod tests {
         assert_eq!(clip("short".into()), "short");
     }
 
+    #[test]
+    fn a_503_says_when_to_come_back() {
+        let resp =
+            ProblemResponse::unavailable("database-unavailable", "no primary").into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        problem_set!(Down { 503 => UNAVAILABLE });
+        let meta = Problems::<Down>::meta();
+        assert_eq!(meta.responses[0].headers[0].name, "Retry-After");
+    }
+
     problem_set!(Demo { 404 => "gone", 500 => INTERNAL });
 
     #[test]
