@@ -20,6 +20,10 @@ bench *args:
 chaos *args:
     cargo run -p valerix -- chaos {{args}}
 
+# Lose the database's primary under load (needs patroni, etcd, haproxy)
+drill-failover *args:
+    cargo run --release -p valerix -- drill failover {{args}}
+
 # Regenerate the committed OpenAPI specs
 openapi:
     cargo run -p valerix -- openapi --out openapi
