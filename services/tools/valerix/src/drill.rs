@@ -86,6 +86,68 @@ pub struct FailoverReport {
     pub services_exited: Vec<String>,
     /// Confirmed orders and error answers by when the orders were due.
     pub timeline: Vec<Slot>,
+    /// When the order service's health said the database went and came
+    /// back, since the kill.
+    pub health: HealthChanges,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HealthChanges {
+    pub disconnected_after: Option<Duration>,
+    pub connected_again_after: Option<Duration>,
+}
+
+/// Polls the order service's `/health` until the load stops: when its
+/// database dependency was seen connected or not, since the start.
+async fn watch_health(
+    order_url: String,
+    start: Instant,
+    mut stop: watch::Receiver<u32>,
+) -> Vec<(Duration, bool)> {
+    let http = reqwest::Client::new();
+    let mut seen = Vec::new();
+    while *stop.borrow_and_update() == 0 {
+        let asked_at = start.elapsed();
+        let connected = match http
+            .get(format!("{order_url}/health"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+        {
+            Ok(answer) => answer.json::<serde_json::Value>().await.ok().and_then(|h| {
+                h["dependencies"]["database"]
+                    .as_str()
+                    .map(|s| s == "connected")
+            }),
+            Err(_) => None,
+        };
+        if let Some(connected) = connected {
+            seen.push((asked_at, connected));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    seen
+}
+
+/// The first "disconnected" after the kill, and the first "connected"
+/// after that.
+fn health_changes(seen: &[(Duration, bool)], killed: Duration) -> HealthChanges {
+    let down = seen
+        .iter()
+        .find(|(at, up)| *at >= killed && !up)
+        .map(|(at, _)| *at);
+    let up = down.and_then(|d| {
+        seen.iter()
+            .find(|(at, up)| *at > d && *up)
+            .map(|(at, _)| *at)
+    });
+    HealthChanges {
+        disconnected_after: down.map(|d| d - killed),
+        connected_again_after: up.map(|u| u - killed),
+    }
 }
 
 impl FailoverReport {
@@ -216,8 +278,14 @@ pub async fn failover(args: &FailoverArgs) -> anyhow::Result<FailoverReport> {
         start,
         |_, _| {},
     ));
+    let health = tokio::spawn(watch_health(
+        stack.get(Service::Order).url(),
+        start,
+        stop_rx.clone(),
+    ));
     let schedule = run_schedule(&mut cluster, args.steady, start).await;
     stop_tx.send_modify(|n| *n += 1);
+    let database_seen = health.await.unwrap_or_default();
     let mut tally = load.await.context("the load task failed")?;
     let times = schedule?;
     say(
@@ -256,7 +324,7 @@ pub async fn failover(args: &FailoverArgs) -> anyhow::Result<FailoverReport> {
         .filter_map(|p| p.is_dead().then(|| p.name.clone()))
         .collect();
     stack.stop(Duration::from_secs(15)).await;
-    let report = measure(
+    let mut report = measure(
         &tally,
         &times,
         followed,
@@ -264,6 +332,7 @@ pub async fn failover(args: &FailoverArgs) -> anyhow::Result<FailoverReport> {
         double_charges,
         services_exited,
     );
+    report.health = health_changes(&database_seen, times.killed);
     if report.passed() {
         let _ = std::fs::remove_dir_all(&state_dir);
     } else {
@@ -442,6 +511,7 @@ fn measure(
         double_charges,
         services_exited,
         timeline,
+        health: HealthChanges::default(),
     }
 }
 
@@ -499,6 +569,18 @@ pub fn print(r: &FailoverReport) {
             .map_or("never".to_owned(), |d| format!("{} after it", secs(d)))
     );
     println!("  in the gap: {}", counts(&r.gap_errors));
+    println!(
+        "  health:     the order service's /health said the database was disconnected {}, connected again {}",
+        r.health
+            .disconnected_after
+            .map_or("never".to_owned(), |d| format!(
+                "{} after the kill",
+                secs(d)
+            )),
+        r.health
+            .connected_again_after
+            .map_or("never".to_owned(), |d| format!("{} after it", secs(d))),
+    );
     println!(
         "rejoin:       the old leader followed the new one {} after it was started",
         secs(r.rejoined_after)

@@ -126,4 +126,10 @@ fn the_failover_drill_loses_no_acknowledged_order() {
         line("in the gap:").contains("503 database-unavailable"),
         "the clients saw the database missing"
     );
+    // Readiness follows the database: down in the gap, up after it.
+    let health = line("health:");
+    assert!(
+        !health.contains("never"),
+        "the order service's health did not follow the database: {health}"
+    );
 }
