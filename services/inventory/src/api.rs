@@ -11,15 +11,16 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use valerix_runtime::{
     ProblemResponse, Problems,
-    contract::inventory::{
-        CommitBatch, CommitBatchRequest, CommitRequest, NotHeld, Reservation, ReservationList,
-        ReservationRequest,
+    contract::{
+        domain::{Cents, ProductId, ProductName},
+        health::{Health, HealthResponse},
+        inventory::{
+            CommitBatch, CommitBatchRequest, CommitRequest, NotHeld, Reservation, ReservationList,
+            ReservationRequest,
+        },
+        problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
     },
-    db,
-    domain::{Cents, ProductId, ProductName},
-    health::{Health, HealthResponse},
-    problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
-    problem_set,
+    db, problem_set,
 };
 
 use crate::{

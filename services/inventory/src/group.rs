@@ -24,7 +24,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 use valerix_runtime::{
-    domain::{ProductId, Quantity},
+    contract::domain::{ProductId, Quantity},
     group::{Apply, Lane, Lanes},
 };
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
-use valerix_runtime::domain::{Cents, ProductId, Quantity};
+use valerix_runtime::contract::domain::{Cents, ProductId, Quantity};
 
 use crate::domain::ReservationStatus;
 

@@ -35,7 +35,12 @@ pub use api::OrderApi;
 pub use config::Config;
 use poem::http::Method;
 use tokio::net::TcpListener;
-use valerix_runtime::{auth::Token, db, observe::LatencyGauge, server, systemd};
+use valerix_runtime::{
+    auth::Token,
+    db,
+    server::{self, systemd},
+    telemetry::requests::LatencyGauge,
+};
 
 use crate::{
     clients::{Inventory, Payments},
@@ -48,7 +53,7 @@ use crate::{
 
 pub const NAME: &str = valerix_runtime::topology::Service::Order.name();
 
-pub use valerix_runtime::server::ServiceError as Error;
+pub use valerix_runtime::error::ServiceError as Error;
 
 /// How long a stopping order service spends sending its queued stock
 /// commits: one call to inventory with its retry.

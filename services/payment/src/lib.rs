@@ -24,7 +24,7 @@ use valerix_runtime::{db, server};
 
 pub const NAME: &str = valerix_runtime::topology::Service::Payment.name();
 
-pub use valerix_runtime::server::ServiceError as Error;
+pub use valerix_runtime::error::ServiceError as Error;
 
 pub async fn run(
     config: Config,
@@ -32,7 +32,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let token = config.http.service_token()?;
-    valerix_runtime::systemd::status("connecting to the database");
+    valerix_runtime::server::systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
     // Nothing is open when the services share a token: charges, voids and
     // refunds are the saga's, the payment reads the operator's.

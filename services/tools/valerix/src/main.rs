@@ -86,7 +86,7 @@ enum ServiceCmd {
 }
 
 async fn service(s: ServiceCmd) -> ExitCode {
-    use valerix_runtime::{server::main, shutdown::signal};
+    use valerix_runtime::server::{main, shutdown::signal};
     match s {
         ServiceCmd::Order(c) => {
             main(order_service::NAME, c.listen, |l| {

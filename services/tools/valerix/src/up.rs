@@ -267,9 +267,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // exits is restarted; Ctrl-C or SIGTERM stops everything.
     let mut supervisor = Supervisor::new(&stack, RestartPolicy::default());
     supervisor
-        .run(&mut stack, valerix_runtime::shutdown::signal(), |event| {
-            println!("valerix: {event}");
-        })
+        .run(
+            &mut stack,
+            valerix_runtime::server::shutdown::signal(),
+            |event| {
+                println!("valerix: {event}");
+            },
+        )
         .await;
     println!("Stopping...");
     stack.stop(Duration::from_secs(15)).await;

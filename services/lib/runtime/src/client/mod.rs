@@ -1,5 +1,14 @@
 //! Calls to other services: a timeout per attempt, bounded retries of
 //! transient failures, and errors typed by what the caller must do next.
+//!
+//! - [`Downstream`]: one service reached over HTTP, with its [`CallPolicy`]
+//! - [`breaker`]: the circuit breaker a caller keeps per downstream
+//! - [`upstream`]: where a service is reached (TCP or a Unix socket)
+//! - each attempt gets a client span and a latency sample (`attempt`)
+
+mod attempt;
+pub mod breaker;
+pub mod upstream;
 
 use std::{sync::Arc, time::Duration};
 
@@ -7,11 +16,9 @@ use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio_retry::{RetryIf, strategy::FixedInterval};
 
-use crate::{
-    breaker::{Breaker, BreakerPolicy},
-    problem::Problem,
-    upstream::Upstream,
-};
+use crate::{contract::problem::Problem, telemetry::otel};
+use breaker::{Breaker, BreakerPolicy};
+use upstream::Upstream;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
@@ -194,14 +201,14 @@ impl Downstream {
             && !breaker.admit()
         {
             let rejected = async { Err(CallError::Rejected { service: self.name }) };
-            return crate::observe::downstream_attempt(self.name, &method, path, rejected).await;
+            return attempt::observed(self.name, &method, path, rejected).await;
         }
         let strategy = FixedInterval::new(self.policy.retry_delay).take(self.policy.retries);
         let result = RetryIf::start(
             strategy,
             || {
                 let attempt = self.attempt(method.clone(), path, body, self.policy.timeout);
-                crate::observe::downstream_attempt(self.name, &method, path, attempt)
+                attempt::observed(self.name, &method, path, attempt)
             },
             |err: &CallError| err.is_transient(),
         )
@@ -230,7 +237,7 @@ impl Downstream {
             .timeout(timeout);
         // The callee's server span becomes a child of the current (client) span.
         let mut trace = reqwest::header::HeaderMap::new();
-        crate::otel::inject_current(&mut trace);
+        otel::inject_current(&mut trace);
         req = req.headers(trace);
         if let Some(bearer) = &self.bearer {
             req = req.header(reqwest::header::AUTHORIZATION, bearer.clone());
@@ -276,7 +283,7 @@ impl Downstream {
 
     /// The service's health document, whatever its status (a 503 still says
     /// which dependency is down); None when it did not answer with one.
-    pub async fn health(&self, timeout: Duration) -> Option<crate::health::Health> {
+    pub async fn health(&self, timeout: Duration) -> Option<crate::contract::health::Health> {
         let url = self.upstream.join("/health");
         let resp = self.http.get(url).timeout(timeout).send().await.ok()?;
         resp.json().await.ok()
@@ -285,7 +292,7 @@ impl Downstream {
     /// The service's `GET /metrics` (Prometheus text); None when it did not
     /// answer 200 in time.
     pub async fn metrics(&self, timeout: Duration) -> Option<String> {
-        let url = self.upstream.join(crate::prometheus::PATH);
+        let url = self.upstream.join(crate::telemetry::prometheus::PATH);
         let resp = self.http.get(url).timeout(timeout).send().await.ok()?;
         if !resp.status().is_success() {
             return None;

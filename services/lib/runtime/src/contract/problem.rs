@@ -174,7 +174,7 @@ macro_rules! problem_set {
     ($(#[$doc:meta])* $vis:vis $name:ident { $($status:literal => $what:expr),+ $(,)? }) => {
         $(#[$doc])*
         $vis enum $name {}
-        impl $crate::problem::ProblemSet for $name {
+        impl $crate::contract::problem::ProblemSet for $name {
             const ANSWERS: &'static [(u16, &'static str)] = &[$(($status, $what)),+];
         }
     };

@@ -9,7 +9,7 @@ use poem::{
 };
 use poem_openapi::registry::MetaApi;
 
-use crate::problem::error_to_problem;
+use crate::contract::problem::error_to_problem;
 
 /// Each documented path template and the methods it takes.
 #[derive(Debug, Default)]

@@ -16,7 +16,7 @@ use std::{
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Response, http::Method};
 use poem_openapi::{Object, OpenApi, Tags, payload::Json};
 
-use crate::problem::{ProblemResponse, ProblemSet, Problems};
+use crate::contract::problem::{ProblemResponse, ProblemSet, Problems};
 
 /// `POST /gremlin/latency`: delay requests before they are handled.
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
@@ -207,14 +207,14 @@ pub struct GremlinApi(pub Gremlins);
 
 crate::problem_set!(ShowErrors {
     403 => "Gremlins are disabled on this service (`gremlins-disabled`).",
-    500 => crate::problem::INTERNAL,
+    500 => crate::contract::problem::INTERNAL,
 });
 crate::problem_set!(SetErrors {
-    400 => crate::problem::INVALID_BODY,
+    400 => crate::contract::problem::INVALID_BODY,
     403 => "Gremlins are disabled on this service (`gremlins-disabled`).",
-    413 => crate::problem::TOO_LARGE,
-    415 => crate::problem::NOT_JSON,
-    500 => crate::problem::INTERNAL,
+    413 => crate::contract::problem::TOO_LARGE,
+    415 => crate::contract::problem::NOT_JSON,
+    500 => crate::contract::problem::INTERNAL,
 });
 
 type Answer<E = SetErrors> = Result<Json<GremlinSettings>, Problems<E>>;

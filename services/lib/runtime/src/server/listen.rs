@@ -45,7 +45,7 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{config::HttpArgs, problem::Problem};
+use crate::{config::HttpArgs, contract::problem::Problem};
 
 /// Where a service listens: its TCP socket, and optionally a Unix socket.
 pub struct Listeners {

@@ -1,6 +1,25 @@
 //! Serving a service: the OpenAPI routes with Swagger UI, `/metrics`, the
 //! request telemetry, the edge error mapping, body limits, readiness and a
 //! graceful drain on shutdown.
+//!
+//! [`serve`] puts the pieces together, outermost first: the request
+//! telemetry, [`shed`] (a bound on requests at once), [`limits`] (body
+//! size), errors as problem JSON, [`gremlin`] (fault injection), [`allow`]
+//! (the `Allow` header on 405), the bearer-token guard, the routes and
+//! [`spec`] (the OpenAPI documents). Under it [`listen`] is the accept loop
+//! and its connection limits, on sockets bound here or passed in
+//! ([`activation`]); [`systemd`] says when the service is ready, alive and
+//! stopping, and [`shutdown`] when to stop.
+
+pub mod activation;
+pub mod allow;
+pub mod gremlin;
+pub mod limits;
+pub mod listen;
+pub mod shed;
+pub mod shutdown;
+pub mod spec;
+pub mod systemd;
 
 use std::{
     future::Future,
@@ -13,29 +32,19 @@ use poem_openapi::{OpenApi, OpenApiService};
 use tokio::net::TcpListener;
 
 use crate::{
-    allow::{Allowed, with_allow},
     auth::{Guard, Token},
     config::HttpArgs,
-    gremlin::{GremlinApi, Gremlins},
-    limits::limit_body,
-    listen::{self, Limits, Listeners, UnixSocket},
-    observe::{self, LatencyGauge},
-    problem::error_to_problem,
-    prometheus, shed, spec,
-    systemd::{self, Probe},
+    contract::problem::error_to_problem,
+    telemetry::{
+        prometheus,
+        requests::{self, LatencyGauge, RouteLabels},
+    },
 };
-
-/// Why a service stopped other than by being asked to.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[cfg(feature = "db")]
-    #[error(transparent)]
-    Db(#[from] crate::db::DbError),
-    #[error("serving failed: {0}")]
-    Serve(#[from] std::io::Error),
-    #[error(transparent)]
-    Token(#[from] crate::auth::TokenError),
-}
+use allow::{Allowed, with_allow};
+use gremlin::{GremlinApi, Gremlins};
+use limits::limit_body;
+use listen::{Limits, Listeners, UnixSocket};
+use systemd::Probe;
 
 /// A service's API with the gremlin controls every service carries.
 pub struct ServiceApi<T> {
@@ -131,7 +140,7 @@ where
     if http.gremlins {
         tracing::warn!(service, "gremlins enabled: /gremlin can inject faults");
     }
-    let routes = observe::RouteLabels::from_openapi_json(&spec.spec());
+    let routes = RouteLabels::from_openapi_json(&spec.spec());
     let allowed = Allowed::of(&<(T, GremlinApi)>::meta());
     let docs = docs(Route::new(), &spec);
     let app = match guard {
@@ -163,7 +172,7 @@ where
 pub async fn serve_app(
     service: &'static str,
     app: impl IntoEndpoint<Endpoint: 'static> + 'static,
-    routes: observe::RouteLabels,
+    routes: RouteLabels,
     latency_gauge: Option<LatencyGauge>,
     listener: TcpListener,
     http: &HttpArgs,
@@ -171,16 +180,16 @@ pub async fn serve_app(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     prometheus::install();
-    crate::health::started_at();
+    crate::contract::health::started_at();
     let app = Route::new()
         .at(prometheus::PATH, get(prometheus::endpoint))
         .nest("/", app);
     let app = limit_body(app, http.max_body_bytes).catch_all_error(error_to_problem);
     let app = shed::limit_in_flight(app, http.max_in_flight, http.shed_after());
-    let app = observe::requests(service, routes, latency_gauge.clone(), app);
+    let app = requests::requests(service, routes, latency_gauge.clone(), app);
 
     let addr = listener.local_addr()?;
-    let socket = match crate::activation::take_unix() {
+    let socket = match activation::take_unix() {
         Some(passed) => Some(passed_unix(passed, http.unix_socket.as_deref())?),
         None => http.unix_socket.as_deref().map(bind_unix).transpose()?,
     };
@@ -310,7 +319,7 @@ fn bind_unix(path: &Path) -> std::io::Result<UnixSocket> {
 #[derive(Debug, thiserror::Error)]
 enum ListenError {
     #[error(transparent)]
-    Passed(#[from] crate::activation::ActivationError),
+    Passed(#[from] activation::ActivationError),
     #[error("cannot bind {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
     #[error("the TCP socket passed in: {0}")]
@@ -320,9 +329,9 @@ enum ListenError {
 /// The TCP socket passed in (socket activation), else `listen` bound here.
 /// A Unix socket passed in is kept for [`serve_app`].
 async fn listener(listen: std::net::SocketAddr) -> Result<TcpListener, ListenError> {
-    let passed = crate::activation::inherited()?;
+    let passed = activation::inherited()?;
     if let Some(unix) = passed.unix {
-        crate::activation::keep_unix(unix);
+        activation::keep_unix(unix);
     }
     match passed.tcp {
         Some(tcp) => TcpListener::from_std(tcp).map_err(ListenError::Register),

@@ -15,7 +15,7 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response}
 use poem_openapi::payload::Json;
 use tokio::sync::Semaphore;
 
-use crate::problem::Problem;
+use crate::contract::problem::Problem;
 
 /// Seconds a shed client is asked to wait.
 const RETRY_AFTER_SECS: u64 = 1;

@@ -3,8 +3,20 @@
 //! Logs: to journald when systemd runs us (JOURNAL_STREAM is set) and its
 //! socket answers, human-readable to stderr otherwise; level from RUST_LOG
 //! (default info). Every line inside a request carries its `trace_id`.
-//! Traces: see `otel`. Their spans stay on whatever RUST_LOG says, so
+//! Traces: see [`otel`]. Their spans stay on whatever RUST_LOG says, so
 //! quieting the logs never breaks a trace.
+//!
+//! - [`otel`]: the tracer, OTLP export, W3C trace context in and out
+//! - [`prometheus`]: the process's metrics registry and `GET /metrics`
+//! - [`requests`]: the span and RED metrics of every served request
+//! - [`window`]: a mean over a sliding window (the SLA's latency gauge)
+//! - [`scrape`]: reading Prometheus' text format (another service's metrics)
+
+pub mod otel;
+pub mod prometheus;
+pub mod requests;
+pub mod scrape;
+pub mod window;
 
 use std::io::IsTerminal;
 
@@ -13,8 +25,6 @@ use tracing_subscriber::{
     EnvFilter, Layer, Registry, filter::LevelFilter, fmt, layer::Context, prelude::*,
     registry::LookupSpan,
 };
-
-use crate::otel;
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
@@ -124,7 +134,7 @@ where
 
 /// Safe to call more than once: tests start several services in one process.
 pub fn init(service: &'static str) {
-    crate::prometheus::install();
+    prometheus::install();
     let traces = otel::init(service);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (logs, note) = log_layer(service);

@@ -1,11 +1,9 @@
-//! What Valerix records about HTTP traffic, in and out.
-//!
-//! In: every request but `GET /metrics` (a scraper's own requests must not
-//! move the numbers it scrapes) gets a server span continuing the caller's
-//! W3C trace and the RED metrics, labelled with the *route template*
-//! (`/orders/:id`) so no input can mint new label values.
-//! Out: every attempt of a downstream call gets a client span, whose
-//! `traceparent` goes along, and a latency sample by outcome.
+//! What Valerix records about the requests a service serves: every request
+//! but `GET /metrics` (a scraper's own requests must not move the numbers it
+//! scrapes) gets a server span continuing the caller's W3C trace and the RED
+//! metrics, labelled with the *route template* (`/orders/:id`) so no input
+//! can mint new label values. The calls a service makes are recorded by
+//! [`crate::client`].
 
 use std::{
     collections::HashMap,
@@ -16,7 +14,7 @@ use std::{
 use poem::{Endpoint, EndpointExt, IntoEndpoint, PathPattern, Request, Response, http::Method};
 use tracing::{Instrument, field::Empty};
 
-use crate::{client::CallError, otel, prometheus, window::SlidingMean};
+use super::{otel, prometheus, window::SlidingMean};
 
 /// The `path` label of requests no route matched.
 pub const UNMATCHED: &str = "unmatched";
@@ -121,7 +119,7 @@ impl LatencyGauge {
 }
 
 /// Methods outside the standard set share one label value.
-fn method_label(m: &Method) -> &'static str {
+pub(crate) fn method_label(m: &Method) -> &'static str {
     match *m {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -221,45 +219,6 @@ where
                 result
             }
         })
-}
-
-/// One attempt of a call to `downstream`: a client span around it (the
-/// request it sends carries the span's `traceparent`) and a latency sample
-/// labelled ok | timeout | error | rejected.
-pub async fn downstream_attempt<T>(
-    downstream: &'static str,
-    method: &Method,
-    path: &str,
-    attempt: impl Future<Output = Result<T, CallError>>,
-) -> Result<T, CallError> {
-    // The path without its query: callers pass fixed paths, so this is bounded.
-    let operation = format!(
-        "{} {}",
-        method_label(method),
-        path.split('?').next().unwrap_or(path)
-    );
-    let span = tracing::info_span!(
-        "downstream",
-        otel.name = operation.as_str(),
-        otel.kind = "client",
-        otel.status_code = Empty,
-        peer.service = downstream,
-        outcome = Empty,
-    );
-    let start = Instant::now();
-    let result = attempt.instrument(span.clone()).await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.outcome(),
-    };
-    span.record("outcome", outcome);
-    if result.is_err() {
-        span.record("otel.status_code", "ERROR");
-    }
-    metrics::histogram!("valerix_downstream_request_duration_seconds",
-        "downstream" => downstream, "operation" => operation, "outcome" => outcome)
-    .record(start.elapsed().as_secs_f64());
-    result
 }
 
 #[cfg(test)]

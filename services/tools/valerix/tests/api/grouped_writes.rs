@@ -21,7 +21,7 @@ use payment_service::{
     store::{Store as Payments, StoreError as PaymentError},
 };
 use uuid::Uuid;
-use valerix_runtime::domain::{Cents, ProductId, Quantity};
+use valerix_runtime::contract::domain::{Cents, ProductId, Quantity};
 use valerix_testkit::{TestDb, eventually};
 
 use crate::support::one_statement_waits_for_a_lock;

@@ -12,7 +12,7 @@ use inventory_service::{
     store::{Reserved, Store, StoreError},
 };
 use uuid::Uuid;
-use valerix_runtime::domain::{Cents, ProductId, Quantity};
+use valerix_runtime::contract::domain::{Cents, ProductId, Quantity};
 use valerix_testkit::{TestDb, eventually};
 
 async fn store_with(db: &TestDb, product: &ProductId, stock: i32) -> Store {

@@ -95,7 +95,10 @@ async fn one_order_is_one_trace_across_the_three_services() {
         // Export every 100 ms instead of every 5 s: the test waits less.
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         // The per-request access log (debug) shows the trace id in the logs.
-        ("RUST_LOG", "info,valerix_runtime::observe=debug"),
+        (
+            "RUST_LOG",
+            "info,valerix_runtime::telemetry::requests=debug",
+        ),
     ];
     let stack = ProcStack::start(&db.url, &env, &[], &[]).await;
     stack.product("P1", 100, 5).await;
