@@ -60,7 +60,7 @@ pub struct UpArgs {
     pub ui_dir: Option<PathBuf>,
 
     #[command(flatten)]
-    pub backup: crate::backup::UpBackupArgs,
+    pub backup: crate::backup::dev::UpBackupArgs,
 }
 
 /// Where the dashboard is, for a person who runs `valerix up` from a
@@ -97,7 +97,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         Some(url) => url.clone(),
         None => {
-            let (c, b) = crate::backup::start_dev_cluster(&args.backup).await?;
+            let (c, b) = crate::backup::dev::start_dev_cluster(&args.backup).await?;
             println!(
                 "PostgreSQL: throwaway cluster in {} on port {}",
                 c.dir().display(),

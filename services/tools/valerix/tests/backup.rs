@@ -19,7 +19,11 @@ use futures::{StreamExt, stream};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
-use valerix::backup::{self, BackedUpCluster, BackupDir};
+use valerix::backup::{
+    self,
+    dev::{self, BackedUpCluster},
+    dir::BackupDir,
+};
 use valerix_devdb::{Cluster, Options};
 use valerix_runtime::{config::DatabaseArgs, db, topology::Service};
 use valerix_stack::{Stack, StackBuilder};
@@ -68,7 +72,7 @@ fn valerix_ok(args: &[&str]) -> Output {
 async fn backed_up_cluster(dir: &BackupDir, archive_timeout: Duration) -> BackedUpCluster {
     let d = dir.clone();
     let started =
-        tokio::task::spawn_blocking(move || backup::start_cluster(&d, None, archive_timeout))
+        tokio::task::spawn_blocking(move || dev::start_cluster(&d, None, archive_timeout))
             .await
             .expect("join")
             .expect("cluster with backups");
@@ -278,7 +282,7 @@ async fn drill_the_shop_survives_losing_the_database_disk() {
     db.cluster
         .start_server()
         .expect("start the restored cluster");
-    backup::wait_promoted(&db.cluster.url("postgres"), Duration::from_secs(60))
+    dev::wait_promoted(&db.cluster.url("postgres"), Duration::from_secs(60))
         .await
         .expect("recovery finished");
     let pool = PgPool::connect(&url).await.expect("pool after restore");
@@ -346,7 +350,7 @@ async fn drill_the_shop_survives_losing_the_database_disk() {
     spare
         .start_on_free_port()
         .expect("start from the off-site copy");
-    backup::wait_promoted(&spare.url("postgres"), Duration::from_secs(60))
+    dev::wait_promoted(&spare.url("postgres"), Duration::from_secs(60))
         .await
         .expect("recovery from the off-site copy");
     let spare_pool = PgPool::connect(&spare.url("valerix")).await.expect("pool");
@@ -426,7 +430,7 @@ async fn restore_to_a_point_in_time_between_two_orders() {
 
     valerix_ok(&["restore", "--backup-dir", &root, "--to", &between]);
     db.cluster.start_server().expect("start");
-    backup::wait_promoted(&db.cluster.url("postgres"), Duration::from_secs(60))
+    dev::wait_promoted(&db.cluster.url("postgres"), Duration::from_secs(60))
         .await
         .expect("recovery finished");
     let pool = PgPool::connect(&url).await.expect("pool");

@@ -15,7 +15,7 @@ type Settings = BTreeMap<String, (String, String)>;
 
 fn binaries() -> Vec<(&'static str, clap::Command)> {
     use clap::Args;
-    use valerix::backup::{BackupArgs, RestoreArgs, UpBackupArgs, offsite::UploadArgs};
+    use valerix::backup::{BackupArgs, RestoreArgs, dev::UpBackupArgs, offsite::UploadArgs};
     let verb = |name: &'static str| clap::Command::new(name);
     vec![
         ("order-service", order_service::Config::command()),

@@ -8,44 +8,44 @@
 //!   within it is closed (slowloris), and the same deadline bounds how long
 //!   an idle keep-alive connection waits for its next request;
 //! - limits on the size and number of request headers (hyper answers 431);
-//! - a deadline for the whole request once its headers are in: a body that
-//!   trickles in, a handler that hangs, or an answer the client will not
-//!   read cannot hold a connection (and its descriptor) for longer;
+//! - a deadline for the whole request once its headers are in
+//!   (`deadline`): a body that trickles in, a handler that hangs, or an
+//!   answer the client will not read cannot hold a connection (and its
+//!   descriptor) for longer;
 //! - on shutdown, no new connections and a graceful drain of the open ones.
 
+mod deadline;
+
 use std::{
-    collections::BTreeMap,
     future::Future,
     path::PathBuf,
-    pin::Pin,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
-    task::{Context, Poll},
     time::Duration,
 };
 
-use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
+use hyper::body::Body as HttpBody;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
 use poem::{
-    Endpoint, EndpointExt, IntoEndpoint, IntoResponse,
+    Endpoint, EndpointExt, IntoEndpoint,
     endpoint::{BoxEndpoint, ToDynEndpoint},
-    http::{HeaderValue, StatusCode, header},
     web::{LocalAddr, RemoteAddr},
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, UnixListener},
-    sync::{Notify, Semaphore, watch},
+    sync::{Semaphore, watch},
     task::JoinSet,
     time::Instant,
 };
 
-use crate::{config::HttpArgs, contract::problem::Problem};
+use crate::config::HttpArgs;
+use deadline::{InFlight, Ticketed, Tracked, overran};
 
 /// Where a service listens: its TCP socket, and optionally a Unix socket.
 pub struct Listeners {
@@ -263,155 +263,4 @@ async fn connection<Io>(
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
-}
-
-/// The answer when a request overran `--request-timeout-ms`: the client's
-/// fault while its body was still arriving, the service's after.
-fn overran(timeout: Duration, body_arrived: bool, http1: bool) -> poem::Response {
-    let mut resp = if body_arrived {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request-timeout",
-            format_args!("not answered within {timeout:?}; retry later"),
-        )
-        .into_response()
-    } else {
-        Problem::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request-timeout",
-            format_args!("the request body did not arrive within {timeout:?}"),
-        )
-        .into_response()
-    };
-    // The rest of a body may still be on its way: not another request.
-    if http1 {
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
-}
-
-/// The requests of one connection whose answers are not yet handed over,
-/// each with the time by which it must be (several at once over HTTP/2).
-#[derive(Default)]
-struct InFlight {
-    deadlines: Mutex<(u64, BTreeMap<u64, Instant>)>,
-    changed: Notify,
-}
-
-impl InFlight {
-    fn begin(self: &Arc<Self>, by: Instant) -> Ticket {
-        let id = {
-            let mut guard = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
-            let (next, deadlines) = &mut *guard;
-            *next += 1;
-            deadlines.insert(*next, by);
-            *next
-        };
-        self.changed.notify_one();
-        Ticket {
-            id,
-            in_flight: self.clone(),
-        }
-    }
-
-    fn earliest(&self) -> Option<Instant> {
-        let guard = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
-        guard.1.values().min().copied()
-    }
-
-    /// Resolves when a request is past its deadline.
-    async fn overdue(&self) {
-        loop {
-            let changed = self.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            changed.as_mut().enable();
-            match self.earliest() {
-                Some(by) if by <= Instant::now() => return,
-                Some(by) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(by) => {}
-                        () = changed => {}
-                    }
-                }
-                None => changed.await,
-            }
-        }
-    }
-}
-
-/// A request in flight; it ends when dropped.
-struct Ticket {
-    id: u64,
-    in_flight: Arc<InFlight>,
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        let mut guard = self
-            .in_flight
-            .deadlines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        guard.1.remove(&self.id);
-        drop(guard);
-        self.in_flight.changed.notify_one();
-    }
-}
-
-/// An answer's body, holding its request's [`Ticket`] until hyper has
-/// taken the last of it (or dropped it).
-struct Ticketed<B> {
-    body: B,
-    _ticket: Ticket,
-}
-
-impl<B: HttpBody + Unpin> HttpBody for Ticketed<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// A request body that notes when it has arrived in full.
-struct Tracked {
-    inner: http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
-    arrived: Arc<AtomicBool>,
-}
-
-impl HttpBody for Tracked {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.arrived.store(true, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
