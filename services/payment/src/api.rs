@@ -23,7 +23,7 @@ use valerix_runtime::{
 use crate::{
     NAME,
     charges::Charges,
-    config::DeclineRule,
+    rules::DeclineRule,
     store::{PaymentRow, Store, StoreError},
 };
 

@@ -5,20 +5,24 @@
 //!   contract's (`valerix_runtime::contract::payment`)
 //! - [`charges`]: charges applied in groups
 //! - [`store`]: every SQL statement
-//! - [`domain`]: the payment's states; `config`: the flags and the decline rule
+//! - `rules`: when a charge is declined, what it records, how a repeat is
+//!   answered
+//! - [`domain`]: the payment's states; `config`: the flags
 
 mod api;
 /// Public so tests can hold a group together and see it applied.
 pub mod charges;
 mod config;
 pub mod domain;
+mod rules;
 /// Public so `valerix bench` issues exactly this SQL for its database-only bound.
 pub mod store;
 
 use std::future::Future;
 
 pub use api::PaymentApi;
-pub use config::{Config, DeclineRule};
+pub use config::Config;
+pub use rules::DeclineRule;
 use tokio::net::TcpListener;
 use valerix_runtime::{db, server};
 
