@@ -29,7 +29,7 @@ use valerix_runtime::{config::DatabaseArgs, db, topology::Service};
 use valerix_stack::{Stack, StackBuilder};
 use valerix_testkit::eventually;
 
-const VALERIX: &str = env!("CARGO_BIN_EXE_valerix");
+const VALERIX: &str = env!("CARGO_BIN_EXE_valerix-under-test");
 
 /// pgBackRest is what is under test: the tests that need it are
 /// `#[ignore]`d (run with `--include-ignored`, as `.ci/run` does, which

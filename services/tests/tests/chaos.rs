@@ -11,7 +11,7 @@ async fn nothing_is_lost_under_kills_crashes_noise_and_latency() {
     let db = TestDb::new().await;
     let log_dir = std::env::temp_dir().join(format!("valerix-chaos-{}", std::process::id()));
     let cfg = ChaosConfig::new(
-        env!("CARGO_BIN_EXE_valerix").into(),
+        env!("CARGO_BIN_EXE_valerix-under-test").into(),
         db.url.clone(),
         log_dir.clone(),
     );
@@ -49,7 +49,7 @@ async fn nothing_is_lost_under_kills_crashes_noise_and_latency() {
     assert!(report.confirmed > 0 && report.failed > 0, "{report:?}");
 
     // The operator's tool agrees.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_valerix"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_valerix-under-test"))
         .args([
             "audit",
             "--database-url",

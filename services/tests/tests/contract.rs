@@ -112,7 +112,7 @@ fn row(flag: &str, (env, default): &(String, String)) -> String {
 
 #[test]
 fn every_flag_env_and_default_in_the_contract_is_the_binaries_own() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../docs/CONTRACT.md");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CONTRACT.md");
     let contract = std::fs::read_to_string(&path).expect("docs/CONTRACT.md");
     let docs = documented(&contract);
     let mut problems = Vec::new();

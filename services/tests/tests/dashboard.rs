@@ -5,7 +5,7 @@
 //!
 //! Needs Node.js, `npm ci --prefix ui` (playwright-core) and Chromium
 //! (`/usr/bin/chromium`, or `CHROMIUM`), so it is `#[ignore]`d: run it with
-//! `cargo test -p valerix --test dashboard -- --include-ignored` (`.ci/run`
+//! `cargo test -p valerix-tests --test dashboard -- --include-ignored` (`.ci/run`
 //! installs all three and runs it); a missing one fails it. Screenshots:
 //! `ui/test-results/`.
 
@@ -23,7 +23,7 @@ fn report(line: &str) {
 }
 
 fn ui_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../ui");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui");
     std::fs::canonicalize(&dir).unwrap_or(dir)
 }
 

@@ -12,7 +12,7 @@
 //! one would; it is printed, and `VALERIX_FUZZ_SEED=<seed>` replays a run.
 //!
 //! Needs schemathesis, so it is `#[ignore]`d: run it with
-//! `cargo test -p valerix --test fuzz -- --include-ignored` (`.ci/run`
+//! `cargo test -p valerix-tests --test fuzz -- --include-ignored` (`.ci/run`
 //! installs schemathesis and runs it); without schemathesis it fails.
 
 mod common;
@@ -178,7 +178,7 @@ fn schemathesis_finds_nothing_wrong_with_any_service() {
     let _ = std::fs::remove_dir_all(&workdir);
     assert!(
         failed.is_empty(),
-        "schemathesis found problems (seed {seed}; replay with VALERIX_FUZZ_SEED={seed} cargo test -p valerix --test fuzz -- --include-ignored):\n{}\n\n{}",
+        "schemathesis found problems (seed {seed}; replay with VALERIX_FUZZ_SEED={seed} cargo test -p valerix-tests --test fuzz -- --include-ignored):\n{}\n\n{}",
         summary.join("\n"),
         failed.join("\n\n")
     );

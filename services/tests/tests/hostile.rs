@@ -50,7 +50,7 @@ fn raise_own_file_limit() {
 }
 
 fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_valerix"))
+    Path::new(env!("CARGO_BIN_EXE_valerix-under-test"))
 }
 
 #[tokio::test]

@@ -35,7 +35,7 @@ async fn a_run_through_a_gremlin_window_settles_every_affected_order_and_loses_n
         .expect("noise gremlin");
     assert!(noise.status().is_success());
     let report_dir = std::env::temp_dir().join(format!("valerix-load-test-{}", std::process::id()));
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_valerix"))
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_valerix-under-test"))
         .args(["load", "--target", &stack.order.url])
         .args(["--inventory-url", &stack.inventory.url])
         .args(["--rate", "60", "--orders", "300"])

@@ -323,7 +323,7 @@ async fn services_restarted_under_load_refuse_nothing_and_lose_nothing() {
         .await
         .unwrap_or_else(|e| panic!("stock commits: {e}"));
     assert!(committed, "stock commits outstanding after 30 s");
-    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_valerix"))
+    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_valerix-under-test"))
         .args(["audit", "--database-url", &database_url])
         .output()
         .unwrap_or_else(|e| panic!("valerix audit: {e}"));

@@ -25,7 +25,7 @@ const AT_LEAST: u64 = 2_000;
 
 #[test]
 fn no_service_grows_under_steady_load_with_nothing_scraping() {
-    let out = Command::new(env!("CARGO_BIN_EXE_valerix"))
+    let out = Command::new(env!("CARGO_BIN_EXE_valerix-under-test"))
         .args(["soak", "--no-gateway", "--share", "0.9"])
         .args(["--duration", "150s", "--orders", "60000"])
         .args(["--warmup-orders", &WARMUP.to_string()])

@@ -8,7 +8,7 @@ use serde_json::Value;
 const REGENERATE: &str = "cargo run -p valerix -- openapi --out openapi";
 
 fn committed_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../openapi")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../openapi")
 }
 
 // The services build their API objects (with a lazy pool) inside Tokio.

@@ -432,7 +432,7 @@ async fn a_crashing_inventory_is_restarted_and_every_order_settles_by_itself() {
     assert!(most("confirmed") > 0.0, "{activity}");
     assert!(most("p99") > 0.0, "{activity}");
 
-    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_valerix"))
+    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_valerix-under-test"))
         .args(["audit", "--database-url", &database])
         .output()
         .expect("valerix audit");

@@ -388,7 +388,7 @@ async fn the_dashboard_docs_and_spec_are_served() {
         spec["paths"]
     );
     assert!(spec["paths"].get("/api/payments/refund").is_none());
-    let committed = include_str!("../../../../../openapi/api-gateway.json");
+    let committed = include_str!("../../../../openapi/api-gateway.json");
     let committed: Value = serde_json::from_str(committed).expect("committed spec");
     assert_eq!(spec, committed, "the gateway serves the committed spec");
     let yaml = get("/openapi.yaml").await.expect("yaml");

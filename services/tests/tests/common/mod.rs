@@ -59,7 +59,7 @@ impl Up {
     /// `valerix up` on `base` with these flags too.
     pub fn start_with(base: u16, extra: &[&str]) -> Self {
         let prometheus_port = free_base_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_valerix"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_valerix-under-test"))
             .args(["up", "--base-port", &base.to_string()])
             .args(["--prometheus-port", &prometheus_port.to_string()])
             .args(extra)

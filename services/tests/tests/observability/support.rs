@@ -5,11 +5,11 @@ use valerix_testkit::process::{self, Service, ServiceProcess};
 
 /// The CLI binary; `valerix service <name>` runs one service.
 pub fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_valerix"))
+    Path::new(env!("CARGO_BIN_EXE_valerix-under-test"))
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// The three services as processes on one database.

@@ -1,10 +1,15 @@
+//! The `valerix` command line: its verbs and what each runs. The `valerix`
+//! binary is [`main`] and nothing else, and so is the copy the integration
+//! tests build of it (`services/tests`), so both run this code.
+
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use valerix::{audit, backup, chaos, openapi, seed, up};
 use valerix_bench as bench;
 use valerix_load as load;
 use valerix_runtime::topology::Service;
+
+use crate::{audit, backup, chaos, openapi, seed, up};
 
 /// Valerix: a fault-tolerant e-commerce backend. The operator's verbs.
 #[derive(Parser)]
@@ -115,8 +120,9 @@ async fn service(s: ServiceCmd) -> ExitCode {
     }
 }
 
+/// Parses the command line and runs the verb it names.
 #[tokio::main]
-async fn main() -> ExitCode {
+pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Service(s) => return service(s).await,
