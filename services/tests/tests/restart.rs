@@ -49,20 +49,10 @@ struct Seen {
 
 /// The process ids of `valerix service <command>` under `up`.
 fn service_pid(up: i32, command: &str) -> Option<i32> {
-    let parent_of = |p: i32| -> Option<i32> {
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-        stat.rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
+    use valerix_testkit::process::{all_pids, parent_of};
     let wanted = format!("service\0{command}\0");
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    all_pids()
+        .into_iter()
         .filter(|&p| parent_of(p) == Some(up))
         .find(|&p| {
             std::fs::read(format!("/proc/{p}/cmdline"))

@@ -186,22 +186,8 @@ async fn up_serves_an_order_and_cleans_up_on_interrupt() {
 
 /// Every process below `pid`, children first found through /proc.
 fn descendants(pid: i32) -> Vec<i32> {
-    let parent_of = |p: i32| -> Option<i32> {
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-        // The command name may hold spaces; the fields after it do not.
-        stat.rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
-    let all: Vec<i32> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
+    use valerix_testkit::process::{all_pids, parent_of};
+    let all = all_pids();
     let mut found = vec![pid];
     let mut i = 0;
     while i < found.len() {

@@ -79,6 +79,21 @@ impl CallError {
         }
     }
 
+    /// A call to `service` that failed in transport: no answer within
+    /// `timeout` once connected (the other side may have acted), or not
+    /// delivered at all. A connect that timed out is a host that is not
+    /// there, not a slow answer: unreachable.
+    pub fn transport(service: &'static str, err: &reqwest::Error, timeout: Duration) -> Self {
+        if err.is_timeout() && !err.is_connect() {
+            Self::Timeout { service, timeout }
+        } else {
+            Self::Unreachable {
+                service,
+                reason: error_chain(err),
+            }
+        }
+    }
+
     /// The status code when the other side gave a definite answer.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -248,12 +263,12 @@ impl Downstream {
         let resp = req
             .send()
             .await
-            .map_err(|e| self.transport_error(e, timeout))?;
+            .map_err(|e| CallError::transport(self.name, &e, timeout))?;
         let status = resp.status();
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| self.transport_error(e, timeout))?;
+            .map_err(|e| CallError::transport(self.name, &e, timeout))?;
         if !status.is_success() {
             let problem: Option<Problem> = serde_json::from_slice(&bytes).ok();
             return Err(CallError::Status {
@@ -298,20 +313,6 @@ impl Downstream {
             return None;
         }
         resp.text().await.ok()
-    }
-
-    fn transport_error(&self, err: reqwest::Error, timeout: Duration) -> CallError {
-        if err.is_timeout() {
-            CallError::Timeout {
-                service: self.name,
-                timeout,
-            }
-        } else {
-            CallError::Unreachable {
-                service: self.name,
-                reason: error_chain(&err),
-            }
-        }
     }
 }
 
