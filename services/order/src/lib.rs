@@ -8,7 +8,8 @@
 //! the answer.
 //!
 //! - `api`: the HTTP routes; `sla`: `GET /sla`
-//! - `saga`: the order flow, one idempotent step after another
+//! - `saga`: the order flow, one idempotent step after another; what it
+//!   does after each answer is decided in `saga::flow`, without I/O
 //! - `clients`: inventory and payment, their answers as the saga's outcomes
 //! - `writes`: creates and settlements, grouped; `store`: every SQL statement
 //! - `reconciler`: settles stuck orders, sweeps lost stock commits
