@@ -28,7 +28,7 @@ use valerix_runtime::{
     group::{Apply, Lane, Lanes},
 };
 
-use crate::store::{Grouped, ReservationRow, Reserved, Store, StoreError};
+use crate::store::{ReservationRow, Reserved, Store, StoreError, grouped::Grouped};
 
 /// The grouped entry points of the store; clones share the lanes.
 #[derive(Clone)]
