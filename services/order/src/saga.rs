@@ -5,12 +5,11 @@
 //! What to do after each answer is decided in [`flow`], without I/O; this
 //! module makes the calls it asks for and records where the order got.
 
+mod flow;
+
 use std::time::Duration;
 
 use chrono::Utc;
-
-mod flow;
-
 use valerix_runtime::client::CallError;
 
 use crate::{
