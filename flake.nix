@@ -73,6 +73,8 @@
             mkdir -p $out/share/valerix
             cp -r ui grafana migrations $out/share/valerix/
             rm -rf $out/share/valerix/ui/{tests,package.json,package-lock.json,node_modules}
+            # The CLI as the integration tests build it (services/tests); `valerix` is the same code.
+            rm -f $out/bin/valerix-under-test
           '';
 
           meta = {

@@ -165,9 +165,9 @@ def help_flags(text: str) -> set[str]:
 
 
 def runtime_envs() -> set[str]:
-    """The variables the runtime reads outside clap (services/lib/runtime/src/{otel,telemetry}.rs)."""
+    """The variables the runtime reads outside clap (services/lib/runtime/src/telemetry/)."""
     src = "".join(
-        (ROOT / "services/lib/runtime/src" / f).read_text() for f in ("otel.rs", "telemetry.rs")
+        (ROOT / "services/lib/runtime/src" / f).read_text() for f in ("telemetry/otel.rs", "telemetry/mod.rs")
     )
     return set(re.findall(r"\b(OTEL_[A-Z_]*[A-Z]|RUST_LOG)\b", src))
 

@@ -12,7 +12,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
-use valerix_runtime::scrape::{self, Sample};
+use valerix_runtime::telemetry::scrape::{self, Sample};
 
 /// One point a second.
 pub const INTERVAL: Duration = Duration::from_secs(1);

@@ -12,11 +12,14 @@ use valerix_runtime::{
     Problem, Problems,
     auth::{Denied, Guard, Token},
     client::{CallPolicy, Downstream},
-    contract::{Wire, sla::Sla},
-    gremlin::GremlinSettings,
-    health::{Health, HealthResponse},
-    problem::INVALID_PARAMS,
+    contract::{
+        Wire,
+        health::{Health, HealthResponse},
+        problem::INVALID_PARAMS,
+        sla::Sla,
+    },
     problem_set,
+    server::gremlin::GremlinSettings,
 };
 
 use crate::{

@@ -2,9 +2,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use valerix_runtime::{
+    client::upstream::Upstream,
     config::{self, HttpArgs},
     topology::Service,
-    upstream::Upstream,
 };
 
 /// The API gateway: the dashboard and the services' APIs behind one address.

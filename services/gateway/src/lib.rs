@@ -26,11 +26,15 @@ use poem::{Endpoint, IntoEndpoint, Response, Route};
 use poem_openapi::{OpenApi, OpenApiService};
 use tokio::net::TcpListener;
 use valerix_runtime::{
-    allow::{Allowed, with_allow},
     auth::{Guard, Token, TokenError},
-    observe::RouteLabels,
-    server, systemd, topology,
-    upstream::Upstream,
+    client::upstream::Upstream,
+    server::{
+        self,
+        allow::{Allowed, with_allow},
+        systemd,
+    },
+    telemetry::requests::RouteLabels,
+    topology,
 };
 
 pub use crate::spec::{COMMITTED as COMMITTED_SERVICE_SPECS, ServiceSpecs, SpecError};
@@ -111,7 +115,7 @@ fn poem_path(path: &str) -> String {
 /// composed spec. poem-openapi's Swagger UI page embeds its own spec: the
 /// gateway's own part is swapped for the whole.
 fn docs(route: Route, own: &OpenApiService<GatewayApi, ()>, spec: &str) -> Route {
-    valerix_runtime::spec::docs(route, &own.swagger_ui_html(), &own.spec(), spec)
+    valerix_runtime::server::spec::docs(route, &own.swagger_ui_html(), &own.spec(), spec)
 }
 
 /// The gateway's routes: docs, its own operations, a proxy per prefix of
@@ -225,7 +229,7 @@ pub fn spec_from(services: &ServiceSpecs) -> Result<String, SpecError> {
         Guard::new(NAME, "operator", None),
     );
     spec::compose(&openapi(api).spec(), services)
-        .map(|composed| valerix_runtime::spec::strict_requests(&composed))
+        .map(|composed| valerix_runtime::server::spec::strict_requests(&composed))
 }
 
 /// The OpenAPI document the gateway serves (over the committed specs).

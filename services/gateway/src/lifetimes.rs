@@ -11,7 +11,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
-use valerix_runtime::health::Health;
+use valerix_runtime::contract::health::Health;
 
 /// One service's process, as far as the gateway has seen it.
 #[derive(Debug, Clone, Default, PartialEq, Object)]

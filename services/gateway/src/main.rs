@@ -1,6 +1,6 @@
 use api_gateway::{Config, NAME, run};
 use clap::Parser;
-use valerix_runtime::{server, shutdown};
+use valerix_runtime::server::{self, shutdown};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -12,7 +12,7 @@ use poem::{
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
 };
 use tokio::time::Instant;
-use valerix_runtime::{Problem, auth::Guard};
+use valerix_runtime::{Problem, auth::Guard, client::CallError};
 
 use crate::routes::{self, Access, Route};
 
@@ -69,16 +69,10 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("{service} did not answer within {timeout:?}")]
-    Timeout {
-        service: &'static str,
-        timeout: Duration,
-    },
-    #[error("{service} is unreachable: {reason}")]
-    Unreachable {
-        service: &'static str,
-        reason: String,
-    },
+    /// No answer from the service: classified as every call between the
+    /// services is ([`CallError::transport`]).
+    #[error(transparent)]
+    Upstream(CallError),
     /// `..`, `%2e%2e` and the like would leave the routed prefix once the
     /// URL is normalised: refused rather than resolved.
     #[error("the path {0} leaves the routed prefix")]
@@ -92,8 +86,10 @@ pub enum ProxyError {
 impl ProxyError {
     fn problem(&self) -> Problem {
         let (status, kind) = match self {
-            Self::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
-            Self::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream-unreachable"),
+            Self::Upstream(CallError::Timeout { .. }) => {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout")
+            }
+            Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream-unreachable"),
             Self::EscapingPath(_) => (StatusCode::BAD_REQUEST, "invalid-path"),
             Self::NotRouted { .. } => (StatusCode::NOT_FOUND, "not-found"),
         };
@@ -182,19 +178,11 @@ impl Proxy {
     }
 
     fn transport_error(&self, err: &reqwest::Error) -> ProxyError {
-        let service = self.route.service.name();
-        // A connect timeout is a host that is not there, not a slow answer.
-        if err.is_timeout() && !err.is_connect() {
-            ProxyError::Timeout {
-                service,
-                timeout: self.timeout,
-            }
-        } else {
-            ProxyError::Unreachable {
-                service,
-                reason: valerix_runtime::client::error_chain(err),
-            }
-        }
+        ProxyError::Upstream(CallError::transport(
+            self.route.service.name(),
+            err,
+            self.timeout,
+        ))
     }
 }
 

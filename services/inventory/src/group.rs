@@ -24,11 +24,11 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 use valerix_runtime::{
-    domain::{ProductId, Quantity},
+    contract::domain::{ProductId, Quantity},
     group::{Apply, Lane, Lanes},
 };
 
-use crate::store::{Grouped, ReservationRow, Reserved, Store, StoreError};
+use crate::store::{ReservationRow, Reserved, Store, StoreError, grouped::Grouped};
 
 /// The grouped entry points of the store; clones share the lanes.
 #[derive(Clone)]

@@ -24,7 +24,7 @@ use valerix_runtime::{db, server};
 
 pub const NAME: &str = valerix_runtime::topology::Service::Inventory.name();
 
-pub use valerix_runtime::server::ServiceError as Error;
+pub use valerix_runtime::error::ServiceError as Error;
 
 /// What anyone may call when the services share a token: the catalog.
 /// Reservations are the saga's, restocking and pricing the operator's.
@@ -40,7 +40,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let token = config.http.service_token()?;
-    valerix_runtime::systemd::status("connecting to the database");
+    valerix_runtime::server::systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
     let api = server::openapi(
         InventoryApi::new(pool.clone(), config.group_reservations),

@@ -10,11 +10,13 @@ use poem_openapi::{
 use tracing::Instrument;
 use uuid::Uuid;
 use valerix_runtime::{
-    ProblemResponse, Problems, db,
-    domain::{ProductId, Quantity, UserId},
-    health::{Health, HealthResponse},
-    problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
-    problem_set,
+    ProblemResponse, Problems,
+    contract::{
+        domain::{ProductId, Quantity, UserId},
+        health::{Health, HealthResponse},
+        problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
+    },
+    db, problem_set,
 };
 
 use crate::{

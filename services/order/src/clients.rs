@@ -7,17 +7,16 @@ use serde::de::IgnoredAny;
 use uuid::Uuid;
 use valerix_runtime::{
     auth::Token,
-    client::{CallError, CallPolicy, Downstream},
+    client::{CallError, CallPolicy, Downstream, upstream::Upstream},
     contract::{
         Wire,
+        domain::{Cents, ProductId, Quantity, UserId},
         inventory::{
             CommitBatch, CommitBatchRequest, CommitRequest, Reservation, ReservationList,
             ReservationRequest,
         },
         payment::{ChargeRequest, OrderRef, Payment as PaymentAnswer, PaymentStatus},
     },
-    domain::{Cents, ProductId, Quantity, UserId},
-    upstream::Upstream,
 };
 
 use crate::store::OrderRow;

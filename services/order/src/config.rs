@@ -2,11 +2,9 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{ArgAction, Parser};
 use valerix_runtime::{
-    breaker::BreakerPolicy,
-    client::CallPolicy,
+    client::{CallPolicy, breaker::BreakerPolicy, upstream::Upstream},
     config::{self, DatabaseArgs, HttpArgs},
     topology::Service,
-    upstream::Upstream,
 };
 
 /// Orders: takes them, reserves stock, charges, and settles every one.

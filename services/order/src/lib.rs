@@ -8,7 +8,8 @@
 //! the answer.
 //!
 //! - `api`: the HTTP routes; `sla`: `GET /sla`
-//! - `saga`: the order flow, one idempotent step after another
+//! - `saga`: the order flow, one idempotent step after another; what it
+//!   does after each answer is decided in `saga::flow`, without I/O
 //! - `clients`: inventory and payment, their answers as the saga's outcomes
 //! - `writes`: creates and settlements, grouped; `store`: every SQL statement
 //! - `reconciler`: settles stuck orders, sweeps lost stock commits
@@ -35,7 +36,12 @@ pub use api::OrderApi;
 pub use config::Config;
 use poem::http::Method;
 use tokio::net::TcpListener;
-use valerix_runtime::{auth::Token, db, observe::LatencyGauge, server, systemd};
+use valerix_runtime::{
+    auth::Token,
+    db,
+    server::{self, systemd},
+    telemetry::requests::LatencyGauge,
+};
 
 use crate::{
     clients::{Inventory, Payments},
@@ -48,7 +54,7 @@ use crate::{
 
 pub const NAME: &str = valerix_runtime::topology::Service::Order.name();
 
-pub use valerix_runtime::server::ServiceError as Error;
+pub use valerix_runtime::error::ServiceError as Error;
 
 /// How long a stopping order service spends sending its queued stock
 /// commits: one call to inventory with its retry.

@@ -1,19 +1,26 @@
 //! The order flow. Every step is idempotent, so the request handler and the
 //! reconciler run the same code from wherever an order was left, as often as
 //! it takes: a crash between two steps only means the next run repeats one.
+//!
+//! What to do after each answer is decided in [`flow`], without I/O; this
+//! module makes the calls it asks for and records where the order got.
+
+mod flow;
 
 use std::time::Duration;
 
 use chrono::Utc;
+use valerix_runtime::client::CallError;
 
 use crate::{
-    clients::{Commit, Hold, Inventory, Paid, Payments},
-    domain::{FailureReason, OrderStatus, Outcome},
+    clients::{Inventory, Payments},
+    domain::{OrderStatus, Outcome},
     stock_commit::StockCommits,
     store::{NewOrder, OrderRow, Settlement, Store, StoreError},
     telemetry,
     writes::Writes,
 };
+use flow::{Answer, Call, Flow, Next};
 
 pub struct Saga {
     pub store: Store,
@@ -107,84 +114,60 @@ impl Saga {
         age.to_std().is_ok_and(|age| age > self.deadline)
     }
 
-    /// Where the order got, with its amount when this run learned it: the
-    /// unit price inventory answered with the reservation, times the
-    /// quantity (or, when given up, what the payment service charged).
+    /// Where the order got, with its amount when this run learned it
+    /// ([`Flow::amount_cents`]): the calls [`Flow`] asks for, one after
+    /// another, until it says where the order ends.
     async fn drive(&self, order: &OrderRow) -> (Outcome, Option<i64>) {
-        if self.expired(order) {
-            return self.give_up(order).await;
-        }
-        let amount_cents = match self.inventory.reserve(order).await {
-            Ok(Hold::Held { unit_price_cents }) => unit_price_cents * i64::from(order.quantity),
-            Ok(Hold::OutOfStock) => return (Outcome::Failed(FailureReason::OutOfStock), None),
-            Ok(Hold::Released) => return self.give_up(order).await,
-            Err(err) => {
-                tracing::warn!(order_id = %order.id, %err, "reserve failed; order stays pending");
-                return (Outcome::Pending(OrderStatus::PendingInventory), None);
-            }
-        };
-        let outcome = match self.payments.charge(order, amount_cents).await {
-            Ok(payment) => self.settle_payment(order, payment.paid).await,
-            Err(err) => {
-                // The charge may have gone through: keep the stock until
-                // the payment's outcome is known.
-                tracing::warn!(order_id = %order.id, %err, "charge failed; order stays pending");
-                Outcome::Pending(OrderStatus::PendingPayment)
-            }
-        };
-        (outcome, Some(amount_cents))
-    }
-
-    /// Past the deadline: learn the payment's final outcome (voiding a charge
-    /// that never arrived), then confirm or compensate accordingly.
-    async fn give_up(&self, order: &OrderRow) -> (Outcome, Option<i64>) {
-        match self.payments.void(order).await {
-            Ok(payment) => {
-                let charged = matches!(payment.paid, Paid::Completed | Paid::Refunded)
-                    .then_some(payment.amount_cents);
-                (self.settle_payment(order, payment.paid).await, charged)
-            }
-            Err(err) => {
-                tracing::warn!(order_id = %order.id, %err, "void failed; order stays pending");
-                let status = match order.status {
-                    OrderStatus::PendingInventory => OrderStatus::PendingInventory,
-                    _ => OrderStatus::PendingPayment,
-                };
-                (Outcome::Pending(status), None)
+        let mut flow = Flow::new(order.quantity, order.status, self.stock_commits.is_some());
+        let mut next = flow.start(self.expired(order));
+        loop {
+            match next {
+                Next::Done(outcome) => return (outcome, flow.amount_cents()),
+                Next::Call(call) => next = flow.next(self.call(order, call).await),
             }
         }
     }
 
-    /// The payment's outcome is known: commit the stock, or give it back.
-    async fn settle_payment(&self, order: &OrderRow, paid: Paid) -> Outcome {
-        let still_pending = Outcome::Pending(OrderStatus::PendingPayment);
-        match paid {
-            // The units stay held until the queued commit takes them.
-            Paid::Completed if self.stock_commits.is_some() => Outcome::Confirmed,
-            Paid::Completed => match self.inventory.commit(order).await {
-                Ok(Commit::Committed) => Outcome::Confirmed,
-                // Paid, but the stock is gone: pay the money back.
-                Ok(Commit::NotHeld) => match self.payments.refund(order).await {
-                    Ok(_) => self.release(order, FailureReason::Expired).await,
-                    Err(_) => still_pending,
-                },
-                Err(err) => {
-                    tracing::warn!(order_id = %order.id, %err, "commit failed; order stays pending");
-                    still_pending
-                }
-            },
-            Paid::Declined => self.release(order, FailureReason::PaymentDeclined).await,
-            Paid::Voided | Paid::Refunded => self.release(order, FailureReason::Expired).await,
+    /// Makes one call of the flow.
+    async fn call(&self, order: &OrderRow, call: Call) -> Answer {
+        let (inventory, payments) = (&self.inventory, &self.payments);
+        match call {
+            Call::Reserve => Answer::Reserve(answered(order, call, inventory.reserve(order).await)),
+            Call::Charge { amount_cents } => Answer::Charge(answered(
+                order,
+                call,
+                payments.charge(order, amount_cents).await,
+            )),
+            Call::Void => Answer::Void(answered(order, call, payments.void(order).await)),
+            Call::Commit => Answer::Commit(answered(order, call, inventory.commit(order).await)),
+            Call::Refund => Answer::Refund(answered(order, call, payments.refund(order).await)),
+            Call::Release(reason) => Answer::Release(
+                reason,
+                answered(order, call, inventory.release(order).await).is_some(),
+            ),
         }
     }
+}
 
-    async fn release(&self, order: &OrderRow, reason: FailureReason) -> Outcome {
-        match self.inventory.release(order).await {
-            Ok(()) => Outcome::Failed(reason),
-            Err(err) => {
-                tracing::warn!(order_id = %order.id, %err, "release failed; order stays pending");
-                Outcome::Pending(OrderStatus::PendingPayment)
-            }
+/// The answer of a call that got one; a failure is logged and answers None.
+fn answered<T>(order: &OrderRow, call: Call, result: Result<T, CallError>) -> Option<T> {
+    match result {
+        Ok(answer) => Some(answer),
+        Err(err) => {
+            tracing::warn!(order_id = %order.id, ?call, %err, "call failed; order stays pending");
+            None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reconciler_waits_twice_as_long_each_attempt_from_250_ms_up_to_10_s() {
+        let waits: Vec<u64> = (0..8).map(|a| backoff(a).as_millis() as u64).collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 8000, 10_000, 10_000]);
+        assert_eq!(backoff(-1), Duration::from_millis(250), "never negative");
     }
 }

@@ -3,7 +3,7 @@
 //! Prometheus, without parsing its text format).
 
 use poem_openapi::{OpenApi, Tags, payload::Json};
-use valerix_runtime::{contract::sla::Sla, observe::LatencyGauge};
+use valerix_runtime::{contract::sla::Sla, telemetry::requests::LatencyGauge};
 
 #[derive(Tags)]
 enum Tag {

@@ -5,7 +5,7 @@ use std::{collections::HashMap, time::Duration};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
-use valerix_runtime::domain::{ProductId, Quantity};
+use valerix_runtime::contract::domain::{ProductId, Quantity};
 
 use crate::domain::{FailureReason, OrderStatus};
 

@@ -17,7 +17,7 @@ use std::{
 
 use uuid::Uuid;
 use valerix_runtime::{
-    domain::ProductId,
+    contract::domain::ProductId,
     group::{Apply, Lane},
 };
 

@@ -11,18 +11,19 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use valerix_runtime::{
     ProblemResponse, Problems,
-    contract::payment::{ChargeRequest, OrderRef, Payment, PaymentList},
-    db,
-    domain::UserId,
-    health::{Health, HealthResponse},
-    problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
-    problem_set,
+    contract::{
+        domain::UserId,
+        health::{Health, HealthResponse},
+        payment::{ChargeRequest, OrderRef, Payment, PaymentList},
+        problem::{INTERNAL, INVALID_BODY, INVALID_PARAMS, NOT_JSON, TOO_LARGE, UNAVAILABLE},
+    },
+    db, problem_set,
 };
 
 use crate::{
     NAME,
     charges::Charges,
-    config::DeclineRule,
+    rules::DeclineRule,
     store::{PaymentRow, Store, StoreError},
 };
 

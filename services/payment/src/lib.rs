@@ -5,26 +5,30 @@
 //!   contract's (`valerix_runtime::contract::payment`)
 //! - [`charges`]: charges applied in groups
 //! - [`store`]: every SQL statement
-//! - [`domain`]: the payment's states; `config`: the flags and the decline rule
+//! - `rules`: when a charge is declined, what it records, how a repeat is
+//!   answered
+//! - [`domain`]: the payment's states; `config`: the flags
 
 mod api;
 /// Public so tests can hold a group together and see it applied.
 pub mod charges;
 mod config;
 pub mod domain;
+mod rules;
 /// Public so `valerix bench` issues exactly this SQL for its database-only bound.
 pub mod store;
 
 use std::future::Future;
 
 pub use api::PaymentApi;
-pub use config::{Config, DeclineRule};
+pub use config::Config;
+pub use rules::DeclineRule;
 use tokio::net::TcpListener;
 use valerix_runtime::{db, server};
 
 pub const NAME: &str = valerix_runtime::topology::Service::Payment.name();
 
-pub use valerix_runtime::server::ServiceError as Error;
+pub use valerix_runtime::error::ServiceError as Error;
 
 pub async fn run(
     config: Config,
@@ -32,7 +36,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let token = config.http.service_token()?;
-    valerix_runtime::systemd::status("connecting to the database");
+    valerix_runtime::server::systemd::status("connecting to the database");
     let pool = db::connect_and_migrate(&config.db).await?;
     // Nothing is open when the services share a token: charges, voids and
     // refunds are the saga's, the payment reads the operator's.

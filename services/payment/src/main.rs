@@ -1,6 +1,6 @@
 use clap::Parser;
 use payment_service::{Config, NAME, run};
-use valerix_runtime::{server, shutdown};
+use valerix_runtime::server::{self, shutdown};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

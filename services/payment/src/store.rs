@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::PaymentStatus;
+use crate::{domain::PaymentStatus, rules};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PaymentRow {
@@ -63,14 +63,15 @@ impl Store {
     }
 
     /// Records the charge's outcome once per order: the unique order_id makes
-    /// a repeat return the first row instead of charging twice.
+    /// a repeat return the first row instead of charging twice
+    /// ([`rules::repeat`]).
     pub async fn charge(
         &self,
         order_id: Uuid,
         amount_cents: i64,
         decline_reason: Option<&str>,
     ) -> Result<(PaymentRow, bool), StoreError> {
-        let status = Self::outcome(decline_reason);
+        let status = rules::outcome(decline_reason);
         let inserted: Option<PaymentRow> = sqlx::query_as(&format!(
             "INSERT INTO payments (order_id, amount, status, decline_reason)
              VALUES ($1, $2::NUMERIC / 100, $3, $4) ON CONFLICT (order_id) DO NOTHING
@@ -86,16 +87,8 @@ impl Store {
         if let Some(row) = inserted {
             return Ok((row, true));
         }
-        let row = self.by_order(order_id).await?;
-        // A VOIDED fence has amount 0: it answers any later charge as voided.
-        if row.amount_cents != amount_cents && row.status != PaymentStatus::Voided {
-            return Err(StoreError::AmountMismatch {
-                order_id,
-                existing: row.amount_cents,
-                requested: amount_cents,
-            });
-        }
-        Ok((row, false))
+        let first = self.by_order(order_id).await?;
+        Ok((rules::repeat(first, amount_cents)?, false))
     }
 
     /// Records several orders' charges in one statement (one round trip, one
@@ -110,7 +103,7 @@ impl Store {
     ) -> Result<HashMap<Uuid, PaymentRow>, StoreError> {
         let orders: Vec<Uuid> = charges.iter().map(|c| c.0).collect();
         let amounts: Vec<i64> = charges.iter().map(|c| c.1).collect();
-        let statuses: Vec<PaymentStatus> = charges.iter().map(|c| Self::outcome(c.2)).collect();
+        let statuses: Vec<PaymentStatus> = charges.iter().map(|c| rules::outcome(c.2)).collect();
         let reasons: Vec<Option<&str>> = charges.iter().map(|c| c.2).collect();
         let rows: Vec<PaymentRow> = sqlx::query_as(&format!(
             "INSERT INTO payments (order_id, amount, status, decline_reason)
@@ -127,15 +120,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|r| (r.order_id, r)).collect())
-    }
-
-    /// A charge's outcome: declined with a reason, else completed.
-    fn outcome(decline_reason: Option<&str>) -> PaymentStatus {
-        if decline_reason.is_some() {
-            PaymentStatus::Declined
-        } else {
-            PaymentStatus::Completed
-        }
     }
 
     /// Gives up on an order's payment: with no payment yet, writes a VOIDED

@@ -18,7 +18,7 @@ use poem::{
 };
 use subtle::ConstantTimeEq;
 
-use crate::problem::Problem;
+use crate::contract::problem::Problem;
 
 /// Refused calls, by service and reason (`missing`, `malformed`, `wrong`,
 /// `unconfigured`).

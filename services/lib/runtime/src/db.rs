@@ -69,7 +69,7 @@ pub fn lazy_pool() -> PgPool {
 }
 
 /// The watchdog's probe for a service whose life is its database.
-pub fn liveness(pool: PgPool) -> crate::systemd::Probe {
+pub fn liveness(pool: PgPool) -> crate::server::systemd::Probe {
     std::sync::Arc::new(move || {
         let pool = pool.clone();
         Box::pin(async move { ping(&pool, Duration::from_secs(1)).await })

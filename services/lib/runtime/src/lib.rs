@@ -1,46 +1,39 @@
-//! What every Valerix service shares, each concern in one place.
+//! What every Valerix service shares, each concern in one place. The
+//! folders depend on each other in one direction only, from the bottom up:
 //!
-//! - Contract: [`contract`] (the types of every call between services and
-//!   its limits), [`domain`] (values parsed at the edge), [`topology`] (the
-//!   services, names, ports, edges), [`health`], [`problem`] (errors on the
-//!   wire)
-//! - Serving: [`server`], [`listen`] (accept loop, connection limits),
-//!   [`limits`], [`shed`], [`allow`], [`auth`], [`spec`], [`gremlin`],
-//!   [`shutdown`], [`systemd`], [`config`]
-//! - Calling: [`client`] (timeouts, retries, trace propagation), [`breaker`],
-//!   [`upstream`]
-//! - Storing: [`db`] (pool, migrations), [`group`] (grouped writes)
-//! - Observing: [`telemetry`], [`observe`] (RED metrics), [`otel`],
-//!   [`prometheus`], [`scrape`], [`window`]
+//! - [`contract`]: what the services agree on over HTTP, depending on
+//!   nothing else here: the request and answer types of every call between
+//!   services and their limits, [`contract::domain`] (values parsed at the
+//!   edge), [`contract::health`] (the health document), [`contract::problem`]
+//!   (errors on the wire)
+//! - [`telemetry`]: logs, traces ([`telemetry::otel`]), the Prometheus
+//!   registry, the RED metrics of served requests ([`telemetry::requests`]),
+//!   reading another service's metrics ([`telemetry::scrape`])
+//! - [`auth`]: the bearer token a server checks and a client sends
+//! - [`config`]: the settings every service flattens into its own `Config`
+//! - [`client`]: calls to other services (timeouts, retries, trace
+//!   propagation), [`client::breaker`], [`client::upstream`] (where a
+//!   service is reached)
+//! - [`topology`]: the stack's services, names, ports and edges
+//! - [`server`]: serving a service: the accept loop and its limits
+//!   ([`server::listen`]), socket activation, body limits, load shedding,
+//!   gremlins, systemd readiness and watchdog, the drain on shutdown
+//! - [`db`] (feature `db`): the pool and migrations; [`group`]: grouped writes
+//! - [`error`]: why a service stopped
+//!
+//! [`Problem`], [`ProblemResponse`] and [`Problems`] are re-exported here:
+//! every handler of every service answers with them.
 
-pub mod activation;
-pub mod allow;
 pub mod auth;
-pub mod breaker;
 pub mod client;
 pub mod config;
 pub mod contract;
 #[cfg(feature = "db")]
 pub mod db;
-pub mod domain;
-pub mod gremlin;
+pub mod error;
 pub mod group;
-pub mod health;
-pub mod limits;
-pub mod listen;
-pub mod observe;
-pub mod otel;
-pub mod problem;
-pub mod prometheus;
-pub mod scrape;
 pub mod server;
-pub mod shed;
-pub mod shutdown;
-pub mod spec;
-pub mod systemd;
 pub mod telemetry;
 pub mod topology;
-pub mod upstream;
-pub mod window;
 
-pub use problem::{Problem, ProblemResponse, Problems};
+pub use contract::problem::{Problem, ProblemResponse, Problems};

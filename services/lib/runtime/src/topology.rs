@@ -5,7 +5,7 @@
 
 use std::{fmt, net::SocketAddr};
 
-use crate::upstream::Upstream;
+use crate::client::upstream::Upstream;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Service {

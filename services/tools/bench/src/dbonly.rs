@@ -27,7 +27,7 @@ use order_service::{
     store::{NewOrder, Settlement, Store as Orders},
 };
 use sqlx::PgPool;
-use valerix_runtime::domain::{ProductId, Quantity};
+use valerix_runtime::contract::domain::{ProductId, Quantity};
 
 use super::{BenchArgs, Measured, cpu::Roles};
 

@@ -16,7 +16,7 @@ use std::{
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use valerix_devdb::Cluster;
-use valerix_runtime::{topology::Service, upstream::Upstream};
+use valerix_runtime::{client::upstream::Upstream, topology::Service};
 
 pub use valerix_devdb as devdb;
 
@@ -149,7 +149,7 @@ where
 {
     // What a service binary's main does first: the process's metrics
     // recorder, before any service code records.
-    valerix_runtime::prometheus::install();
+    valerix_runtime::telemetry::prometheus::install();
     let (tx, rx) = oneshot::channel();
     let fut = run(listener, rx);
     let task = tokio::spawn(async move {

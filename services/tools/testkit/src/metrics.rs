@@ -1,3 +1,3 @@
 //! Reading Prometheus' text format in tests: the runtime's reader.
 
-pub use valerix_runtime::scrape::{Sample, buckets, find, parse, value};
+pub use valerix_runtime::telemetry::scrape::{Sample, buckets, find, parse, value};

@@ -53,3 +53,26 @@ pub fn require_tool(tool: &str, install_hint: &str) -> PathBuf {
         })
         .unwrap_or_else(|| panic!("{tool} is not on PATH ({install_hint})"))
 }
+
+/// The parent of process `pid`, from `/proc/<pid>/stat`; None once it is gone.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; the fields after its
+    // last `)` do not: state, then the parent's id.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The ids of every process running now.
+pub fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}

@@ -1,5 +1,6 @@
 //! The operator's verbs, as a library so the tests drive the same code.
 //!
+//! - [`cli`]: the command line, what the `valerix` binary runs
 //! - [`up`]: the dev stack; [`observe`]: Prometheus, Grafana and Jaeger beside it
 //! - [`audit`]: the order flow's invariants, checked in the database
 //! - [`chaos`]: the fault schedule; [`seed`]: demo products; [`token`]: the operator token
@@ -11,6 +12,7 @@
 pub mod audit;
 pub mod backup;
 pub mod chaos;
+pub mod cli;
 pub mod drill;
 pub mod ha;
 pub mod observe;

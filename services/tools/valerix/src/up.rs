@@ -61,7 +61,7 @@ pub struct UpArgs {
     pub ui_dir: Option<PathBuf>,
 
     #[command(flatten)]
-    pub backup: crate::backup::UpBackupArgs,
+    pub backup: crate::backup::dev::UpBackupArgs,
 
     #[command(flatten)]
     pub ha: crate::ha::HaArgs,
@@ -121,7 +121,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             url
         }
         None => {
-            let (c, b) = crate::backup::start_dev_cluster(&args.backup).await?;
+            let (c, b) = crate::backup::dev::start_dev_cluster(&args.backup).await?;
             println!(
                 "PostgreSQL: throwaway cluster in {} on port {}",
                 c.dir().display(),
@@ -294,9 +294,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // exits is restarted; Ctrl-C or SIGTERM stops everything.
     let mut supervisor = Supervisor::new(&stack, RestartPolicy::default());
     supervisor
-        .run(&mut stack, valerix_runtime::shutdown::signal(), |event| {
-            println!("valerix: {event}");
-        })
+        .run(
+            &mut stack,
+            valerix_runtime::server::shutdown::signal(),
+            |event| {
+                println!("valerix: {event}");
+            },
+        )
         .await;
     println!("Stopping...");
     stack.stop(Duration::from_secs(15)).await;

@@ -4,7 +4,7 @@
 use poem_openapi::{Enum, Object};
 use uuid::Uuid;
 
-use crate::domain::{ProductId, Quantity};
+use super::domain::{ProductId, Quantity};
 
 /// The most orders one `POST /inventory/commits` takes.
 pub const MAX_COMMIT_BATCH: usize = 256;

@@ -7,11 +7,18 @@
 //! - [`inventory`], reservations (reserve, release, commit, batch commits)
 //! - [`payment`], payments (charge, void, refund)
 //! - [`sla`], the order service's SLA, as the gateway's overview shows it
+//! - [`domain`], the values in them (product ids, quantities, amounts),
+//!   parsed once at the edge
+//! - [`health`], the health document every service answers
+//! - [`problem`], every error answer (RFC 9457 problem JSON)
 //!
 //! [`Wire`] carries a contract type through serde for the HTTP client.
 
+pub mod domain;
+pub mod health;
 pub mod inventory;
 pub mod payment;
+pub mod problem;
 pub mod sla;
 
 use poem_openapi::types::{ParseFromJSON, ToJSON};

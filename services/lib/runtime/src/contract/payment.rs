@@ -4,7 +4,7 @@
 use poem_openapi::{Enum, Object};
 use uuid::Uuid;
 
-use crate::domain::{Cents, UserId};
+use super::domain::{Cents, UserId};
 
 // As stored in `payments.status`: a value the database holds that is not
 // one of these fails the read (sqlx's decode), it is never guessed.
