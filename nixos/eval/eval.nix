@@ -203,6 +203,23 @@ let
         alertingRules = config.services.grafana.provision.alerting.rules.path;
       };
     };
+    # database.ha: what nixpkgs' patroni, etcd and haproxy modules are given.
+    patroni = {
+      inherit (config.services.patroni) enable environmentFiles;
+      settings = if config.services.patroni.enable then config.services.patroni.settings else null;
+    };
+    etcd = {
+      inherit (config.services.etcd)
+        enable
+        name
+        listenClientUrls
+        listenPeerUrls
+        advertiseClientUrls
+        initialAdvertisePeerUrls
+        initialCluster
+        ;
+    };
+    haproxy = { inherit (config.services.haproxy) enable config; };
     valerix = config.services.valerix or null;
     valerixOptions =
       if options ? services.valerix then
@@ -385,5 +402,6 @@ in
   tests = {
     vm-stack = vmTest "vm-stack";
     vm-multinode = vmTest "vm-multinode";
+    vm-ha = vmTest "vm-ha";
   };
 }
