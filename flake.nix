@@ -239,6 +239,10 @@
             inherit pkgs;
             inherit (packages) valerix;
           };
+          vm-ha = import ./nixos/tests/ha.nix {
+            inherit pkgs;
+            inherit (packages) valerix;
+          };
         }
       );
 

@@ -94,6 +94,24 @@ let
 
   localDatabaseUrl = "postgres:///valerix?host=/run/postgresql&user=valerix";
 
+  # database.ha: three or more nodes each run etcd and Patroni (PostgreSQL); a
+  # host whose services use the database reaches the leader through its own
+  # HAProxy on loopback. The ports are fixed so that every host agrees on them.
+  ha = cfg.database.ha;
+  haNode = ha.enable && ha.nodeName != null;
+  haNodeIp = ha.nodes.${ha.nodeName};
+  haPgPort = 5432;
+  haRestPort = 8008;
+  haEtcdClientPort = 2379;
+  haEtcdPeerPort = 2380;
+  haProxied = ha.enable && lib.any (def: def.usesDatabase) (lib.attrValues enabledServices);
+  # Written by valerix-database-url.service from database.ha.passwordFile.
+  haDatabaseUrlFile = "/run/valerix-database/url";
+  databaseUrlFile = if ha.enable then haDatabaseUrlFile else cfg.database.urlFile;
+  # Patroni reads its passwords from files named in services.patroni.environmentFiles;
+  # those are its own copies (LoadCredential=), so the originals may stay root's.
+  patroniCredentials = "/run/credentials/patroni.service";
+
   # The tokens' files the module generates when they are missing (root's, mode
   # 0600): only these, never a path the operator chose.
   stateDir = "/var/lib/valerix";
@@ -183,7 +201,7 @@ let
     optionalAttrs (def.usesDatabase && !cfg.database.createLocally) {
       DATABASE_URL_FILE = {
         id = "database-url";
-        file = cfg.database.urlFile;
+        file = databaseUrlFile;
       };
     }
     // optionalAttrs (name == "gateway") {
@@ -239,6 +257,11 @@ let
       upstreamUnits = map (u: "valerix-${u}.service") (lib.filter (u: cfg.${u}.enable) def.upstreams);
       localDb = def.usesDatabase && cfg.database.createLocally;
       remoteDb = def.usesDatabase && !cfg.database.createLocally;
+      # With database.ha the URL file is written at boot (a missing credential
+      # fails the start) and HAProxy carries the connections. Wants=, not
+      # Requires=, on HAProxy, for the reason PostgreSQL gets Wants= below.
+      haUnits = optionals (remoteDb && ha.enable) [ "valerix-database-url.service" ];
+      proxyUnits = optionals (remoteDb && ha.enable) [ "haproxy.service" ];
       credentials = credentialsOf name def;
       # LoadCredential= of a missing absolute path fails the unit's start, so
       # a token the module generates is written before the unit starts.
@@ -262,14 +285,17 @@ let
       wants =
         upstreamUnits
         ++ optionals remoteDb [ "network-online.target" ]
+        ++ proxyUnits
         ++ optionals localDb [ "postgresql.target" ];
-      requires = tokenUnits ++ [ "valerix-${name}.socket" ];
+      requires = tokenUnits ++ haUnits ++ [ "valerix-${name}.socket" ];
       after = [
         "network.target"
         "valerix-${name}.socket"
       ]
       ++ upstreamUnits
       ++ tokenUnits
+      ++ haUnits
+      ++ proxyUnits
       ++ optionals localDb [ "postgresql.target" ]
       ++ optionals remoteDb [ "network-online.target" ];
       environment = serviceEnvironment name def;
@@ -405,6 +431,133 @@ in
           (the services read DATABASE_URL_FILE=%d/database-url). Give a path as a
           string: a Nix path literal would copy the secret into the Nix store.
         '';
+      };
+
+      ha = {
+        enable = mkEnableOption ''
+          PostgreSQL with a synchronous standby and automatic failover, from nixpkgs'
+          `services.etcd`, `services.patroni` and `services.haproxy`. Every node in `nodes`
+          runs an etcd member and Patroni with PostgreSQL; a host whose Valerix services use
+          the database runs HAProxy on 127.0.0.1:`proxyPort`, which sends connections to
+          whichever node Patroni's REST API calls the primary. Replaces the single
+          PostgreSQL: set `createLocally = false` and leave `urlFile` unset. Set the same
+          `nodes` and password files on every host, database nodes and service hosts alike'';
+
+        nodes = mkOption {
+          type = types.attrsOf types.str;
+          default = { };
+          example = lib.literalExpression ''
+            {
+              db1 = "10.0.0.11";
+              db2 = "10.0.0.12";
+              db3 = "10.0.0.13";
+            }
+          '';
+          description = ''
+            The database nodes, name -> IPv4 address; at least three (etcd keeps working
+            while a majority of its members is up, so with three, one node may fail). Each
+            node listens on its address for etcd (2379 for clients, 2380 for its peers),
+            PostgreSQL (5432) and Patroni's REST API (8008); these ports are opened in the
+            firewall of the database nodes. The network between the hosts must be trusted:
+            etcd and the REST API ask for no credentials, and PostgreSQL's traffic is not
+            encrypted (its logins are, by scram-sha-256).
+          '';
+        };
+
+        nodeName = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "db1";
+          description = ''
+            Which of `nodes` this host is (its etcd member and Patroni name). Null on a host
+            that only runs Valerix services. A database node that should run no Valerix
+            service sets `order.enable`, `inventory.enable`, `payment.enable` and
+            `gateway.enable` to false.
+          '';
+        };
+
+        passwordFile = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "/run/keys/valerix-database-password";
+          description = ''
+            File holding the password of the `valerix` role, the same on every host: letters,
+            digits and `-._~` only (it goes into the services' URL as is). On a service host,
+            valerix-database-url.service writes
+            `postgres://valerix:<password>@127.0.0.1:<proxyPort>/valerix` into
+            ${haDatabaseUrlFile} (root's, mode 0600), which the services load with
+            LoadCredential=; on a database node, valerix-database-ensure.service gives the
+            role this password on the leader.
+          '';
+        };
+
+        superuserPasswordFile = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "/run/keys/patroni-superuser-password";
+          description = ''
+            File holding the password of the PostgreSQL superuser `postgres`, the same on
+            every database node (Patroni's `PATRONI_SUPERUSER_PASSWORD`; pg_rewind logs in to
+            the new leader with it). Needed on database nodes.
+          '';
+        };
+
+        replicationPasswordFile = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "/run/keys/patroni-replication-password";
+          description = ''
+            File holding the password of the replication role `replicator`, the same on every
+            database node (Patroni's `PATRONI_REPLICATION_PASSWORD`). Needed on database nodes.
+          '';
+        };
+
+        synchronousModeStrict = mkOption {
+          type = types.bool;
+          default = false;
+          description = ''
+            Patroni's `synchronous_mode_strict`. With `synchronous_mode` (always on here) a
+            commit is acknowledged once it is on the leader and its synchronous standby, and
+            only that standby may be promoted. False (the default) keeps the shop writable
+            when the last standby is gone too: the leader then commits on its own until a
+            standby is back, and losing that node in that window loses those commits. True
+            never acknowledges a commit that is on one node only: without a standby, writes
+            wait (and orders get 503) until one is back. Only applied when the cluster is
+            first created; change it later with `patronictl edit-config`.
+          '';
+        };
+
+        scope = mkOption {
+          type = types.str;
+          default = "valerix";
+          description = "Patroni's cluster name (`scope`), also etcd's initial cluster token.";
+        };
+
+        proxyPort = mkOption {
+          type = types.port;
+          default = 5433;
+          description = "The loopback port of HAProxy on a service host; the services connect to 127.0.0.1:proxyPort.";
+        };
+
+        clientNetworks = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          example = [ "10.0.1.0/24" ];
+          description = ''
+            Addresses (CIDR) of the service hosts: PostgreSQL admits the `valerix` role from
+            these and from the database nodes, with scram-sha-256.
+          '';
+        };
+
+        postgresqlPackage = mkOption {
+          type = types.package;
+          default = pkgs.postgresql_17;
+          defaultText = lib.literalExpression "pkgs.postgresql_17";
+          description = ''
+            PostgreSQL of every database node (`services.patroni.postgresqlPackage`); the same
+            major version on all of them.
+          '';
+        };
       };
     };
 
@@ -589,8 +742,16 @@ in
     {
       assertions = [
         {
-          assertion = cfg.database.createLocally != (cfg.database.urlFile != null);
+          assertion = ha.enable || cfg.database.createLocally != (cfg.database.urlFile != null);
           message = "services.valerix.database: set either createLocally = true or urlFile, not both and not neither.";
+        }
+        {
+          assertion = ha.enable -> !cfg.database.createLocally && cfg.database.urlFile == null;
+          message = "services.valerix.database.ha replaces the single PostgreSQL: set database.createLocally = false and leave database.urlFile unset (the services reach the leader through HAProxy).";
+        }
+        {
+          assertion = ha.enable -> !cfg.backup.enable;
+          message = "services.valerix.backup backs up the single local PostgreSQL; with database.ha the module sets up no backups (pgBackRest would have to archive from whichever node leads): back the cluster up by other means and turn backup.enable off.";
         }
         {
           assertion = cfg.backup.enable -> cfg.database.createLocally;
@@ -669,6 +830,257 @@ in
             ensureDBOwnership = true;
           }
         ];
+      };
+    })
+
+    (mkIf ha.enable {
+      assertions =
+        let
+          files = {
+            inherit (ha) passwordFile superuserPasswordFile replicationPasswordFile;
+          };
+        in
+        [
+          {
+            assertion = lib.length (lib.attrNames ha.nodes) >= 3;
+            message = "services.valerix.database.ha.nodes names ${toString (lib.length (lib.attrNames ha.nodes))} node(s): at least three are needed (etcd elects a leader only with a majority of its members, so with two, losing one stops failover).";
+          }
+          {
+            assertion = ha.nodeName == null || ha.nodes ? ${ha.nodeName};
+            message = "services.valerix.database.ha.nodeName = \"${toString ha.nodeName}\" is not one of database.ha.nodes (${lib.concatStringsSep ", " (lib.attrNames ha.nodes)}).";
+          }
+          {
+            # Patroni's module writes "<nodeIp>:<port>" for its listen addresses.
+            assertion = lib.all (ip: !lib.hasInfix ":" ip && !lib.hasInfix "/" ip) (lib.attrValues ha.nodes);
+            message = "services.valerix.database.ha.nodes: give each node an IPv4 address (nixpkgs' services.patroni writes <nodeIp>:<port>).";
+          }
+          {
+            assertion = ha.passwordFile != null;
+            message = "services.valerix.database.ha.passwordFile is not set: the valerix role's password, the same file on every host.";
+          }
+          {
+            assertion = haNode -> ha.superuserPasswordFile != null && ha.replicationPasswordFile != null;
+            message = "services.valerix.database.ha: a database node needs superuserPasswordFile and replicationPasswordFile (the same files on every node).";
+          }
+          {
+            # The Nix store is readable by every user of the host.
+            assertion = lib.all (f: f == null || !lib.hasPrefix "${builtins.storeDir}/" f) (
+              lib.attrValues files
+            );
+            message = "services.valerix.database.ha: passwordFile, superuserPasswordFile and replicationPasswordFile must not be in the Nix store, which every user can read.";
+          }
+        ];
+    })
+
+    (mkIf haNode {
+      # nixpkgs nixos/modules/services/misc/etcd.nix (services.etcd.*: the unit gets
+      # them as ETCD_* variables). v3 API: Patroni's `etcd3` below.
+      services.etcd = {
+        enable = true;
+        name = ha.nodeName;
+        listenClientUrls = [
+          "http://${haNodeIp}:${toString haEtcdClientPort}"
+          "http://127.0.0.1:${toString haEtcdClientPort}"
+        ];
+        advertiseClientUrls = [ "http://${haNodeIp}:${toString haEtcdClientPort}" ];
+        listenPeerUrls = [ "http://${haNodeIp}:${toString haEtcdPeerPort}" ];
+        initialAdvertisePeerUrls = [ "http://${haNodeIp}:${toString haEtcdPeerPort}" ];
+        initialCluster = lib.mapAttrsToList (
+          name: ip: "${name}=http://${ip}:${toString haEtcdPeerPort}"
+        ) ha.nodes;
+        initialClusterToken = ha.scope;
+      };
+
+      # nixpkgs nixos/modules/services/cluster/patroni/default.nix: it sets scope,
+      # name, restapi.{listen,connect_address} and postgresql.{listen,connect_address,
+      # data_dir,bin_dir,pgpass} in `settings` from these options, writes the YAML into
+      # the store and runs `patroni <file>` after exporting each environmentFiles entry.
+      services.patroni = {
+        enable = true;
+        inherit (ha) scope postgresqlPackage;
+        name = ha.nodeName;
+        nodeIp = haNodeIp;
+        otherNodesIps = lib.attrValues (removeAttrs ha.nodes [ ha.nodeName ]);
+        postgresqlPort = haPgPort;
+        restApiPort = haRestPort;
+        environmentFiles = {
+          PATRONI_SUPERUSER_PASSWORD = "${patroniCredentials}/superuser-password";
+          PATRONI_REPLICATION_PASSWORD = "${patroniCredentials}/replication-password";
+        };
+        settings = {
+          # The v3 API; Patroni's `etcd:` speaks v2, which etcd 3.4+ serves only
+          # with --enable-v2.
+          etcd3.hosts = lib.mapAttrsToList (_: ip: "${ip}:${toString haEtcdClientPort}") ha.nodes;
+          bootstrap = {
+            # Written to etcd once, when the cluster is created; later changes go
+            # through `patronictl edit-config`.
+            dcs = {
+              # A leader that stops renewing its key loses it after ttl seconds,
+              # and a standby is promoted within a loop_wait after that: ~9 s
+              # from a killed leader to a writable new one (Patroni's 30/10/10
+              # took 24 s). Patroni requires loop_wait + 2 * retry_timeout <= ttl.
+              ttl = 10;
+              loop_wait = 2;
+              retry_timeout = 4;
+              synchronous_mode = true;
+              synchronous_mode_strict = ha.synchronousModeStrict;
+              postgresql = {
+                # The old leader rejoins as a standby of the new one instead of
+                # needing a new base backup.
+                use_pg_rewind = true;
+                parameters = {
+                  # A standby retries fetching WAL every 500 ms instead of 5 s: a
+                  # new standby (and the cluster) is ready twice as fast.
+                  wal_retrieve_retry_interval = "500ms";
+                };
+              };
+            };
+            initdb = [
+              { encoding = "UTF8"; }
+              "data-checksums"
+            ];
+          };
+          postgresql = {
+            # Patroni talks to its own PostgreSQL over the socket, as `postgres`
+            # through the ident map below; the other nodes come over TCP with passwords.
+            use_unix_socket = true;
+            authentication = {
+              superuser.username = "postgres";
+              replication.username = "replicator";
+            };
+            parameters.unix_socket_directories = "/run/patroni";
+            pg_ident = [ "valerix-ha patroni postgres" ];
+            pg_hba = [
+              "local all postgres peer map=valerix-ha"
+            ]
+            ++ lib.concatMap (ip: [
+              "host replication replicator ${ip}/32 scram-sha-256"
+              # pg_rewind logs in to the new leader as the superuser.
+              "host all postgres ${ip}/32 scram-sha-256"
+            ]) (lib.attrValues ha.nodes)
+            ++ map (net: "host valerix valerix ${net} scram-sha-256") (
+              map (ip: "${ip}/32") (lib.attrValues ha.nodes) ++ ha.clientNetworks
+            );
+          };
+        };
+      };
+
+      systemd.services.patroni = {
+        # Patroni waits for etcd by itself; this only saves it the first retries.
+        wants = [ "etcd.service" ];
+        after = [ "etcd.service" ];
+        serviceConfig = {
+          LoadCredential = [
+            "superuser-password:${ha.superuserPasswordFile}"
+            "replication-password:${ha.replicationPasswordFile}"
+          ];
+          # PostgreSQL's socket directory (Patroni's user cannot create /run/postgresql).
+          RuntimeDirectory = "patroni";
+        };
+      };
+
+      # The role and database the services use, created (and the role's password
+      # set) on whichever node leads; the others wait until they see them
+      # replicated. The services apply the migrations themselves.
+      systemd.services.valerix-database-ensure = {
+        description = "Valerix: the valerix role and database on the PostgreSQL leader";
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "patroni.service" ];
+        after = [ "patroni.service" ];
+        path = [
+          ha.postgresqlPackage
+          pkgs.curl
+        ];
+        environment.PGHOST = "/run/patroni";
+        serviceConfig = hardening // {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          User = config.services.patroni.user;
+          Group = config.services.patroni.group;
+          LoadCredential = [ "password:${ha.passwordFile}" ];
+          # The first leader is elected and the database created within a minute.
+          TimeoutStartSec = "10min";
+        };
+        # The password reaches psql through a \set from the credential, never
+        # through its arguments or environment.
+        script = ''
+          rest=http://${haNodeIp}:${toString haRestPort}
+          while :; do
+            if curl -sf -o /dev/null "$rest/primary"; then
+              psql -U postgres -d postgres -v ON_ERROR_STOP=1 -q <<'SQL'
+          \set password `cat "$CREDENTIALS_DIRECTORY/password"`
+          SELECT 'CREATE ROLE valerix LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'valerix') \gexec
+          ALTER ROLE valerix WITH LOGIN PASSWORD :'password';
+          SELECT 'CREATE DATABASE valerix OWNER valerix' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'valerix') \gexec
+          SQL
+              exit 0
+            fi
+            if curl -sf -o /dev/null "$rest/replica" \
+              && [ "$(psql -U postgres -d postgres -tAc "SELECT count(*) FROM pg_database WHERE datname = 'valerix'" 2>/dev/null)" = 1 ]; then
+              exit 0
+            fi
+            sleep 1
+          done
+        '';
+      };
+
+      networking.firewall.allowedTCPPorts = [
+        haEtcdClientPort
+        haEtcdPeerPort
+        haPgPort
+        haRestPort
+      ];
+    })
+
+    (mkIf haProxied {
+      # nixpkgs nixos/modules/services/networking/haproxy.nix: `config` goes into
+      # /etc/haproxy.cfg after its own `global` section (the stats socket).
+      services.haproxy = {
+        enable = true;
+        config = ''
+          defaults
+            mode tcp
+            timeout connect 2s
+            # Idle pooled connections: the services' pool closes them first.
+            timeout client 30m
+            timeout server 30m
+
+          listen valerix-postgresql
+            bind 127.0.0.1:${toString ha.proxyPort}
+            # Patroni's REST API answers 200 on /primary only on the leader.
+            option httpchk GET /primary
+            http-check expect status 200
+            # A leader that stops answering is out after 1 s, and its open
+            # connections are cut, so no service keeps writing to a demoted node.
+            default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+          ${lib.concatStringsSep "\n" (
+            lib.mapAttrsToList (
+              name: ip: "  server ${name} ${ip}:${toString haPgPort} check port ${toString haRestPort}"
+            ) ha.nodes
+          )}
+        '';
+      };
+
+      systemd.services.valerix-database-url = {
+        description = "Valerix: the services' database URL through HAProxy";
+        serviceConfig = hardening // {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          RuntimeDirectory = "valerix-database";
+          RuntimeDirectoryMode = "0700";
+          LoadCredential = [ "password:${ha.passwordFile}" ];
+        };
+        script = ''
+          password=$(cat "$CREDENTIALS_DIRECTORY/password")
+          case "$password" in
+            "" | *[!A-Za-z0-9._~-]*)
+              echo "database.ha.passwordFile: use letters, digits and -._~ only (the password goes into a URL as is)" >&2
+              exit 1
+              ;;
+          esac
+          printf 'postgres://valerix:%s@127.0.0.1:${toString ha.proxyPort}/valerix\n' "$password" > ${haDatabaseUrlFile}.new
+          mv ${haDatabaseUrlFile}.new ${haDatabaseUrlFile}
+        '';
       };
     })
 

@@ -411,6 +411,7 @@ def check_host(where: str, cfg: dict, pkg: Package, helps: dict[str, str], runti
             R.check(f"{target}.service" in unit["after"], w, f"not After={target}.service")
 
     check_tokens(where, cfg, units)
+    check_ha(where, cfg, units, nodes)
     check_prometheus(where, cfg, pkg, package, units, listen_of)
     check_grafana(where, cfg, pkg, package)
     check_backup(where, cfg, package, helps)
@@ -500,6 +501,190 @@ def run_token_script(w: str, script: str, files: set[str], umask: str | None) ->
                 R.check(mode == 0o600, w, f"{f} has mode {mode:o}, not 600")
         R.check(len(set(first.values())) == len(first), w, "two tokens are the same")
         R.check(run() == first, w, "a second run replaced a token that was there")
+
+
+# database.ha: the settings measured with Debian's patroni 3.0.2, etcd 3.4.23 and
+# haproxy 2.6 (ttl/loop_wait/retry_timeout: failover in ~9 s), and the ports the
+# module fixes for every host.
+HA_DCS = {"ttl": 10, "loop_wait": 2, "retry_timeout": 4, "synchronous_mode": True}
+HA_PORTS = {"pg": 5432, "rest": 8008, "etcd": 2379, "peer": 2380}
+HA_URL_FILE = "/run/valerix-database/url"
+HA_HAPROXY_LINES = [
+    "mode tcp",
+    "option httpchk GET /primary",
+    "http-check expect status 200",
+    "default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions",
+]
+
+
+def hba_admits(lines: list[str], kind: str, db: str, user: str, addr: str) -> bool:
+    """Some pg_hba line of `kind` (host, local) lets `user` into `db` from `addr` with a password."""
+    for line in lines:
+        f = line.split()
+        if len(f) < 5 or f[0] != kind or f[1] not in (db, "all") or f[2] not in (user, "all"):
+            continue
+        if "/" in f[3] and ipaddress.ip_address(addr) in ipaddress.ip_network(f[3], strict=False):
+            return f[4] in ("scram-sha-256", "md5")
+    return False
+
+
+def check_ha(where: str, cfg: dict, units: dict[str, dict], nodes) -> None:
+    """database.ha: etcd and Patroni on a database node as nixpkgs' modules get
+    them, HAProxy in front of every node on a host whose services use the
+    database, and the services' URL written from the password file."""
+    ha = cfg["valerix"]["database"]["ha"]
+    w = f"{where} database.ha"
+    if not ha["enable"]:
+        R.check(not (cfg["patroni"]["enable"] or cfg["etcd"]["enable"] or cfg["haproxy"]["enable"]), w,
+                "Patroni, etcd or HAProxy on without database.ha")
+        R.check("valerix-database-url" not in cfg["services"] and "valerix-database-ensure" not in cfg["services"], w,
+                "a database.ha unit without database.ha")
+        return
+    members = ha["nodes"]
+    if nodes is not None:
+        addresses = test_addresses(nodes)
+        for node, ip in sorted(members.items()):
+            R.check(node in addresses and addresses[node][0] == ip, w,
+                    f"{node} at {ip}, where the test network puts {addresses.get(node, ('no such node',))[0]}")
+    name = ha["nodeName"]
+    if name is not None:
+        check_ha_node(w, cfg, ha, name)
+    else:
+        R.check(not cfg["patroni"]["enable"] and not cfg["etcd"]["enable"], w, "Patroni or etcd on a host that is no node")
+
+    db_units = {n: u for n, u in units.items() if "DATABASE_URL_FILE" in u["environment"]}
+    haproxy = cfg["haproxy"]
+    if not db_units:
+        R.check(not haproxy["enable"], w, "HAProxy on a host whose services do not use the database")
+        return
+    if not R.check(haproxy["enable"] and haproxy["config"], w, "services use the database, but HAProxy is off"):
+        return
+    conf = [line.strip() for line in haproxy["config"].splitlines()]
+    for line in HA_HAPROXY_LINES + [f"bind 127.0.0.1:{ha['proxyPort']}"]:
+        R.check(line in conf, w, f"HAProxy's configuration lacks `{line}`")
+    servers = [re.fullmatch(r"server (\S+) (\S+):(\d+) check port (\d+)", line) for line in conf]
+    servers = sorted(m.groups() for m in servers if m)
+    want = sorted((n, ip, str(HA_PORTS["pg"]), str(HA_PORTS["rest"])) for n, ip in members.items())
+    R.check(servers == want, w, f"HAProxy's servers {servers}, want every node checked on its REST API: {want}")
+    for unit_name, unit in sorted(db_units.items()):
+        uw = f"{where} {unit_name}"
+        R.check(credentials(unit).get("database-url") == HA_URL_FILE, uw,
+                f"LoadCredential=database-url:{credentials(unit).get('database-url')}, want {HA_URL_FILE}")
+        for key in ("requires", "after"):
+            R.check("valerix-database-url.service" in unit[key], uw, f"{key} lacks valerix-database-url.service, which writes {HA_URL_FILE}")
+        for key in ("wants", "after"):
+            R.check("haproxy.service" in unit[key], uw, f"{key} lacks haproxy.service")
+        R.check("haproxy.service" not in unit["requires"], uw, "requires haproxy.service: its restart would restart the service")
+    gen = cfg["services"].get("valerix-database-url")
+    if R.check(gen is not None, w, f"no valerix-database-url unit writes {HA_URL_FILE}"):
+        run_url_script(f"{where} valerix-database-url", gen, ha["proxyPort"])
+    if nodes is not None:
+        # Every node's PostgreSQL admits the valerix role from this host.
+        here = next((n for n, c in nodes.items() if c is cfg), None)
+        for node in sorted(members):
+            hba = (nodes.get(node, {}).get("patroni", {}).get("settings") or {}).get("postgresql", {}).get("pg_hba", [])
+            for addr in addresses.get(here, ()):
+                if ":" in addr:
+                    continue
+                R.check(hba_admits(hba, "host", "valerix", "valerix", addr), w,
+                        f"{node}'s pg_hba does not admit valerix@valerix from {here} at {addr}")
+
+
+def check_ha_node(w: str, cfg: dict, ha: dict, name: str) -> None:
+    members = ha["nodes"]
+    patroni = cfg["patroni"]
+    if not R.check(patroni["enable"] and name in members, w, f"node {name}: Patroni off or {name} not in nodes"):
+        return
+    s = patroni["settings"]
+    dcs = s.get("bootstrap", {}).get("dcs", {})
+    for key, value in {**HA_DCS, "synchronous_mode_strict": ha["synchronousModeStrict"]}.items():
+        R.check(dcs.get(key) == value, w, f"bootstrap.dcs.{key} = {dcs.get(key)!r}, want {value!r}")
+    # Patroni refuses a configuration where a leader could lose its key before it retried.
+    R.check(dcs.get("loop_wait", 99) + 2 * dcs.get("retry_timeout", 99) <= dcs.get("ttl", 0), w,
+            "loop_wait + 2 * retry_timeout > ttl")
+    pg_dcs = dcs.get("postgresql", {})
+    R.check(pg_dcs.get("use_pg_rewind") is True, w, "use_pg_rewind is off: the old leader could not rejoin")
+    R.check(pg_dcs.get("parameters", {}).get("wal_retrieve_retry_interval") == "500ms", w,
+            "wal_retrieve_retry_interval is not 500ms")
+    R.check("etcd" not in s, w, "`etcd:` is Patroni's v2 client; etcd 3.4+ serves v2 only with --enable-v2")
+    want_hosts = sorted(f"{ip}:{HA_PORTS['etcd']}" for ip in members.values())
+    R.check(sorted(s.get("etcd3", {}).get("hosts", [])) == want_hosts, w, f"etcd3.hosts {s.get('etcd3')}, want {want_hosts}")
+    ip = members[name]
+    R.check(s.get("restapi", {}).get("listen") == f"{ip}:{HA_PORTS['rest']}", w,
+            f"the REST API listens on {s.get('restapi', {}).get('listen')}, where HAProxy checks {ip}:{HA_PORTS['rest']}")
+    R.check(s.get("postgresql", {}).get("listen") == f"{ip}:{HA_PORTS['pg']}", w,
+            f"PostgreSQL listens on {s.get('postgresql', {}).get('listen')}")
+    etcd = cfg["etcd"]
+    want_cluster = sorted(f"{n}=http://{a}:{HA_PORTS['peer']}" for n, a in members.items())
+    R.check(etcd["enable"] and etcd["name"] == name and sorted(etcd["initialCluster"]) == want_cluster, w,
+            f"etcd member {etcd['name']} with initialCluster {etcd['initialCluster']}, want {name} in {want_cluster}")
+    R.check(f"http://{ip}:{HA_PORTS['etcd']}" in etcd["listenClientUrls"], w, "etcd does not listen where Patroni looks")
+    R.check(etcd["listenPeerUrls"] == [f"http://{ip}:{HA_PORTS['peer']}"], w, f"etcd's peers at {etcd['listenPeerUrls']}")
+    # The passwords: files Patroni's script reads from its own credentials,
+    # loaded from files outside the Nix store.
+    unit = cfg["services"]["patroni"]
+    creds = credentials(unit)
+    for var, path in sorted(patroni["environmentFiles"].items()):
+        m = re.fullmatch(r"/run/credentials/patroni\.service/([\w.-]+)", str(path))
+        R.check(m is not None and m.group(1) in creds, w, f"{var} from {path}, which no LoadCredential= of patroni.service provides")
+    R.check({"PATRONI_SUPERUSER_PASSWORD", "PATRONI_REPLICATION_PASSWORD"} <= set(patroni["environmentFiles"]), w,
+            "the superuser's or the replication role's password is not given to Patroni")
+    for cred, path in creds.items():
+        R.check(not path.startswith("/nix/store/"), w, f"{cred} from {path}: the Nix store is world-readable")
+    pg = s.get("postgresql", {})
+    hba = pg.get("pg_hba", [])
+    R.check(not any(line.split()[4:5] == ["trust"] for line in hba), w, "a pg_hba line trusts without a password")
+    for other, addr in sorted(members.items()):
+        for db, user in (("replication", "replicator"), ("postgres", "postgres"), ("valerix", "valerix")):
+            R.check(hba_admits(hba, "host", db, user, addr), w, f"pg_hba does not admit {user}@{db} from {other} at {addr}")
+    sock = pg.get("parameters", {}).get("unix_socket_directories")
+    R.check(pg.get("use_unix_socket") is True and sock == "/run/patroni"
+            and unit["serviceConfig"].get("RuntimeDirectory") == "patroni", w,
+            f"Patroni's socket directory {sock} is not its unit's RuntimeDirectory")
+    R.check(set(HA_PORTS.values()) <= set(cfg["firewall"]["allowedTCPPorts"]) or not cfg["firewall"]["enable"], w,
+            f"the firewall does not open {sorted(HA_PORTS.values())}")
+    ensure = cfg["services"].get("valerix-database-ensure")
+    if R.check(ensure is not None, w, "no valerix-database-ensure unit creates the role and database"):
+        sc = ensure["serviceConfig"]
+        R.check("patroni.service" in ensure["after"] and sc.get("User") == unit["serviceConfig"].get("User"), w,
+                "valerix-database-ensure is not after patroni.service as Patroni's user (peer map valerix-ha)")
+        R.check(ensure["environment"].get("PGHOST") == sock, w, "valerix-database-ensure does not use Patroni's socket")
+        R.check(credentials(ensure).get("password") == ha["passwordFile"], w, "valerix-database-ensure does not load passwordFile")
+        script = ensure["script"]
+        R.check(f"rest=http://{ip}:{HA_PORTS['rest']}\n" in script and '"$rest/primary"' in script
+                and "CREATE DATABASE valerix OWNER valerix" in script, w,
+                "valerix-database-ensure does not create the database when this node's REST API says primary")
+
+
+def run_url_script(w: str, unit: dict, port: int) -> None:
+    """valerix-database-url's script in a scratch directory: a good password gives the
+    URL through HAProxy, mode 0600; one that would break the URL fails the unit."""
+    import tempfile
+
+    sc = unit["serviceConfig"]
+    R.check(sc.get("Type") == "oneshot" and sc.get("RemainAfterExit") is True, w, "not a oneshot that remains active")
+    R.check(sc.get("RuntimeDirectory") == Path(HA_URL_FILE).parent.name and sc.get("RuntimeDirectoryMode") == "0700", w,
+            f"RuntimeDirectory={sc.get('RuntimeDirectory')} does not hold {HA_URL_FILE} (mode 0700)")
+    R.check(credentials(unit).get("password") is not None, w, "no LoadCredential=password:...")
+    with tempfile.TemporaryDirectory() as tmp:
+        script = unit["script"].replace(str(Path(HA_URL_FILE).parent), tmp)
+        creds = Path(tmp) / "creds"
+        creds.mkdir()
+        env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
+
+        def run(password: str) -> subprocess.CompletedProcess:
+            (creds / "password").write_text(password + "\n")
+            return subprocess.run(["bash", "-euc", f"umask {sc.get('UMask', '0022')}\n{script}"],
+                                  capture_output=True, text=True, env=env)
+
+        done = run("good-Pass.word~1")
+        url = Path(tmp) / "url"
+        if R.check(done.returncode == 0 and url.exists(), w, f"the script failed: {done.stderr.strip()}"):
+            want = f"postgres://valerix:good-Pass.word~1@127.0.0.1:{port}/valerix\n"
+            R.check(url.read_text() == want, w, f"wrote {url.read_text()!r}, want {want!r}")
+            R.check(url.stat().st_mode & 0o777 == 0o600, w, f"the URL file has mode {url.stat().st_mode & 0o777:o}")
+        for bad in ("has@sign", "with space", ""):
+            R.check(run(bad).returncode != 0, w, f"accepted the password {bad!r}, which does not fit into a URL as is")
 
 
 def check_backup(where: str, cfg: dict, package: str, helps: dict[str, str]) -> None:
@@ -1025,6 +1210,21 @@ def main() -> int:
     refused = ev["refused"]["split-without-service-token"]
     R.check(any("serviceTokenFile" in m for m in refused), "split without serviceTokenFile",
             f"not refused (failed assertions: {refused})")
+    # database.ha combinations the module must refuse, each with its own message.
+    for case, needle in {
+        "ha-with-local-postgresql": "database.ha replaces the single PostgreSQL",
+        "ha-with-url-file": "database.ha replaces the single PostgreSQL",
+        "ha-with-backup": "with database.ha the module sets up no backups",
+        "ha-two-nodes": "at least three are needed",
+        "ha-unknown-node-name": "is not one of database.ha.nodes",
+        "ha-ipv6-node": "give each node an IPv4 address",
+        "ha-without-password": "passwordFile is not set",
+        "ha-node-without-superuser-password": "needs superuserPasswordFile and replicationPasswordFile",
+        "ha-password-in-store": "must not be in the Nix store",
+    }.items():
+        refused = ev["refused"][case]
+        R.check(any(needle in m for m in refused), f"database.ha refused case {case}",
+                f"not refused with {needle!r} (failed assertions: {refused})")
     check_app(ev["app"], pkg, package_path, has_jaeger)
     check_devshell(ev["devShell"])
     for name, test in ev["tests"].items():

@@ -203,6 +203,23 @@ let
         alertingRules = config.services.grafana.provision.alerting.rules.path;
       };
     };
+    # database.ha: what nixpkgs' patroni, etcd and haproxy modules are given.
+    patroni = {
+      inherit (config.services.patroni) enable environmentFiles;
+      settings = if config.services.patroni.enable then config.services.patroni.settings else null;
+    };
+    etcd = {
+      inherit (config.services.etcd)
+        enable
+        name
+        listenClientUrls
+        listenPeerUrls
+        advertiseClientUrls
+        initialAdvertisePeerUrls
+        initialCluster
+        ;
+    };
+    haproxy = { inherit (config.services.haproxy) enable config; };
     valerix = config.services.valerix or null;
     valerixOptions =
       if options ? services.valerix then
@@ -287,6 +304,33 @@ let
       };
     };
   };
+  # database.ha on three nodes. `db1` also runs the services (through its own
+  # HAProxy, like a service host); the cases below break one rule each.
+  haNodes = {
+    db1 = "192.0.2.21";
+    db2 = "192.0.2.22";
+    db3 = "192.0.2.23";
+  };
+  haHost = extra: [
+    flake.nixosModules.default
+    {
+      services.valerix = {
+        enable = true;
+        database.createLocally = false;
+        database.ha = {
+          enable = true;
+          nodes = haNodes;
+          nodeName = "db1";
+          passwordFile = "/run/keys/valerix-database-password";
+          superuserPasswordFile = "/run/keys/patroni-superuser-password";
+          replicationPasswordFile = "/run/keys/patroni-replication-password";
+          clientNetworks = [ "192.0.2.0/24" ];
+        };
+      };
+    }
+    extra
+  ];
+
   # Definitions nixpkgs refuses (option types and checks), each of which the
   # stand-ins must refuse too: true when the evaluation fails.
   refusedBy =
@@ -359,6 +403,7 @@ in
       { services.valerix.enable = true; }
     ];
     fragment-in-host = evalHost "nixos/example/valerix.nix in a host" fragmentHostModules;
+    ha-db-with-services = evalHost "ha-db-with-services" (haHost { });
     split = evalHost "split" [
       flake.nixosModules.default
       split
@@ -378,6 +423,34 @@ in
       flake.nixosModules.default
       split
     ];
+    ha-with-local-postgresql = failedAssertions (haHost {
+      services.valerix.database.createLocally = lib.mkForce true;
+    });
+    ha-with-url-file = failedAssertions (haHost {
+      services.valerix.database.urlFile = "/run/keys/valerix-database-url";
+    });
+    ha-with-backup = failedAssertions (haHost {
+      services.valerix.backup.enable = true;
+    });
+    ha-two-nodes = failedAssertions (haHost {
+      services.valerix.database.ha.nodes = lib.mkForce { inherit (haNodes) db1 db2; };
+    });
+    ha-unknown-node-name = failedAssertions (haHost {
+      services.valerix.database.ha.nodeName = lib.mkForce "db9";
+    });
+    ha-ipv6-node = failedAssertions (haHost {
+      services.valerix.database.ha.nodes.db3 = lib.mkForce "2001:db8::23";
+    });
+    ha-without-password = failedAssertions (haHost {
+      services.valerix.database.ha.passwordFile = lib.mkForce null;
+    });
+    ha-node-without-superuser-password = failedAssertions (haHost {
+      services.valerix.database.ha.superuserPasswordFile = lib.mkForce null;
+    });
+    ha-password-in-store = failedAssertions (haHost {
+      services.valerix.database.ha.replicationPasswordFile =
+        lib.mkForce "${builtins.storeDir}/x-password";
+    });
   };
   inherit strict;
   # The same evaluation of a plain host succeeds (so a refusal above is the case's).
@@ -385,5 +458,6 @@ in
   tests = {
     vm-stack = vmTest "vm-stack";
     vm-multinode = vmTest "vm-multinode";
+    vm-ha = vmTest "vm-ha";
   };
 }

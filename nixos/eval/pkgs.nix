@@ -209,6 +209,17 @@ in
   ];
 
   jq = pkg "jq" [ "jq" ];
+  # database.ha: nixpkgs' services.etcd, services.patroni, services.haproxy.
+  etcd = pkg "etcd" [
+    "etcd"
+    "etcdctl"
+    "etcdutl"
+  ];
+  patroni = pkg "patroni" [
+    "patroni"
+    "patronictl"
+  ];
+  haproxy = pkg "haproxy" [ "haproxy" ];
   pgbackrest = pkg "pgbackrest" [ "pgbackrest" ];
   postgresql = pkg "postgresql" postgresqlBins;
   postgresql_17 = pkg "postgresql-17" postgresqlBins;
@@ -251,6 +262,37 @@ in
   ];
 
   fetchurl = args: fake (baseNameOf args.url) [ ] { inherit (args) url; };
+
+  # pkgs/pkgs-lib/formats.nix: yaml's type is any JSON value (YAML 1.2 is a
+  # superset); `generate` keeps the value for the checks to read.
+  formats.yaml =
+    _:
+    let
+      valueType =
+        lib.types.nullOr (
+          lib.types.oneOf [
+            lib.types.bool
+            lib.types.int
+            lib.types.float
+            lib.types.str
+            lib.types.path
+            (lib.types.attrsOf valueType)
+            (lib.types.listOf valueType)
+          ]
+        )
+        // {
+          description = "YAML value";
+        };
+    in
+    {
+      type = valueType;
+      generate =
+        name: value:
+        described name [ ] {
+          kind = "yaml";
+          inherit value;
+        };
+    };
 
   writeText =
     name: text:

@@ -283,6 +283,21 @@ let
   );
   graf = config.services.grafana;
 
+  # database.ha. nixos/modules/services/cluster/patroni/default.nix: the YAML it
+  # writes, named after scope and name.
+  patroni = config.services.patroni;
+  patroniConfigName = "patroni-${patroni.scope}-${patroni.name}.yaml";
+  patroniConfigFile = (pkgs.formats.yaml { }).generate patroniConfigName patroni.settings;
+  etcd = config.services.etcd;
+  haproxy = config.services.haproxy;
+  # nixos/modules/services/networking/haproxy.nix: its own `global` section, then `config`.
+  haproxyConfigFile = pkgs.writeText "haproxy.conf" ''
+    global
+      # needed for hot-reload to work without dropping packets in multi-worker mode
+      stats socket /run/haproxy/haproxy.sock mode 600 expose-fd listeners level user
+    ${haproxy.config}
+  '';
+
   # nixos/modules/services/monitoring/grafana.nix: grafanaTypes.datasourceConfig
   # and dashboardConfig (freeform YAML plus these options).
   datasourceConfig = types.submodule {
@@ -609,6 +624,76 @@ in
       commands = lib.genAttrs pgbackrestCommands (
         _: opt (types.submodule { freeformType = pgbackrestSettings; }) { }
       );
+    };
+
+    # nixos/modules/services/cluster/patroni/default.nix (nixos-25.11: raft and
+    # raftPort removed; the assertion against services.postgresql's dataDir).
+    services.patroni = {
+      enable = mkEnableOption "Patroni";
+      dataDir = opt types.path "/var/lib/patroni";
+      environmentFiles = opt (types.attrsOf (
+        types.nullOr (
+          types.oneOf [
+            types.str
+            types.path
+            types.package
+          ]
+        )
+      )) { };
+      group = opt types.str "patroni";
+      name = req types.str;
+      namespace = opt types.str "/service";
+      nodeIp = req types.str;
+      otherNodesIps = req (types.listOf types.str);
+      postgresqlDataDir = opt types.path "/var/lib/postgresql/${
+        patroni.postgresqlPackage.psqlSchema or "17"
+      }";
+      postgresqlPackage = req types.package;
+      postgresqlPort = opt types.port 5432;
+      restApiPort = opt types.port 8008;
+      scope = req types.str;
+      settings = opt (pkgs.formats.yaml { }).type { };
+      softwareWatchdog = opt types.bool false;
+      user = opt types.str "patroni";
+    };
+
+    # nixos/modules/services/misc/etcd.nix
+    services.etcd = {
+      enable = opt types.bool false;
+      package = opt types.package pkgs.etcd;
+      advertiseClientUrls = opt (types.listOf types.str) etcd.listenClientUrls;
+      certFile = nullOpt types.path;
+      clientCertAuth = opt types.bool false;
+      dataDir = opt types.path "/var/lib/etcd";
+      discovery = opt types.str "";
+      extraConf = opt (types.attrsOf types.str) { };
+      initialAdvertisePeerUrls = opt (types.listOf types.str) etcd.listenPeerUrls;
+      initialCluster = opt (types.listOf types.str) [ "${etcd.name}=http://127.0.0.1:2380" ];
+      initialClusterState = opt (types.enum [
+        "new"
+        "existing"
+      ]) "new";
+      initialClusterToken = opt types.str "etcd-cluster";
+      keyFile = nullOpt types.path;
+      listenClientUrls = opt (types.listOf types.str) [ "http://127.0.0.1:2379" ];
+      listenPeerUrls = opt (types.listOf types.str) [ "http://127.0.0.1:2380" ];
+      # Upstream: config.networking.hostName, whose default is "nixos".
+      name = opt types.str "nixos";
+      openFirewall = opt types.bool false;
+      peerCertFile = opt (types.nullOr types.path) etcd.certFile;
+      peerClientCertAuth = opt types.bool false;
+      peerKeyFile = opt (types.nullOr types.path) etcd.keyFile;
+      peerTrustedCaFile = opt (types.nullOr types.path) etcd.trustedCaFile;
+      trustedCaFile = nullOpt types.path;
+    };
+
+    # nixos/modules/services/networking/haproxy.nix
+    services.haproxy = {
+      config = nullOpt types.lines;
+      enable = mkEnableOption "HAProxy, the reliable, high performance TCP/HTTP load balancer";
+      package = opt types.package pkgs.haproxy;
+      group = opt types.str "haproxy";
+      user = opt types.str "haproxy";
     };
 
     # nixos/modules/services/monitoring/prometheus/default.nix
@@ -963,6 +1048,191 @@ in
         archive_mode = mkDefault "on";
       };
       users.groups.pgbackrest.members = [ "postgres" ];
+    })
+
+    # nixos/modules/services/cluster/patroni/default.nix
+    (mkIf patroni.enable {
+      assertions = [
+        {
+          assertion = !(pg.enable && patroni.postgresqlDataDir == pg.dataDir);
+          message = ''
+            Both services.patroni and services.postgresql are enabled and
+            services.patroni.postgresqlDataDir == services.postgresql.dataDir
+            Disable one or the other, or configure them to use different directories.
+          '';
+        }
+      ];
+      environment.etc.${patroniConfigName}.source = patroniConfigFile;
+      environment.systemPackages = [
+        pkgs.patroni
+        patroni.postgresqlPackage
+      ];
+      services.patroni.settings = {
+        inherit (patroni) name namespace scope;
+        postgresql = {
+          bin_dir = "${patroni.postgresqlPackage}/bin";
+          connect_address = "${patroni.nodeIp}:${toString patroni.postgresqlPort}";
+          data_dir = patroni.postgresqlDataDir;
+          listen = "${patroni.nodeIp}:${toString patroni.postgresqlPort}";
+          pgpass = "${patroni.dataDir}/pgpass";
+        };
+        restapi = {
+          connect_address = "${patroni.nodeIp}:${toString patroni.restApiPort}";
+          listen = "${patroni.nodeIp}:${toString patroni.restApiPort}";
+        };
+      };
+      systemd.services.patroni = {
+        after = [ "network.target" ];
+        description = "Runners to orchestrate a high-availability PostgreSQL";
+        script = ''
+          ${lib.concatStringsSep "\n" (
+            lib.mapAttrsToList (
+              name: path: ''export ${name}="$(< ${lib.escapeShellArg path})"''
+            ) patroni.environmentFiles
+          )}
+          exec ${lib.getExe pkgs.patroni} ${patroniConfigFile}
+        '';
+        serviceConfig = mkMerge [
+          {
+            ExecReload = "${pkgs.coreutils}/bin/kill -s HUP $MAINPID";
+            Group = patroni.group;
+            KillMode = "process";
+            Restart = "on-failure";
+            TimeoutSec = 30;
+            Type = "simple";
+            User = patroni.user;
+          }
+          (mkIf
+            (
+              patroni.postgresqlDataDir == "/var/lib/postgresql/${patroni.postgresqlPackage.psqlSchema or "17"}"
+              && patroni.dataDir == "/var/lib/patroni"
+            )
+            {
+              StateDirectory = "patroni postgresql postgresql/${patroni.postgresqlPackage.psqlSchema or "17"}";
+              StateDirectoryMode = "0750";
+            }
+          )
+        ];
+        wantedBy = [ "multi-user.target" ];
+      };
+      users.groups = mkIf (patroni.group == "patroni") { patroni = { }; };
+      users.users = mkIf (patroni.user == "patroni") {
+        patroni = {
+          group = patroni.group;
+          isSystemUser = true;
+        };
+      };
+    })
+
+    # nixos/modules/services/misc/etcd.nix
+    (mkIf etcd.enable {
+      environment.systemPackages = [ etcd.package ];
+      networking.firewall = mkIf etcd.openFirewall {
+        allowedTCPPorts = [
+          2379
+          2380
+        ];
+      };
+      systemd.services.etcd = {
+        after = [
+          "network-online.target"
+        ]
+        ++ lib.optional config.networking.firewall.enable "firewall.service";
+        description = "etcd key-value store";
+        environment =
+          (lib.filterAttrs (_: v: v != null) {
+            ETCD_ADVERTISE_CLIENT_URLS = lib.concatStringsSep "," etcd.advertiseClientUrls;
+            ETCD_CERT_FILE = etcd.certFile;
+            ETCD_CLIENT_CERT_AUTH = toString etcd.clientCertAuth;
+            ETCD_DATA_DIR = etcd.dataDir;
+            ETCD_DISCOVERY = etcd.discovery;
+            ETCD_INITIAL_ADVERTISE_PEER_URLS = lib.concatStringsSep "," etcd.initialAdvertisePeerUrls;
+            ETCD_KEY_FILE = etcd.keyFile;
+            ETCD_LISTEN_CLIENT_URLS = lib.concatStringsSep "," etcd.listenClientUrls;
+            ETCD_LISTEN_PEER_URLS = lib.concatStringsSep "," etcd.listenPeerUrls;
+            ETCD_NAME = etcd.name;
+            ETCD_PEER_CERT_FILE = etcd.peerCertFile;
+            ETCD_PEER_CLIENT_CERT_AUTH = toString etcd.peerClientCertAuth;
+            ETCD_PEER_KEY_FILE = etcd.peerKeyFile;
+            ETCD_PEER_TRUSTED_CA_FILE = etcd.peerTrustedCaFile;
+            ETCD_TRUSTED_CA_FILE = etcd.trustedCaFile;
+          })
+          // lib.optionalAttrs (etcd.discovery == "") {
+            ETCD_INITIAL_CLUSTER = lib.concatStringsSep "," etcd.initialCluster;
+            ETCD_INITIAL_CLUSTER_STATE = etcd.initialClusterState;
+            ETCD_INITIAL_CLUSTER_TOKEN = etcd.initialClusterToken;
+          }
+          // lib.mapAttrs' (n: v: lib.nameValuePair "ETCD_${n}" v) etcd.extraConf;
+        serviceConfig = {
+          ExecStart = "${etcd.package}/bin/etcd";
+          LimitNOFILE = 40000;
+          Restart = "always";
+          RestartSec = "30s";
+          Type = "notify";
+          User = "etcd";
+        };
+        unitConfig.Documentation = "https://github.com/coreos/etcd";
+        wantedBy = [ "multi-user.target" ];
+        wants = [
+          "network-online.target"
+        ]
+        ++ lib.optional config.networking.firewall.enable "firewall.service";
+      };
+      users.groups.etcd = { };
+      users.users.etcd = {
+        description = "Etcd daemon user";
+        group = "etcd";
+        home = etcd.dataDir;
+        isSystemUser = true;
+      };
+    })
+
+    # nixos/modules/services/networking/haproxy.nix
+    (mkIf haproxy.enable {
+      assertions = [
+        {
+          assertion = haproxy.config != null;
+          message = "You must provide services.haproxy.config.";
+        }
+      ];
+      environment.etc."haproxy.cfg".source = haproxyConfigFile;
+      systemd.services.haproxy = {
+        after = [ "network.target" ];
+        description = "HAProxy";
+        serviceConfig = {
+          AmbientCapabilities = "CAP_NET_BIND_SERVICE";
+          ExecReload = [
+            "${pkgs.coreutils}/bin/ln -sf ${lib.getExe haproxy.package} /run/haproxy/haproxy"
+            "${pkgs.coreutils}/bin/kill -USR2 $MAINPID"
+          ];
+          ExecStart = "/run/haproxy/haproxy -Ws -f /etc/haproxy.cfg -p /run/haproxy/haproxy.pid";
+          ExecStartPre = [
+            "${pkgs.coreutils}/bin/ln -sf ${lib.getExe haproxy.package} /run/haproxy/haproxy"
+          ];
+          Group = haproxy.group;
+          KillMode = "mixed";
+          NoNewPrivileges = true;
+          ProtectControlGroups = true;
+          ProtectHome = true;
+          ProtectKernelModules = true;
+          ProtectKernelTunables = true;
+          ProtectSystem = "strict";
+          Restart = "always";
+          RuntimeDirectory = "haproxy";
+          SuccessExitStatus = "143";
+          SystemCallFilter = "~@cpu-emulation @keyring @module @obsolete @raw-io @reboot @swap @sync";
+          Type = "notify";
+          User = haproxy.user;
+        };
+        wantedBy = [ "multi-user.target" ];
+      };
+      users.groups = lib.optionalAttrs (haproxy.group == "haproxy") { haproxy = { }; };
+      users.users = lib.optionalAttrs (haproxy.user == "haproxy") {
+        haproxy = {
+          group = haproxy.group;
+          isSystemUser = true;
+        };
+      };
     })
 
     # nixos/modules/services/monitoring/prometheus/default.nix
