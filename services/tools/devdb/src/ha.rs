@@ -141,30 +141,14 @@ impl Programs {
     }
 }
 
-/// Removes HA clusters left behind by processes that no longer exist. Their
-/// Patroni, etcd and HAProxy died with them; a PostgreSQL whose Patroni was
-/// killed outright may not have, so it is stopped first.
-fn sweep_stale(base: &Path) {
-    let Ok(entries) = fs::read_dir(base) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        if kill(Pid::from_raw(pid), None).is_ok() {
-            continue;
+/// Stops what a killed process's cluster left running. Patroni, etcd and
+/// HAProxy died with it; a PostgreSQL whose Patroni was killed outright may
+/// not have.
+fn stop_leftover_servers(root: &Path) {
+    for node in fs::read_dir(root).into_iter().flatten().flatten() {
+        if let Some(pid) = postmaster_pid(&node.path().join("data")) {
+            let _ = kill(pid, Signal::SIGQUIT);
         }
-        for node in fs::read_dir(e.path()).into_iter().flatten().flatten() {
-            if let Some(pid) = postmaster_pid(&node.path().join("data")) {
-                let _ = kill(pid, Signal::SIGQUIT);
-            }
-        }
-        let _ = fs::remove_dir_all(e.path());
     }
 }
 
@@ -191,7 +175,7 @@ impl HaCluster {
             .unwrap_or(bin);
         let user = crate::server_user()?;
         let base = std::env::temp_dir();
-        sweep_stale(&base);
+        crate::sweep_stale(&base, DIR_PREFIX, stop_leftover_servers);
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let root = base.join(format!(
             "{DIR_PREFIX}{}-{}",
@@ -447,7 +431,7 @@ impl HaCluster {
             let text =
                 fs::read_to_string(self.root.join(format!("{name}.log"))).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
             out.push_str(&format!("--- {name}.log\n{tail}\n"));
         }
         out

@@ -110,21 +110,23 @@ pub(crate) fn free_port() -> Result<u16, Error> {
 
 const DIR_PREFIX: &str = "valerix-pg-";
 
-/// Removes clusters left behind by processes that no longer exist
-/// (a killed test run cannot clean up after itself).
-fn sweep_stale(base: &Path) {
+/// Removes the directories `<prefix><pid>-<n>` under `base` whose process
+/// no longer exists (a killed test run cannot clean up after itself),
+/// after `before_removing` has seen each.
+pub(crate) fn sweep_stale(base: &Path, prefix: &str, before_removing: impl Fn(&Path)) {
     let Ok(entries) = fs::read_dir(base) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
             continue;
         };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
             continue;
         };
         if kill(Pid::from_raw(pid), None).is_err() {
+            before_removing(&e.path());
             let _ = fs::remove_dir_all(e.path());
         }
     }
@@ -173,7 +175,7 @@ impl Cluster {
         let bin = find_bin_dir()?;
         let user = server_user()?;
         let base = std::env::temp_dir();
-        sweep_stale(&base);
+        sweep_stale(&base, DIR_PREFIX, |_| {});
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let root = base.join(format!(
             "{DIR_PREFIX}{}-{}",
