@@ -150,9 +150,16 @@ let
       }) config.services.pgbackrest.stanzas;
     };
     systemPackages = map pkgInfo config.environment.systemPackages;
-    # Where files are, not what they hold (the tests put tokens there).
+    # Where files are, and what they hold for the systemd twin to write them
+    # (the tests' own test-only tokens and passwords among them).
     etc = lib.mapAttrs (_: e: {
-      inherit (e) enable target mode;
+      inherit (e)
+        enable
+        target
+        mode
+        text
+        ;
+      source = if e.source == null then null else toString e.source;
       hasContent = e.text != null || e.source != null;
     }) config.environment.etc;
     users = lib.mapAttrs (_: u: {
