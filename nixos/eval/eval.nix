@@ -395,6 +395,30 @@ let
     ];
     # nixpkgs.nix: no default platform.
     "a host without nixpkgs.hostPlatform" = refusedBy [ ];
+    # etcd.nix: initialClusterState is "new" or "existing".
+    "services.etcd.initialClusterState = joining" = refusedBy [
+      {
+        services.etcd = {
+          enable = true;
+          initialClusterState = "joining";
+        };
+      }
+      { nixpkgs.hostPlatform = "x86_64-linux"; }
+    ];
+    # patroni/default.nix: nodeIp (like scope, name, otherNodesIps and the
+    # PostgreSQL package) has no default.
+    "services.patroni without nodeIp" = refusedBy [
+      {
+        services.patroni = {
+          enable = true;
+          scope = "s";
+          name = "n";
+          otherNodesIps = [ ];
+          postgresqlPackage = pkgs.postgresql_17;
+        };
+      }
+      { nixpkgs.hostPlatform = "x86_64-linux"; }
+    ];
   };
 in
 {
