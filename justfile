@@ -46,6 +46,11 @@ twin *args:
     cargo build --release --locked -p order-service -p inventory-service -p payment-service -p api-gateway -p valerix
     nixos/twin/twin.py {{args}}
 
+# database.ha's VM test (nixos/tests/ha.nix) in four containers of the systemd twin (as root)
+twin-ha *args:
+    cargo build --release --locked -p order-service -p inventory-service -p payment-service -p api-gateway -p valerix
+    nixos/twin/ha.py {{args}}
+
 # The NixOS VM tests and everything else Nix checks (needs Nix with KVM)
 vm:
     nix flake check

@@ -1,6 +1,7 @@
 # services.valerix: the four Valerix services as hardened Type=notify systemd
-# units, plus optional local PostgreSQL (with pgBackRest backups), Prometheus,
-# Grafana and Jaeger.
+# units, plus optional local PostgreSQL (with pgBackRest backups) or a highly
+# available PostgreSQL cluster (database.ha: etcd, Patroni, HAProxy),
+# Prometheus, Grafana and Jaeger.
 #
 # Written against nixpkgs nixos-25.11 (see nixos/README.md for the source files
 # each option used here was checked against). CI evaluates it with the nixpkgs lib

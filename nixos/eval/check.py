@@ -6,7 +6,8 @@ with the nixpkgs lib in nixos/vendor/nixpkgs-lib (or $NIXPKGS_LIB): flake.nix
 with stand-in packages, nixos/example/host.nix (and its fragment valerix.nix inside a
 host of its own), a host with only
 `services.valerix.enable = true`, a `split` host (inventory and payment on
-another host), and every node of the two VM tests, each
+another host), a database.ha node that also runs the services, and every
+node of the three VM tests, each
 through `lib.evalModules` with nixos/eval/stubs.nix. An unknown option, a
 wrong type or a failed assertion fails that evaluation. Then this script
 checks the evaluated configurations against the rest of the repository:
@@ -23,6 +24,12 @@ checks the evaluated configurations against the rest of the repository:
   from files outside the Nix store; the generator of the default files is
   ordered before them and run in a scratch directory; the split host without
   serviceTokenFile is refused;
+- database.ha: Patroni's settings as measured (ttl 10, loop_wait 2,
+  retry_timeout 4, synchronous mode, pg_rewind, etcd3), the etcd member, the
+  passwords only through LoadCredential=, pg_hba admitting each role from the
+  nodes (and the service hosts) by password, HAProxy checking every node's
+  REST API, the services' URL written by its generator (run in a scratch
+  directory) and loaded as a credential; nine combinations the module refuses;
 - Prometheus scraping exactly the services' listen addresses, Grafana's
   provisioning paths existing in the package (as flake.nix's postInstall lays
   out share/valerix), the datasource uids the dashboards and alert refer to;

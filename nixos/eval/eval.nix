@@ -150,9 +150,16 @@ let
       }) config.services.pgbackrest.stanzas;
     };
     systemPackages = map pkgInfo config.environment.systemPackages;
-    # Where files are, not what they hold (the tests put tokens there).
+    # Where files are, and what they hold for the systemd twin to write them
+    # (the tests' own test-only tokens and passwords among them).
     etc = lib.mapAttrs (_: e: {
-      inherit (e) enable target mode;
+      inherit (e)
+        enable
+        target
+        mode
+        text
+        ;
+      source = if e.source == null then null else toString e.source;
       hasContent = e.text != null || e.source != null;
     }) config.environment.etc;
     users = lib.mapAttrs (_: u: {
@@ -388,6 +395,30 @@ let
     ];
     # nixpkgs.nix: no default platform.
     "a host without nixpkgs.hostPlatform" = refusedBy [ ];
+    # etcd.nix: initialClusterState is "new" or "existing".
+    "services.etcd.initialClusterState = joining" = refusedBy [
+      {
+        services.etcd = {
+          enable = true;
+          initialClusterState = "joining";
+        };
+      }
+      { nixpkgs.hostPlatform = "x86_64-linux"; }
+    ];
+    # patroni/default.nix: nodeIp (like scope, name, otherNodesIps and the
+    # PostgreSQL package) has no default.
+    "services.patroni without nodeIp" = refusedBy [
+      {
+        services.patroni = {
+          enable = true;
+          scope = "s";
+          name = "n";
+          otherNodesIps = [ ];
+          postgresqlPackage = pkgs.postgresql_17;
+        };
+      }
+      { nixpkgs.hostPlatform = "x86_64-linux"; }
+    ];
   };
 in
 {

@@ -4,7 +4,7 @@
 # stop): a synchronous standby takes over, orders are confirmed again, the old
 # leader comes back as a standby (pg_rewind), and every order the writer got a
 # 201/202 for is still there and settles, with a clean `valerix audit` and no
-# service restarted.
+# service restarted by the failover.
 { pkgs, valerix }:
 
 let
@@ -186,9 +186,12 @@ pkgs.testers.runNixOSTest {
             app.wait_for_unit(f"{service}.service")
         app.wait_until_succeeds("seed-products", timeout=120)
         app.wait_until_succeeds("post-order-confirmed", timeout=120)
+        # The services may have restarted while the cluster was being formed;
+        # from here on they must not.
+        restarts = {s: app.get_unit_property(f"{s}.service", "NRestarts") for s in services}
 
     with subtest("the leader's node crashes under a steady writer, orders are confirmed again"):
-        app.succeed("drive-orders 900 >/dev/null 2>&1 &")
+        app.succeed("drive-orders 600 >/dev/null 2>&1 &")
         app.wait_until_succeeds("test $(wc -l < /tmp/acked) -ge 30", timeout=300)
         old_leader = app.succeed("ha-leader").strip()
         standby = app.succeed("ha-sync-standby").strip()
@@ -217,7 +220,7 @@ pkgs.testers.runNixOSTest {
         app.succeed("audit")
         # The services rode the failover out: 503s, not restarts.
         for service in services:
-            restarts = app.get_unit_property(f"{service}.service", "NRestarts")
-            assert restarts == "0", f"{service} restarted {restarts} times"
+            now = app.get_unit_property(f"{service}.service", "NRestarts")
+            assert now == restarts[service], f"{service} restarted during the failover: NRestarts {restarts[service]} -> {now}"
   '';
 }

@@ -189,6 +189,10 @@ class Machine:
     def stop_job(self, unit: str, user: str | None = None) -> tuple[int, str]:
         return self.systemctl(f"stop {unit}")
 
+    def wait_for_file(self, filename: str, timeout: int = 900) -> None:
+        self.log(f"waiting for file {filename}")
+        self._retry(f"file {filename} never appeared", lambda: self._run(f"test -e '{filename}'", timeout=60)[0] == 0, timeout)
+
     # -- network
 
     def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: int = 900) -> None:

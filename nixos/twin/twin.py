@@ -63,9 +63,14 @@ PACKAGES = [
     "jq",
     "procps",
     "iproute2",
+    # database.ha (nixos/twin/ha.py): what nixpkgs' etcd, patroni and haproxy
+    # modules run.
+    "etcd-server",
+    "patroni",
+    "haproxy",
 ]
 # Bumped when the root's preparation below changes, so a cached root is rebuilt.
-ROOT_RECIPE = 1
+ROOT_RECIPE = 2
 MIRROR = os.environ.get("VALERIX_TWIN_MIRROR", "http://deb.debian.org/debian")
 CACHE = Path(os.environ.get("VALERIX_TWIN_CACHE", "/var/cache/valerix-twin"))
 
@@ -128,7 +133,9 @@ def base_root() -> Path:
     for d in building.glob("var/lib/postgresql/*/main"):
         shutil.rmtree(d)
     for wants in building.glob("etc/systemd/system/*.wants/*"):
-        if wants.name.split("@")[0].removesuffix(".service") in ("postgresql", "prometheus", "pgbackrest"):
+        if wants.name.split("@")[0].removesuffix(".service") in (
+            "postgresql", "prometheus", "pgbackrest", "etcd", "patroni", "haproxy",
+        ):
             wants.unlink()
     (building / "etc/machine-id").write_text("")
     (building / ".valerix-twin-complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
@@ -204,7 +211,12 @@ class Store:
                 while text[end] != '"' or text[end - 1] == "\\":
                     end += 1
                 obj, used = decoder.raw_decode(json.loads(f'"{text[start:end]}"'))
-            inner = self.described(obj.get("text", ""))
+            if obj.get("kind") == "yaml":
+                # pkgs.formats.yaml: JSON is YAML, and what the program reads.
+                inner = self.described(json.dumps(obj["value"], indent=1))
+                self.debian_dirs(inner)
+            else:
+                inner = self.described(obj.get("text", ""))
             digest = hashlib.sha256(inner.encode()).hexdigest()[:32]
             path = f"/nix/store/{digest}-{obj['name']}"
             if obj.get("kind") == "shellApplication":
@@ -245,6 +257,18 @@ class Store:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if not dest.exists():
                 dest.symlink_to(found)
+            self.done.add(path)
+
+    def debian_dirs(self, text: str) -> None:
+        """A package's bin/ directory named as such (Patroni's `bin_dir`): Debian's
+        directory of that package's programs."""
+        for path in sorted(set(re.findall(r'/nix/store/[0-9a-f]{32}-[A-Za-z0-9+._?=-]+/bin(?=["\s]|$)', text))):
+            dest = self.root / path.lstrip("/")
+            if path in self.done or dest.exists():
+                continue
+            found = self.path_of(render.entry_of(path))[0]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.symlink_to(found)
             self.done.add(path)
 
     def which(self, program: str) -> str | None:
@@ -345,7 +369,11 @@ def install(root: Path, cfg: dict, package: str) -> list[str]:
         units.append(render.target(name, t))
     for unit in units:
         for script in unit.scripts:
-            store.put(script.path, store.described(script.text), 0o555)
+            # A job script may exec a package's program by its store path
+            # (nixpkgs' patroni: `exec ${lib.getExe pkgs.patroni} <config>`).
+            text = store.described(script.text)
+            store.debian_links(text)
+            store.put(script.path, text, 0o555)
         text = store.described(unit.text)
         store.debian_links(text)
         (unit_dir / unit.name).write_text(text)
@@ -357,6 +385,26 @@ def install(root: Path, cfg: dict, package: str) -> list[str]:
                 if link.is_symlink() or link.exists():
                     link.unlink()
                 link.symlink_to(f"/etc/systemd/system/{unit.name}")
+
+    # environment.etc (nixos/modules/system/etc/etc.nix): a link to the store
+    # path, or with a mode other than "symlink" a copy with that mode, root's.
+    for name, e in sorted(cfg["etc"].items()):
+        if not e["enable"]:
+            continue
+        target = root / "etc" / e["target"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        if e["source"] is not None:
+            path = store.described(e["source"])
+            store.debian_links((root / path.lstrip("/")).read_text())
+            if e["mode"] == "symlink":
+                target.symlink_to(path)
+                continue
+            text = (root / path.lstrip("/")).read_text()
+        else:
+            text = e["text"]
+        target.write_text(text)
+        target.chmod(0o444 if e["mode"] == "symlink" else int(e["mode"], 8))
 
     # What units read at run time beyond their own text: pgbackrest.conf and tmpfiles.
     if cfg["pgbackrest"]["enable"]:
@@ -388,20 +436,36 @@ def install(root: Path, cfg: dict, package: str) -> list[str]:
 
 
 class Container:
-    def __init__(self, root: Path, name: str) -> None:
+    """A booted systemd-nspawn container: on a private network of its own, or
+    with `bridge`, on a veth (`host0` inside) attached to that host bridge."""
+
+    def __init__(self, root: Path, name: str, bridge: str | None = None) -> None:
         self.name = name
-        self.log_file = open(root.parent / "console.log", "w")
+        self.root = root
+        network = [f"--network-bridge={bridge}"] if bridge else ["--private-network"]
+        self.argv = [
+            "systemd-nspawn", "--register=no", "--keep-unit", "--quiet",
+            *network, f"--machine={name}", "-D", str(root), "-b",
+        ]
+        self.log_file = open(root.parent / "console.log", "a")
+        self.boot()
+
+    def boot(self) -> None:
         self.proc = subprocess.Popen(
-            [
-                "systemd-nspawn", "--register=no", "--keep-unit", "--quiet",
-                "--private-network", f"--machine={name}", "-D", str(root), "-b",
-            ],
+            self.argv,
             stdin=subprocess.DEVNULL,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.pid = self._leader()
+
+    def crash(self) -> None:
+        """A power cut: SIGKILL to the container's PID 1 ends its PID namespace,
+        every process in it at once; its files stay for the next boot."""
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+            self.proc.wait(timeout=60)
 
     def _leader(self) -> int:
         deadline = time.monotonic() + 30
@@ -515,8 +579,8 @@ def dump_journal(machine: Machine) -> None:
     print(out)
 
 
-def report(run: Run, skipped_units: list[str]) -> bool:
-    print("\n== systemd twin: nixos/tests/stack.nix against systemd in systemd-nspawn")
+def report(run: Run, skipped_units: list[str], title: str = "nixos/tests/stack.nix against systemd in systemd-nspawn") -> bool:
+    print(f"\n== systemd twin: {title}")
     for o in run.outcomes:
         mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[o.status]
         detail = f" -- {o.detail}" if o.detail else ""
