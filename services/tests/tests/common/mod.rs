@@ -17,18 +17,28 @@ use nix::{
     unistd::Pid,
 };
 
-/// Four consecutive free ports (the gateway's, then the base), the first
-/// from the kernel; returns the base (the order service's port).
+/// Four consecutive free ports (the gateway's, then the base); returns the
+/// base (the order service's port).
+///
+/// Below the kernel's ephemeral range (32768 and up on Linux): a port the
+/// kernel hands to someone else's bind to port 0 (a throwaway PostgreSQL of
+/// a test running alongside) can then never be one of these between the
+/// check here and `valerix up` binding it. Each call in this process takes
+/// the next block, so two tests never get the same one.
 pub fn free_base_port() -> u16 {
-    loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let gateway = l.local_addr().expect("addr").port();
-        if gateway < 60000
-            && (1..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", gateway + i)).is_ok())
-        {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const BLOCKS: u32 = (32_000 - FIRST) / 4;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() % BLOCKS;
+    for _ in 0..BLOCKS {
+        let block = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % BLOCKS;
+        let gateway = (FIRST + block * 4) as u16;
+        if (0..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", gateway + i)).is_ok()) {
             return gateway + 1;
         }
     }
+    panic!("no four free ports between {FIRST} and 32000");
 }
 
 /// A running `valerix up`. Dropping it interrupts it, so a failing test
