@@ -15,6 +15,10 @@ use std::{
 
 use serde_json::{Value, json};
 
+/// The two tests each run a database cluster and the whole stack; on two
+/// cores, side by side, each would measure the other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The processes whose command line names `dir`.
 fn processes_under(dir: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
@@ -32,6 +36,7 @@ fn processes_under(dir: &str) -> Vec<String> {
 #[tokio::test]
 #[ignore = "needs patroni, etcd and haproxy (apt-get install patroni etcd-server haproxy)"]
 async fn up_with_ha_serves_orders_and_removes_its_nodes_when_stopped() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let up = common::Up::start_with(common::free_base_port(), &["--ha", "--no-observability"]);
     let line = up
         .printed
@@ -85,8 +90,16 @@ fn parse_last_line(line: &str) -> Option<(u64, u64, f64)> {
 #[test]
 #[ignore = "needs patroni, etcd and haproxy (apt-get install patroni etcd-server haproxy)"]
 fn the_failover_drill_loses_no_acknowledged_order() {
+    let _alone = ONE_AT_A_TIME.blocking_lock();
     let out = Command::new(env!("CARGO_BIN_EXE_valerix-under-test"))
-        .args(["drill", "failover", "--rate", "150"])
+        .args([
+            "drill",
+            "failover",
+            "--rate",
+            "150",
+            "--settle-within",
+            "120s",
+        ])
         .env_remove("DATABASE_URL")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
