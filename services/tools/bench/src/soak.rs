@@ -7,12 +7,7 @@
 //! traffic shows as growth per order, which a short run at a few hundred
 //! orders per second makes visible long before it would kill a service.
 
-use std::{
-    fmt::Write as _,
-    path::PathBuf,
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -26,9 +21,12 @@ use valerix_load::{
 };
 use valerix_stack::{Service, StackBuilder, free_port};
 
-use super::{Transport, machine, parse_env, stack::Stack};
+use super::{Transport, parse_env, stack::Stack};
 
-const MIB: f64 = 1024.0 * 1024.0;
+mod memory;
+mod report;
+
+use memory::{Sample, Watched, load_averages, sample};
 
 #[derive(Debug, Clone, Args)]
 pub struct SoakArgs {
@@ -91,138 +89,6 @@ pub struct SoakArgs {
     /// Also write the report to this file
     #[arg(long)]
     pub out: Option<PathBuf>,
-}
-
-/// A process whose memory is judged.
-#[derive(Debug, Clone)]
-struct Watched {
-    name: &'static str,
-    pid: u32,
-}
-
-/// One look at every watched process.
-#[derive(Debug, Clone)]
-struct Sample {
-    at: Duration,
-    /// Orders answered (or failed) so far.
-    orders: u64,
-    errors: u64,
-    /// VmRSS in bytes, in the order of the watched processes (None: gone).
-    rss: Vec<Option<u64>>,
-}
-
-/// VmRSS of a process, in bytes.
-fn rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
-}
-
-/// The machine's load averages, as `uptime` shows them.
-fn load_averages() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-fn sample(watched: &[Watched], live: &Live, at: Duration) -> Sample {
-    Sample {
-        at,
-        orders: live.done.load(Ordering::Relaxed),
-        errors: live.errors.load(Ordering::Relaxed),
-        rss: watched.iter().map(|w| rss(w.pid)).collect(),
-    }
-}
-
-/// What became of one process after warm-up.
-struct Growth {
-    name: &'static str,
-    warmed: f64,
-    end: f64,
-    /// end - warmed, bytes.
-    growth: f64,
-    /// growth per 100 000 orders after warm-up, bytes.
-    per_100k: f64,
-    /// The least-squares slope of RSS over orders after warm-up, per 100 000 orders.
-    trend_per_100k: f64,
-    peak: f64,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// Least-squares slope of y over x.
-fn slope(points: &[(f64, f64)]) -> f64 {
-    let n = points.len() as f64;
-    if n < 2.0 {
-        return 0.0;
-    }
-    let (mx, my) = points
-        .iter()
-        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
-    let (num, den) = points.iter().fold((0.0, 0.0), |(num, den), (x, y)| {
-        (num + (x - mx) * (y - my), den + (x - mx) * (x - mx))
-    });
-    if den > 0.0 { num / den } else { 0.0 }
-}
-
-/// Growth of each process between the warm-up and the end. Each end is the
-/// median of three samples, so one allocator hiccup decides nothing.
-fn growth(
-    watched: &[Watched],
-    samples: &[Sample],
-    warmup_orders: u64,
-) -> anyhow::Result<Vec<Growth>> {
-    let Some(w) = samples.iter().position(|s| s.orders >= warmup_orders) else {
-        bail!(
-            "the run ended before {warmup_orders} orders warmed the processes up (--warmup-orders)"
-        );
-    };
-    let after = &samples[w..];
-    if after.len() < 6 {
-        bail!(
-            "only {} samples after the warm-up: run longer, or sample more often (--sample-every)",
-            after.len()
-        );
-    }
-    let (first, last) = (&after[..3], &after[after.len() - 3..]);
-    let orders = |s: &[Sample]| median(s.iter().map(|s| s.orders as f64).collect());
-    let span = (orders(last) - orders(first)).max(1.0);
-    watched
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let at = |s: &[Sample]| -> anyhow::Result<f64> {
-                let v: Option<Vec<f64>> = s.iter().map(|s| s.rss[i].map(|b| b as f64)).collect();
-                v.map(median)
-                    .with_context(|| format!("{} exited during the soak", p.name))
-            };
-            let (warmed, end) = (at(first)?, at(last)?);
-            let points: Vec<(f64, f64)> = after
-                .iter()
-                .filter_map(|s| Some((s.orders as f64, s.rss[i]? as f64)))
-                .collect();
-            Ok(Growth {
-                name: p.name,
-                warmed,
-                end,
-                growth: end - warmed,
-                per_100k: (end - warmed) / span * 100_000.0,
-                trend_per_100k: slope(&points) * 100_000.0,
-                peak: points.iter().map(|p| p.1).fold(0.0, f64::max),
-            })
-        })
-        .collect()
 }
 
 /// Runs the soak; Ok(false) when a process grew past the limit.
@@ -332,7 +198,7 @@ async fn soak(
     if let Some(mut g) = gw {
         g.stop(Duration::from_secs(10)).await;
     }
-    report(args, &watched, &base, otlp, products.len(), &run?)
+    report::report(args, &watched, &base, otlp, products.len(), &run?)
 }
 
 async fn drive_until(target: &OrderTarget, plan: Plan, live: Arc<Live>) -> Tally {
@@ -341,7 +207,7 @@ async fn drive_until(target: &OrderTarget, plan: Plan, live: Arc<Live>) -> Tally
 }
 
 /// What a soak measured.
-struct Run {
+pub(super) struct Run {
     started: chrono::DateTime<chrono::Utc>,
     /// Load averages at the start and the end.
     load: (String, String),
@@ -475,147 +341,6 @@ async fn measure(
     })
 }
 
-/// The Markdown report, and whether every process stayed within the limit.
-fn report(
-    args: &SoakArgs,
-    watched: &[Watched],
-    base: &str,
-    otlp: &str,
-    products: usize,
-    run: &Run,
-) -> anyhow::Result<(String, bool)> {
-    let growth = growth(watched, &run.samples, args.warmup_orders)?;
-    let limit = args.max_growth_mib * MIB;
-    let pass = growth.iter().all(|g| g.growth <= limit);
-    let tally = &run.tally;
-    let mut m = String::new();
-    let _ = writeln!(
-        m,
-        "## Valerix soak, {}\n",
-        run.started.format("%Y-%m-%d %H:%M UTC")
-    );
-    let _ = writeln!(
-        m,
-        "- machine: {}; {} build; load averages (1, 5, 15 min) {} at the start, {} at the end",
-        machine(),
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
-        run.load.0,
-        run.load.1
-    );
-    let _ = writeln!(
-        m,
-        "- {} orders in {:.0} s at {:.0}/s ({:.0}% of the peak of {:.0}/s measured with {} clients; open model, at most {} in flight), {products} products, each order with an Idempotency-Key (kept {} s); {}",
-        tally.sent,
-        run.elapsed.as_secs_f64(),
-        run.rate,
-        run.rate / run.peak * 100.0,
-        run.peak,
-        args.peak_clients,
-        args.peak_clients.max(1),
-        args.key_retention_secs,
-        if args.no_gateway {
-            format!("straight at the order service (`{base}/orders`)")
-        } else {
-            format!("through the API gateway (`{base}/orders`)")
-        }
-    );
-    let confirmed = tally.statuses.get("CONFIRMED").copied().unwrap_or(0);
-    let errors: Vec<String> = tally
-        .codes
-        .iter()
-        .filter(|(code, _)| !code.starts_with('2'))
-        .map(|(code, n)| format!("{n} `{code}`"))
-        .collect();
-    let _ = writeln!(
-        m,
-        "- nothing scraped `/metrics`; traces exported to `{otlp}`, where nothing listens; answers: {confirmed} confirmed, {} other 2xx, {} errors{}",
-        tally.acknowledged - confirmed,
-        tally.errors,
-        if errors.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", errors.join(", "))
-        }
-    );
-    let _ = writeln!(
-        m,
-        "- resident memory (VmRSS) sampled every {:.0} s; warmed up after {} orders\n",
-        run.every.as_secs_f64(),
-        args.warmup_orders
-    );
-    samples_table(&mut m, watched, &run.samples);
-    let _ = writeln!(
-        m,
-        "\n| process | warmed up MiB | end MiB | peak MiB | growth after warm-up | per 100 000 orders | trend per 100 000 orders | verdict |\n|---|---|---|---|---|---|---|---|"
-    );
-    for g in &growth {
-        let _ = writeln!(
-            m,
-            "| {} | {:.1} | {:.1} | {:.1} | {:+.2} MiB | {:+.2} MiB | {:+.2} MiB | {} |",
-            g.name,
-            g.warmed / MIB,
-            g.end / MIB,
-            g.peak / MIB,
-            g.growth / MIB,
-            g.per_100k / MIB,
-            g.trend_per_100k / MIB,
-            if g.growth <= limit { "ok" } else { "GREW" }
-        );
-    }
-    let _ = writeln!(
-        m,
-        "\n(warmed up and end: the median of three samples; trend: the least-squares slope of every sample after warm-up)\n"
-    );
-    if let Some(keys) = run.keys {
-        let _ = writeln!(
-            m,
-            "idempotency_keys rows at the end: {keys} (keys older than {} s are purged)\n",
-            args.key_retention_secs
-        );
-    }
-    let _ = writeln!(
-        m,
-        "**{}: {} process grew by more than {} MiB after warm-up**",
-        if pass { "OK" } else { "FAIL" },
-        if pass { "no" } else { "a" },
-        args.max_growth_mib
-    );
-    Ok((m, pass))
-}
-
-/// About 30 rows of samples, the first and the last always.
-fn samples_table(m: &mut String, watched: &[Watched], samples: &[Sample]) {
-    let _ = write!(m, "| t (s) | orders | errors |");
-    for w in watched {
-        let _ = write!(m, " {} MiB |", w.name);
-    }
-    let _ = writeln!(m, "\n|---|---|---|{}", "---|".repeat(watched.len()));
-    let step = samples.len().div_ceil(30).max(1);
-    for (i, s) in samples.iter().enumerate() {
-        if i % step != 0 && i + 1 != samples.len() {
-            continue;
-        }
-        let _ = write!(
-            m,
-            "| {:.0} | {} | {} |",
-            s.at.as_secs_f64(),
-            s.orders,
-            s.errors
-        );
-        for r in &s.rss {
-            let _ = match r {
-                Some(b) => write!(m, " {:.1} |", *b as f64 / MIB),
-                None => write!(m, " gone |"),
-            };
-        }
-        let _ = writeln!(m);
-    }
-}
-
 async fn idempotency_keys(stack: &Stack) -> Option<i64> {
     let pool = stack.pool().await.ok()?;
     let n = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys")
@@ -624,66 +349,4 @@ async fn idempotency_keys(stack: &Stack) -> Option<i64> {
         .ok();
     pool.close().await;
     n
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Samples every 1000 orders of one process whose RSS is `rss(orders)`.
-    fn series(n: u64, rss: impl Fn(u64) -> u64) -> Vec<Sample> {
-        (0..=n)
-            .map(|i| Sample {
-                at: Duration::from_secs(i),
-                orders: i * 1000,
-                errors: 0,
-                rss: vec![Some(rss(i * 1000))],
-            })
-            .collect()
-    }
-
-    fn one() -> Vec<Watched> {
-        vec![Watched {
-            name: "order-service",
-            pid: 0,
-        }]
-    }
-
-    #[test]
-    fn a_leak_of_80_bytes_per_order_shows_after_the_warm_up() {
-        // Warm-up growth of 10 MiB in the first 5000 orders, then 80 B/order.
-        let samples = series(60, |o| {
-            let warm = if o < 5000 { o * 2097 } else { 10 << 20 };
-            (20 << 20) + warm + o.saturating_sub(5000) * 80
-        });
-        let g = &growth(&one(), &samples, 5000).expect("enough samples")[0];
-        // 55 000 orders after warm-up (less the medians' first and last one).
-        assert!((g.growth / MIB - 4.0).abs() < 0.2, "{}", g.growth / MIB);
-        assert!((g.per_100k / MIB - 7.6).abs() < 0.2, "{}", g.per_100k / MIB);
-        assert!((g.trend_per_100k / MIB - 7.6).abs() < 0.2);
-    }
-
-    #[test]
-    fn flat_memory_with_one_spike_grows_by_nothing() {
-        let samples = series(60, |o| {
-            if o == 30_000 {
-                40 << 20
-            } else {
-                (30 << 20) + (o % 3000)
-            }
-        });
-        let g = &growth(&one(), &samples, 5000).expect("enough samples")[0];
-        assert!(g.growth.abs() < 4096.0, "{}", g.growth);
-        assert_eq!(g.peak, f64::from(40 << 20));
-    }
-
-    #[test]
-    fn a_run_too_short_for_its_warm_up_is_an_error() {
-        let samples = series(10, |_| 1 << 20);
-        assert!(growth(&one(), &samples, 20_000).is_err());
-        assert!(
-            growth(&one(), &samples, 8000).is_err(),
-            "3 samples after warm-up"
-        );
-    }
 }
