@@ -2,11 +2,13 @@
 //! `valerix_runtime::topology`.
 //!
 //! - [`launch`]: the stack's processes, wired from the topology
-//! - [`process`]: one service as a child process; [`notify`]: its sd_notify socket
+//! - [`process`]: one service as a child process; [`notify`]: its sd_notify socket;
+//!   `held`: its listening sockets, held across restarts
 //! - [`supervise`]: restarts with backoff, as systemd would
 //! - [`across`]: the operator's SQL that reads more than one service's tables
 
 pub mod across;
+mod held;
 pub mod launch;
 pub mod notify;
 pub mod process;
