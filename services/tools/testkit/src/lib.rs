@@ -2,26 +2,25 @@
 //! per test (cloned from a migrated template, so each costs milliseconds),
 //! and the real services on port 0, over real HTTP.
 //!
-//! - the crate root: [`TestDb`], the services in-process ([`Stack`]), waiting helpers
+//! - the crate root: [`TestDb`], the services in-process ([`Stack`]; one by one:
+//!   `services`, re-exported), waiting helpers (`wait`, re-exported)
 //! - [`process`]: the services as real processes; [`metrics`]: reading `/metrics`
 
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    path::PathBuf,
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, path::PathBuf, sync::OnceLock, time::Duration};
 
 use sqlx::{Connection, PgConnection, PgPool};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use valerix_devdb::Cluster;
-use valerix_runtime::{client::upstream::Upstream, topology::Service};
+use valerix_runtime::topology::Service;
 
 pub use valerix_devdb as devdb;
 
 pub mod metrics;
 pub mod process;
+mod services;
+mod wait;
+
+pub use services::*;
+pub use wait::*;
 
 const TEMPLATE: &str = "valerix_template";
 
@@ -93,127 +92,6 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("connect {}: {e}", self.url))
     }
-}
-
-/// Binds 127.0.0.1:0 and returns the socket with its URL.
-pub async fn listener() -> (TcpListener, String) {
-    let l = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = l.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
-    (l, format!("http://{addr}"))
-}
-
-/// A service running inside the test process; stopped when dropped.
-pub struct Running {
-    pub url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-/// An address a test made up or was given (`http://...`, `unix:/...`).
-pub fn upstream(address: &str) -> Upstream {
-    address
-        .parse()
-        .unwrap_or_else(|e| panic!("test address {address}: {e}"))
-}
-
-impl Running {
-    /// Its TCP address, as a service's configuration takes it.
-    pub fn upstream(&self) -> Upstream {
-        upstream(&self.url)
-    }
-
-    /// Stops the service and waits until its socket is closed.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-fn spawn_service<F, Fut, E>(listener: TcpListener, url: String, run: F) -> Running
-where
-    F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
-    E: std::fmt::Display,
-{
-    // What a service binary's main does first: the process's metrics
-    // recorder, before any service code records.
-    valerix_runtime::telemetry::prometheus::install();
-    let (tx, rx) = oneshot::channel();
-    let fut = run(listener, rx);
-    let task = tokio::spawn(async move {
-        if let Err(e) = fut.await {
-            eprintln!("service failed: {e}");
-        }
-    });
-    Running {
-        url,
-        stop: Some(tx),
-        task,
-    }
-}
-
-pub async fn start_inventory(db: &TestDb, gremlins: bool) -> Running {
-    let mut config = inventory_service::Config::with_database(&db.url);
-    config.http.gremlins = gremlins;
-    start_inventory_with(config).await
-}
-
-pub async fn start_inventory_with(config: inventory_service::Config) -> Running {
-    let (l, url) = listener().await;
-    spawn_service(l, url, |l, rx| async move {
-        inventory_service::run(config, l, async move {
-            let _ = rx.await;
-        })
-        .await
-    })
-}
-
-pub async fn start_payment(db: &TestDb, gremlins: bool) -> Running {
-    let mut config = payment_service::Config::with_database(&db.url);
-    config.http.gremlins = gremlins;
-    start_payment_with(config).await
-}
-
-pub async fn start_payment_with(config: payment_service::Config) -> Running {
-    let (l, url) = listener().await;
-    spawn_service(l, url, |l, rx| async move {
-        payment_service::run(config, l, async move {
-            let _ = rx.await;
-        })
-        .await
-    })
-}
-
-pub async fn start_order(config: order_service::Config) -> Running {
-    let (l, url) = listener().await;
-    spawn_service(l, url, |l, rx| async move {
-        order_service::run(config, l, async move {
-            let _ = rx.await;
-        })
-        .await
-    })
-}
-
-pub async fn start_gateway(config: api_gateway::Config) -> Running {
-    let (l, url) = listener().await;
-    spawn_service(l, url, |l, rx| async move {
-        api_gateway::run(config, l, async move {
-            let _ = rx.await;
-        })
-        .await
-    })
 }
 
 /// A random bearer token in a file of its own (mode 0600), as systemd's
@@ -393,75 +271,4 @@ impl Stack {
             .unwrap_or_else(|e| panic!("seed {id}: {e}"));
         assert!(resp.status().is_success(), "seed {id}: {}", resp.status());
     }
-}
-
-/// Waits until `GET {url}/health` answers 200.
-pub async fn wait_healthy(http: &reqwest::Client, url: &str, deadline: Duration) {
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = http.get(format!("{url}/health")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "{url} not healthy within {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until `GET {url}/health` answers at all.
-pub async fn wait_answering(http: &reqwest::Client, url: &str, deadline: Duration) {
-    let start = Instant::now();
-    while http.get(format!("{url}/health")).send().await.is_err() {
-        assert!(
-            start.elapsed() < deadline,
-            "{url} not answering within {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Polls `check` until it returns Some, or panics after `deadline`.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A socket that accepts connections and never answers: a downstream that hangs.
-pub async fn black_hole() -> (String, JoinHandle<()>) {
-    let (l, url) = listener().await;
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = l.accept().await {
-            held.push(sock);
-        }
-    });
-    (url, task)
-}
-
-/// An address nothing listens on: a downstream that is down.
-pub async fn dead_address() -> String {
-    let (l, url) = listener().await;
-    drop(l);
-    url
-}
-
-pub fn addr_of(url: &str) -> Option<SocketAddr> {
-    url.strip_prefix("http://")?.parse().ok()
 }
