@@ -72,6 +72,35 @@ impl CallError {
         }
     }
 
+    /// The one classification of a call that got no answer, whatever
+    /// client made it: the services' calls (reqwest, [`Self::from_reqwest`])
+    /// and the gateway's forwarding (hyper). `waited_out`: the deadline
+    /// passed while the request was out, so the other side may have acted
+    /// ([`Self::Timeout`]). Anything else is [`Self::Unreachable`]: the
+    /// connection failed, and a connection that was not made in time counts
+    /// here too, since nothing reached the service.
+    pub fn unanswered(
+        service: &'static str,
+        timeout: Duration,
+        waited_out: bool,
+        err: &dyn std::error::Error,
+    ) -> Self {
+        if waited_out {
+            Self::Timeout { service, timeout }
+        } else {
+            Self::Unreachable {
+                service,
+                reason: error_chain(err),
+            }
+        }
+    }
+
+    /// [`Self::unanswered`] for reqwest, which reports a connect timeout as
+    /// a timeout too.
+    pub fn from_reqwest(service: &'static str, err: &reqwest::Error, timeout: Duration) -> Self {
+        Self::unanswered(service, timeout, err.is_timeout() && !err.is_connect(), err)
+    }
+
     /// The status code when the other side gave a definite answer.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -294,17 +323,7 @@ impl Downstream {
     }
 
     fn transport_error(&self, err: reqwest::Error, timeout: Duration) -> CallError {
-        if err.is_timeout() {
-            CallError::Timeout {
-                service: self.name,
-                timeout,
-            }
-        } else {
-            CallError::Unreachable {
-                service: self.name,
-                reason: error_chain(&err),
-            }
-        }
+        CallError::from_reqwest(self.name, &err, timeout)
     }
 }
 
