@@ -34,7 +34,8 @@ pub struct UnixConnector {
     timeout: Duration,
 }
 
-type Connecting = Pin<Box<dyn Future<Output = std::io::Result<TokioIo<tokio::net::UnixStream>>> + Send>>;
+type Connecting =
+    Pin<Box<dyn Future<Output = std::io::Result<TokioIo<tokio::net::UnixStream>>> + Send>>;
 
 impl tower_service::Service<Uri> for UnixConnector {
     type Response = TokioIo<tokio::net::UnixStream>;

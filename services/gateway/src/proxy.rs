@@ -342,14 +342,22 @@ impl Endpoint for Proxy {
             }
             let headers = self.headers(&req, operator, key.as_ref());
             sent = self
-                .send(&self.upstream.fresh, &req, &target, headers, &body, deadline)
+                .send(
+                    &self.upstream.fresh,
+                    &req,
+                    &target,
+                    headers,
+                    &body,
+                    deadline,
+                )
                 .await;
         }
         let (mut parts, incoming) = sent.map_err(|f| self.failure(f))?.into_parts();
         let answer = match timeout_at(deadline, incoming.collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(err)) => {
-                let err = CallError::unanswered(self.route.service.name(), self.timeout, false, &err);
+                let err =
+                    CallError::unanswered(self.route.service.name(), self.timeout, false, &err);
                 return Err(ProxyError::from(err).into());
             }
             Err(elapsed) => return Err(self.failure(Failure::Deadline(elapsed)).into()),
@@ -364,5 +372,38 @@ impl Endpoint for Proxy {
             extensions: Default::default(),
         };
         Ok(Response::from_parts(parts, Body::from(answer)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_that_parsing_leaves_alone_are_plain() {
+        assert!(is_plain_path("/orders/3f2a-9c"));
+        assert!(is_plain_path("/inventory/PROD-1"));
+        for path in ["/orders/../x", "/orders/%2e%2e", "/a\\b", "/a b", "/a.b"] {
+            assert!(!is_plain_path(path), "{path}");
+        }
+        assert!(is_plain_query("limit=50&before=2026-12-07T05:00:00.000Z"));
+        assert!(!is_plain_query("q=a b"));
+        assert!(!is_plain_query("q='x'"));
+    }
+
+    #[test]
+    fn the_gateways_keys_do_not_repeat() {
+        let (a, b) = (gateway_key(), gateway_key());
+        assert_ne!(a, b);
+        let a = a.to_str().expect("ascii");
+        assert!(a.starts_with("gateway-"), "{a}");
+        assert_eq!(
+            a.rsplit_once('-').map(|(prefix, _)| prefix),
+            b.to_str()
+                .ok()
+                .and_then(|b| b.rsplit_once('-'))
+                .map(|(p, _)| p),
+            "one prefix per process"
+        );
     }
 }

@@ -36,11 +36,11 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use valerix_load::parse_duration;
 
+use self::stack::Stack;
 pub(crate) use self::{
     measure::{Measured, histogram},
     report::machine,
 };
-use self::stack::Stack;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mix {
@@ -181,4 +181,3 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

@@ -244,4 +244,3 @@ pub(crate) async fn open_run(
     run.p99_of_rounds = vec![run.p99()];
     run
 }
-

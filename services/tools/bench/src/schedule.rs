@@ -259,4 +259,3 @@ async fn open_model(
     }
     Ok(open)
 }
-
