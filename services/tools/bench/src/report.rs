@@ -96,10 +96,12 @@ pub(crate) fn markdown(
         "- end to end: `POST {}/orders` (order service → inventory and payment over HTTP), closed model: N clients back to back",
         stack.target
     );
-    let _ = writeln!(
-        m,
-        "- database-only: the same SQL through the services' store code (create, reserve, charge, commit, settle), N tasks on N connections, no HTTP"
-    );
+    if !args.gateway_only {
+        let _ = writeln!(
+            m,
+            "- database-only: the same SQL through the services' store code (create, reserve, charge, commit, settle), N tasks on N connections, no HTTP"
+        );
+    }
     if stack.is_own() {
         // What a service process sees: --service-env, else our environment
         // (inherited), else the default.
