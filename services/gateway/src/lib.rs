@@ -2,7 +2,7 @@
 //! health of the whole system, behind one address.
 //!
 //! - `routes`: the route table, which the proxy and the spec both read
-//! - `proxy`: forwarding one routed request to its service
+//! - `proxy`: forwarding one routed request to its service, over `client`
 //! - `spec`: the gateway's OpenAPI document, composed from the services'
 //! - `api`: the gateway's own operations (health, overview, activity)
 //! - `activity`: the dashboard's chart, read from the order service's metrics
@@ -11,6 +11,7 @@
 
 mod activity;
 mod api;
+mod client;
 mod config;
 mod lifetimes;
 mod proxy;
@@ -39,6 +40,7 @@ use valerix_runtime::{
 
 pub use crate::spec::{COMMITTED as COMMITTED_SERVICE_SPECS, ServiceSpecs, SpecError};
 use crate::{
+    client::Http,
     proxy::{Credentials, Proxy},
     routes::{ROUTES, Service},
 };
@@ -47,8 +49,6 @@ pub const NAME: &str = valerix_runtime::topology::Service::Gateway.name();
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
     #[error("serving failed: {0}")]
     Serve(#[from] std::io::Error),
     #[error(transparent)]
@@ -131,22 +131,17 @@ fn app(
     // request to it. A second one keeps no connection: a request sent again
     // after its connection broke goes out on a new one, never on another
     // kept connection to the process that went away.
-    let upstream = |upstream: &Upstream| -> Result<proxy::Upstream, Error> {
-        let builder = || {
-            reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(2).min(config.upstream_timeout()))
-                .pool_idle_timeout(valerix_runtime::client::POOL_IDLE)
-        };
-        Ok(proxy::Upstream {
-            base: upstream.url().clone(),
-            http: upstream.client(builder())?,
-            fresh: upstream.unpooled_client(builder())?,
-        })
+    let connect_timeout = Duration::from_secs(2).min(config.upstream_timeout());
+    let upstream = |upstream: &Upstream| proxy::Upstream {
+        origin: upstream.url().origin().ascii_serialization(),
+        base: upstream.url().clone(),
+        http: Http::pooled(upstream.socket(), connect_timeout),
+        fresh: Http::new(upstream.socket(), connect_timeout, 0),
     };
     let (order, inventory, payment) = (
-        upstream(&config.order_url)?,
-        upstream(&config.inventory_url)?,
-        upstream(&config.payment_url)?,
+        upstream(&config.order_url),
+        upstream(&config.inventory_url),
+        upstream(&config.payment_url),
     );
     let credentials = Credentials {
         operator: secrets.operator.clone(),

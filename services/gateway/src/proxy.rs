@@ -1,20 +1,27 @@
 //! Forwarding one request to a service: only the routed operations (the
 //! operator's behind the operator token), the request body held (it may be
-//! sent twice) and the answer's streamed, status and content type kept,
-//! trace context and idempotency key passed on, bounded by the gateway's
-//! own timeout.
+//! sent twice) and so is the answer (the deadline covers it whole), status
+//! and content type kept, trace context and idempotency key passed on,
+//! bounded by the gateway's own timeout.
 
-use std::time::Duration;
-
-use futures::TryStreamExt;
-use poem::{
-    Body, Endpoint, IntoResponse, Request, Response,
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
 };
-use tokio::time::Instant;
+
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
+use poem::{
+    Body, Endpoint, IntoResponse, Request, Response, ResponseParts,
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
+};
+use tokio::time::{Instant, timeout_at};
 use valerix_runtime::{Problem, auth::Guard, client::CallError};
 
-use crate::routes::{self, Access, Route};
+use crate::{
+    client::{self, Http},
+    routes::{self, Access, Route},
+};
 
 /// Request headers the services act on; anything else stays at the gateway.
 const FORWARDED: &[&str] = &[
@@ -46,33 +53,68 @@ const RESENDS: usize = 2;
 ///
 /// At most [`RESENDS`] times, each on a new connection: under restarts
 /// with SIGKILL a resent request was now and then reset once more (the
-/// cause is not established); the sends stay within the one timeout.
-fn resend(err: &reqwest::Error) -> bool {
-    !err.is_timeout() && (err.is_connect() || err.is_request())
+/// cause is not established); the sends stay within the one timeout. The
+/// client's own errors are all of that kind (the deadline is the gateway's,
+/// and a timed-out connect is a connection refused in time).
+fn resend(sent: &Sent) -> bool {
+    matches!(sent, Err(Failure::Client(_)))
+}
+
+/// How one send ended.
+type Sent = Result<client::Answer, Failure>;
+
+enum Failure {
+    /// The deadline passed before the answer's head.
+    Deadline(tokio::time::error::Elapsed),
+    /// Refused, reset or closed before the answer.
+    Client(hyper_util::client::legacy::Error),
+}
+
+/// The gateway's `Idempotency-Key` for a `POST /orders` that came without
+/// one: unique without a random draw per request (a system call): a prefix
+/// drawn once per process, and a counter.
+fn gateway_key() -> HeaderValue {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| format!("gateway-{}", uuid::Uuid::new_v4().simple()));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("{prefix}-{n:x}"))
+        .unwrap_or_else(|_| unreachable!("hex digits and dashes are a valid header value"))
+}
+
+/// Whether URL parsing would leave this path as it is: no dot segment, no
+/// percent-escape, no backslash, nothing it would encode.
+fn is_plain_path(path: &str) -> bool {
+    path.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_~/:@!$&'()*+,;=".contains(&b))
+}
+
+/// The same for a query (dots and escapes are plain there).
+fn is_plain_query(query: &str) -> bool {
+    query
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.~/:@!$&()*+,;=?%".contains(&b))
 }
 
 /// Headers about one connection, not the message (RFC 9110 §7.6.1).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// No answer from the service: classified as every call between the
-    /// services is ([`CallError::transport`]).
+    /// The service did not answer: classified as the services' own calls
+    /// are ([`CallError::unanswered`]).
     #[error(transparent)]
-    Upstream(CallError),
+    Upstream(#[from] CallError),
     /// `..`, `%2e%2e` and the like would leave the routed prefix once the
     /// URL is normalised: refused rather than resolved.
     #[error("the path {0} leaves the routed prefix")]
@@ -89,6 +131,9 @@ impl ProxyError {
             Self::Upstream(CallError::Timeout { .. }) => {
                 (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout")
             }
+            // The forwarding itself only fails in transport (the service's
+            // own answers pass unchanged, whatever their status), so the
+            // other kinds of a call's failure do not occur here.
             Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream-unreachable"),
             Self::EscapingPath(_) => (StatusCode::BAD_REQUEST, "invalid-path"),
             Self::NotRouted { .. } => (StatusCode::NOT_FOUND, "not-found"),
@@ -122,21 +167,30 @@ pub struct Credentials {
 /// Where a service is, and the clients that reach it.
 #[derive(Clone)]
 pub struct Upstream {
+    /// `http://host:port` (for a Unix socket `http://localhost`, which only
+    /// fills the `Host` header); the request's path and query follow it.
+    pub origin: String,
+    /// Only to resolve a path that is not plain (see [`Proxy::target`]).
     pub base: reqwest::Url,
     /// Keeps its connections alive between requests.
-    pub http: reqwest::Client,
+    pub http: Http,
     /// Keeps none: each request on a new connection.
-    pub fresh: reqwest::Client,
+    pub fresh: Http,
 }
 
 /// The routed operations under one route's prefix, forwarded to one service.
 pub struct Proxy {
     route: &'static Route,
-    base: reqwest::Url,
-    http: reqwest::Client,
-    fresh: reqwest::Client,
+    upstream: Upstream,
     timeout: Duration,
     credentials: Credentials,
+}
+
+/// Where a request goes: the service's path (for the route table) and the
+/// whole URI.
+struct Target {
+    path: String,
+    uri: Uri,
 }
 
 impl Proxy {
@@ -148,59 +202,65 @@ impl Proxy {
     ) -> Self {
         Self {
             route,
-            base: upstream.base,
-            http: upstream.http,
-            fresh: upstream.fresh,
+            upstream,
             timeout,
             credentials,
         }
     }
 
-    /// The service URL for this request. Checked after parsing, because URL
-    /// parsing resolves dot segments (also percent-encoded or with `\`), and
-    /// the result must still lie under the route's target.
-    fn target(&self, req: &Request) -> Result<reqwest::Url, ProxyError> {
+    /// The service URL for this request. A path with anything URL parsing
+    /// would change is parsed and checked after parsing, because parsing
+    /// resolves dot segments (also percent-encoded or with `\`), and the
+    /// result must still lie under the route's target; a plain one (what
+    /// the routed operations use) cannot leave it and is taken as it is.
+    fn target(&self, req: &Request) -> Result<Target, ProxyError> {
         let uri = req.original_uri();
         let escaping = || ProxyError::EscapingPath(uri.path().to_owned());
-        let path = self.route.upstream_path(uri.path()).ok_or_else(escaping)?;
-        let mut url = self.base.join(&path).map_err(|_| escaping())?;
-        url.set_query(uri.query());
-        let to = self.route.to;
-        let inside = url.path() == to
-            || url
-                .path()
-                .strip_prefix(to)
-                .is_some_and(|r| r.starts_with('/'));
-        if !inside {
-            return Err(escaping());
+        let mut path = self.route.upstream_path(uri.path()).ok_or_else(escaping)?;
+        let mut query = uri.query().map(str::to_owned);
+        if !is_plain_path(&path) || !query.as_deref().is_none_or(is_plain_query) {
+            let mut url = self.upstream.base.join(&path).map_err(|_| escaping())?;
+            url.set_query(uri.query());
+            let to = self.route.to;
+            let inside = url.path() == to
+                || url
+                    .path()
+                    .strip_prefix(to)
+                    .is_some_and(|r| r.starts_with('/'));
+            if !inside {
+                return Err(escaping());
+            }
+            path = url.path().to_owned();
+            query = url.query().map(str::to_owned);
         }
-        Ok(url)
+        let mut full = String::with_capacity(
+            self.upstream.origin.len() + path.len() + query.as_ref().map_or(0, |q| q.len() + 1),
+        );
+        full.push_str(&self.upstream.origin);
+        full.push_str(&path);
+        if let Some(q) = &query {
+            full.push('?');
+            full.push_str(q);
+        }
+        let uri = Uri::try_from(full).map_err(|_| escaping())?;
+        Ok(Target { path, uri })
     }
 
-    fn transport_error(&self, err: &reqwest::Error) -> ProxyError {
-        ProxyError::Upstream(CallError::transport(
-            self.route.service.name(),
-            err,
-            self.timeout,
-        ))
-    }
-}
-
-impl Endpoint for Proxy {
-    type Output = Response;
-
-    async fn call(&self, mut req: Request) -> poem::Result<Response> {
-        let url = self.target(&req)?;
-        let op = routes::operation(self.route.service, req.method().as_str(), url.path())
-            .ok_or_else(|| ProxyError::NotRouted {
-                method: req.method().to_string(),
-                path: req.original_uri().path().to_owned(),
-            })?;
-        let operator = op.access == Access::Operator;
-        if operator && let Err(denied) = self.credentials.operator.admit(&req) {
-            return Ok(denied.into_response());
+    fn failure(&self, failure: Failure) -> ProxyError {
+        let service = self.route.service.name();
+        match failure {
+            Failure::Deadline(elapsed) => {
+                CallError::unanswered(service, self.timeout, true, &elapsed)
+            }
+            Failure::Client(err) => CallError::unanswered(service, self.timeout, false, &err),
         }
-        let mut headers = HeaderMap::new();
+        .into()
+    }
+
+    /// The headers sent on: what the services act on, the service token on
+    /// the operator's calls.
+    fn headers(&self, req: &Request, operator: bool, key: Option<&HeaderValue>) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(FORWARDED.len() + 1);
         // The operator's token stays here (`Authorization` is not in
         // FORWARDED); the services see the gateway's own credential.
         if operator && let Some(bearer) = &self.credentials.service {
@@ -211,57 +271,139 @@ impl Endpoint for Proxy {
                 headers.append(*name, value.clone());
             }
         }
+        if let Some(key) = key {
+            headers.insert(IDEMPOTENCY_KEY, key.clone());
+        }
+        headers
+    }
+
+    async fn send(
+        &self,
+        http: &Http,
+        req: &Request,
+        target: &Target,
+        headers: HeaderMap,
+        body: &client::Body,
+        deadline: Instant,
+    ) -> Sent {
+        let mut out = hyper::Request::new(body.clone());
+        *out.method_mut() = req.method().clone();
+        *out.uri_mut() = target.uri.clone();
+        *out.headers_mut() = headers;
+        match timeout_at(deadline, http.request(out)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(err)) => Err(Failure::Client(err)),
+            Err(elapsed) => Err(Failure::Deadline(elapsed)),
+        }
+    }
+}
+
+impl Endpoint for Proxy {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let target = self.target(&req)?;
+        let op = routes::operation(self.route.service, req.method().as_str(), &target.path)
+            .ok_or_else(|| ProxyError::NotRouted {
+                method: req.method().to_string(),
+                path: req.original_uri().path().to_owned(),
+            })?;
+        let operator = op.access == Access::Operator;
+        if operator && let Err(denied) = self.credentials.operator.admit(&req) {
+            return Ok(denied.into_response());
+        }
         // See `resend`: the one operation that is not idempotent by
         // itself is made so, and a repeat of it returns the first order.
-        if op.idempotent_by_key() && !headers.contains_key(IDEMPOTENCY_KEY) {
-            let key = format!("gateway-{}", uuid::Uuid::new_v4().simple());
-            if let Ok(key) = HeaderValue::from_str(&key) {
-                headers.insert(IDEMPOTENCY_KEY, key);
-            }
-        }
+        let key = (op.idempotent_by_key() && !req.headers().contains_key(IDEMPOTENCY_KEY))
+            .then(gateway_key);
         let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
             || req.headers().contains_key(header::TRANSFER_ENCODING);
         // Held whole (it is at most --max-body-bytes) so that it can be sent
         // a second time.
-        let body = if has_body {
-            Some(req.take_body().into_bytes().await?)
+        let body = client::Body::new(if has_body {
+            req.take_body().into_bytes().await?
         } else {
-            None
-        };
+            Bytes::new()
+        });
         let deadline = Instant::now() + self.timeout;
-        let send = |http: &reqwest::Client, timeout: Duration| {
-            let mut out = http
-                .request(req.method().clone(), url.clone())
-                .headers(headers.clone())
-                .timeout(timeout);
-            if let Some(body) = &body {
-                out = out.body(body.clone());
-            }
-            out.send()
-        };
-        let mut sent = send(&self.http, self.timeout).await;
+        let headers = self.headers(&req, operator, key.as_ref());
+        let mut sent = self
+            .send(&self.upstream.http, &req, &target, headers, &body, deadline)
+            .await;
         for _ in 0..RESENDS {
-            match &sent {
-                Err(err) if resend(err) => {
-                    tracing::debug!(
-                        err = %valerix_runtime::client::error_chain(err),
-                        "sending again on a new connection"
-                    );
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    sent = send(&self.fresh, left).await;
-                }
-                _ => break,
+            if !resend(&sent) {
+                break;
             }
+            if let Err(Failure::Client(err)) = &sent {
+                tracing::debug!(
+                    err = %valerix_runtime::client::error_chain(err),
+                    "sending again on a new connection"
+                );
+            }
+            let headers = self.headers(&req, operator, key.as_ref());
+            sent = self
+                .send(
+                    &self.upstream.fresh,
+                    &req,
+                    &target,
+                    headers,
+                    &body,
+                    deadline,
+                )
+                .await;
         }
-        let resp = sent.map_err(|e| self.transport_error(&e))?;
+        let (mut parts, incoming) = sent.map_err(|f| self.failure(f))?.into_parts();
+        let answer = match timeout_at(deadline, incoming.collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(err)) => {
+                let err =
+                    CallError::unanswered(self.route.service.name(), self.timeout, false, &err);
+                return Err(ProxyError::from(err).into());
+            }
+            Err(elapsed) => return Err(self.failure(Failure::Deadline(elapsed)).into()),
+        };
+        for name in HOP_BY_HOP {
+            parts.headers.remove(*name);
+        }
+        let parts = ResponseParts {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            extensions: Default::default(),
+        };
+        Ok(Response::from_parts(parts, Body::from(answer)))
+    }
+}
 
-        let mut answer = Response::builder().status(resp.status());
-        for (name, value) in resp.headers() {
-            if !is_hop_by_hop(name) {
-                answer = answer.header(name, value);
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_that_parsing_leaves_alone_are_plain() {
+        assert!(is_plain_path("/orders/3f2a-9c"));
+        assert!(is_plain_path("/inventory/PROD-1"));
+        for path in ["/orders/../x", "/orders/%2e%2e", "/a\\b", "/a b", "/a.b"] {
+            assert!(!is_plain_path(path), "{path}");
         }
-        let body = resp.bytes_stream().map_err(std::io::Error::other);
-        Ok(answer.body(Body::from_bytes_stream(body)))
+        assert!(is_plain_query("limit=50&before=2026-12-07T05:00:00.000Z"));
+        assert!(!is_plain_query("q=a b"));
+        assert!(!is_plain_query("q='x'"));
+    }
+
+    #[test]
+    fn the_gateways_keys_do_not_repeat() {
+        let (a, b) = (gateway_key(), gateway_key());
+        assert_ne!(a, b);
+        let a = a.to_str().expect("ascii");
+        assert!(a.starts_with("gateway-"), "{a}");
+        assert_eq!(
+            a.rsplit_once('-').map(|(prefix, _)| prefix),
+            b.to_str()
+                .ok()
+                .and_then(|b| b.rsplit_once('-'))
+                .map(|(p, _)| p),
+            "one prefix per process"
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! Restarts cost nothing: under a steady load through the gateway, each
 //! service of a `valerix up` stack is stopped with SIGTERM, then killed with
-//! SIGKILL, and `valerix up` starts it again each time. Its sockets are held
-//! by `valerix up` and passed to every process of it (socket activation), so
-//! no client's connection is refused or reset, no answer is a 502 or 503,
-//! every acknowledged order settles, the audit is clean, and the order
-//! service's circuit breakers stay closed.
+//! SIGKILL, and the gateway itself stopped with SIGTERM; `valerix up` starts
+//! each again. Its sockets are held by `valerix up` and passed to every
+//! process of it (socket activation), so no client's connection is refused
+//! or reset, no answer is a 502 or 503, every acknowledged order settles,
+//! the audit is clean, and the order service's circuit breakers stay
+//! closed. (A SIGKILLed gateway takes the requests it was forwarding with
+//! it: nothing can answer them, so it is not killed here.)
 
 mod common;
 
@@ -181,46 +183,49 @@ async fn services_restarted_under_load_refuse_nothing_and_lose_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut restarts = Vec::new();
-    for command in ["inventory", "payment", "order"] {
-        for signal in [Signal::SIGTERM, Signal::SIGKILL] {
-            let old = service_pid(up_pid, command)
-                .unwrap_or_else(|| panic!("no {command} service under valerix up"));
-            let before = acknowledged();
-            let at = Instant::now();
-            kill(Pid::from_raw(old), signal).unwrap_or_else(|e| panic!("{signal} {command}: {e}"));
-            // valerix up starts it again; it serves once it is healthy.
-            let port = match command {
-                "order" => up.base,
-                "inventory" => up.base + 1,
-                _ => up.base + 2,
-            };
-            let health = format!("{}/health", up.url(port));
-            wait_for(
-                &format!("{command} back after {signal}"),
-                Duration::from_secs(30),
-                || {
-                    let (http, health) = (http.clone(), health.clone());
-                    async move {
-                        let new = service_pid(up_pid, command).filter(|&p| p != old)?;
-                        let resp = http.get(&health).send().await.ok()?;
-                        resp.status().is_success().then_some(new)
-                    }
-                },
-            )
-            .await;
-            let back = at.elapsed();
-            // A second of load on the new process before the next signal.
-            wait_for(
-                "orders on the new process",
-                Duration::from_secs(30),
-                || async { (acknowledged() > before + 200).then_some(()) },
-            )
-            .await;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            restarts.push(format!(
-                "{command} {signal}: serving again {back:.0?} later"
-            ));
-        }
+    let rounds = ["inventory", "payment", "order"]
+        .into_iter()
+        .flat_map(|c| [(c, Signal::SIGTERM), (c, Signal::SIGKILL)])
+        .chain([("gateway", Signal::SIGTERM)]);
+    for (command, signal) in rounds {
+        let old = service_pid(up_pid, command)
+            .unwrap_or_else(|| panic!("no {command} service under valerix up"));
+        let before = acknowledged();
+        let at = Instant::now();
+        kill(Pid::from_raw(old), signal).unwrap_or_else(|e| panic!("{signal} {command}: {e}"));
+        // valerix up starts it again; it serves once it is healthy.
+        let port = match command {
+            "order" => up.base,
+            "inventory" => up.base + 1,
+            "payment" => up.base + 2,
+            _ => up.base - 1,
+        };
+        let health = format!("{}/health", up.url(port));
+        wait_for(
+            &format!("{command} back after {signal}"),
+            Duration::from_secs(30),
+            || {
+                let (http, health) = (http.clone(), health.clone());
+                async move {
+                    let new = service_pid(up_pid, command).filter(|&p| p != old)?;
+                    let resp = http.get(&health).send().await.ok()?;
+                    resp.status().is_success().then_some(new)
+                }
+            },
+        )
+        .await;
+        let back = at.elapsed();
+        // A second of load on the new process before the next signal.
+        wait_for(
+            "orders on the new process",
+            Duration::from_secs(30),
+            || async { (acknowledged() > before + 200).then_some(()) },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        restarts.push(format!(
+            "{command} {signal}: serving again {back:.0?} later"
+        ));
     }
     stop.store(true, Ordering::Relaxed);
     for c in clients {

@@ -12,7 +12,11 @@ use std::{fs, path::PathBuf, time::Duration};
 pub struct Roles {
     /// postmaster.pid of the cluster: the postmaster and all its children count.
     pub postmaster_pid_file: Option<PathBuf>,
+    /// The services but the API gateway.
     pub services: Vec<u32>,
+    /// The API gateway, when it runs: counted on its own, since it is idle
+    /// in the runs that do not go through it.
+    pub gateway: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,6 +24,7 @@ pub struct CpuTime {
     pub postgres: Duration,
     pub services: Duration,
     pub client: Duration,
+    pub gateway: Duration,
     /// Context switches (voluntary and not) of all their threads.
     pub postgres_switches: u64,
     pub services_switches: u64,
@@ -33,6 +38,7 @@ impl std::ops::Sub for CpuTime {
             postgres: self.postgres.saturating_sub(o.postgres),
             services: self.services.saturating_sub(o.services),
             client: self.client.saturating_sub(o.client),
+            gateway: self.gateway.saturating_sub(o.gateway),
             postgres_switches: self.postgres_switches.saturating_sub(o.postgres_switches),
             services_switches: self.services_switches.saturating_sub(o.services_switches),
             client_switches: self.client_switches.saturating_sub(o.client_switches),
@@ -97,6 +103,9 @@ impl Roles {
         for pid in &self.services {
             t.services += stat(*pid).map_or(Duration::ZERO, |(d, _)| d);
             t.services_switches += switches(*pid);
+        }
+        if let Some(pid) = self.gateway {
+            t.gateway = stat(pid).map_or(Duration::ZERO, |(d, _)| d);
         }
         // Backends come and go with connections: every child of the postmaster.
         for e in fs::read_dir("/proc").ok()?.flatten() {

@@ -25,6 +25,16 @@ pub(crate) struct Half {
     pub p99_ms: f64,
 }
 
+/// The gateway's cost at one client count and mix.
+pub(crate) struct Gateway {
+    pub mix: Mix,
+    pub clients: usize,
+    /// Through the gateway over straight at the order service (medians).
+    pub ratio: f64,
+    pub p99_ms: f64,
+    pub direct_p99_ms: f64,
+}
+
 struct Row {
     objective: &'static str,
     measured: String,
@@ -50,9 +60,48 @@ fn under_ms(p99: f64, limit: f64) -> Option<String> {
     (p99 >= limit).then(|| format!("{:.1}× over", p99 / limit))
 }
 
+/// Through the gateway against straight at the order service, one row per
+/// client count judged (`gateway::OBJECTIVES`), the worst mix deciding.
+fn gateway_rows(gateway: &[Gateway]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &(clients, least, objective) in crate::gateway::OBJECTIVES {
+        let at: Vec<&Gateway> = gateway.iter().filter(|g| g.clients == clients).collect();
+        if at.is_empty() {
+            continue;
+        }
+        let measured = at
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} **{:.2}** (p99 {:.1} ms, straight {:.1} ms)",
+                    mix_label(g.mix),
+                    g.ratio,
+                    g.p99_ms,
+                    g.direct_p99_ms
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let worst = at.iter().map(|g| g.ratio).fold(f64::INFINITY, f64::min);
+        rows.push(Row {
+            objective,
+            measured,
+            missed: (worst < least).then(|| format!("{:.2} short", least - worst)),
+        });
+    }
+    rows
+}
+
+fn mix_label(mix: Mix) -> &'static str {
+    match mix {
+        Mix::Hot => "hot",
+        Mix::Spread => "spread",
+    }
+}
+
 /// The objectives table in Markdown, or `None` when the run measured none
 /// of the cells they are judged on.
-pub(crate) fn table(cells: &[Closed], half: &[Half]) -> Option<String> {
+pub(crate) fn table(cells: &[Closed], half: &[Half], gateway: &[Gateway]) -> Option<String> {
     let mut rows = Vec::new();
     if let Some(c) = closed(cells, Mix::Hot, 32, false) {
         rows.push(at_least_times(
@@ -95,16 +144,12 @@ pub(crate) fn table(cells: &[Closed], half: &[Half]) -> Option<String> {
     let direct: Vec<&Half> = half.iter().filter(|h| !h.via_gateway).collect();
     if !direct.is_empty() {
         let worst = direct.iter().map(|h| h.p99_ms).fold(0.0, f64::max);
-        let name = |mix| match mix {
-            Mix::Hot => "hot",
-            Mix::Spread => "spread",
-        };
         let measured = half
             .iter()
             .map(|h| {
                 format!(
                     "{} {}**{:.1} ms**",
-                    name(h.mix),
+                    mix_label(h.mix),
                     if h.via_gateway {
                         "through the gateway "
                     } else {
@@ -121,6 +166,7 @@ pub(crate) fn table(cells: &[Closed], half: &[Half]) -> Option<String> {
             missed: under_ms(worst, 10.0),
         });
     }
+    rows.extend(gateway_rows(gateway));
     if rows.is_empty() {
         return None;
     }
@@ -180,7 +226,7 @@ mod tests {
                 p99_ms: 14.0,
             },
         ];
-        let t = table(&cells, &half).expect("a table");
+        let t = table(&cells, &half, &[]).expect("a table");
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 2 + 5, "{t}");
         assert_eq!(
@@ -208,11 +254,36 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_is_judged_at_16_and_64_clients_by_its_worst_mix() {
+        let g = |mix, clients, ratio| Gateway {
+            mix,
+            clients,
+            ratio,
+            p99_ms: 20.0,
+            direct_p99_ms: 18.0,
+        };
+        let rows = [
+            g(Mix::Hot, 16, 0.97),
+            g(Mix::Spread, 16, 0.93),
+            g(Mix::Hot, 64, 0.91),
+            g(Mix::Hot, 32, 0.50),
+        ];
+        let t = table(&[], &[], &rows).expect("a table");
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2 + 2, "{t}");
+        assert_eq!(
+            lines[2],
+            "| through the gateway ≥ 0.95 of straight at the order service, 16 clients | hot **0.97** (p99 20.0 ms, straight 18.0 ms), spread **0.93** (p99 20.0 ms, straight 18.0 ms) | no, 0.02 short |"
+        );
+        assert!(lines[3].ends_with("| yes |"), "{t}");
+    }
+
+    #[test]
     fn objectives_not_measured_are_left_out() {
         let cells = [cell(Mix::Hot, 32, false, 1.2, 40.0)];
-        let t = table(&cells, &[]).expect("a table");
+        let t = table(&cells, &[], &[]).expect("a table");
         assert_eq!(t.lines().count(), 3, "{t}");
         assert!(t.contains("| **1.2×** | no, 80% of it |"), "{t}");
-        assert!(table(&[cell(Mix::Hot, 1, false, 0.8, 3.0)], &[]).is_none());
+        assert!(table(&[cell(Mix::Hot, 1, false, 0.8, 3.0)], &[], &[]).is_none());
     }
 }

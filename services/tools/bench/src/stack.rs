@@ -115,8 +115,15 @@ impl Stack {
                 .services
                 .iter()
                 .flat_map(|s| s.iter())
+                .filter(|p| p.service != Service::Gateway)
                 .filter_map(|p| p.pid())
                 .collect(),
+            gateway: self
+                .services
+                .iter()
+                .flat_map(|s| s.iter())
+                .find(|p| p.service == Service::Gateway)
+                .and_then(|p| p.pid()),
         }
     }
 

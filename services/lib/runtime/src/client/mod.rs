@@ -79,12 +79,20 @@ impl CallError {
         }
     }
 
-    /// A call to `service` that failed in transport: no answer within
-    /// `timeout` once connected (the other side may have acted), or not
-    /// delivered at all. A connect that timed out is a host that is not
-    /// there, not a slow answer: unreachable.
-    pub fn transport(service: &'static str, err: &reqwest::Error, timeout: Duration) -> Self {
-        if err.is_timeout() && !err.is_connect() {
+    /// The one classification of a call that got no answer, whatever
+    /// client made it: the services' calls (reqwest, [`Self::from_reqwest`])
+    /// and the gateway's forwarding (hyper). `waited_out`: the deadline
+    /// passed while the request was out, so the other side may have acted
+    /// ([`Self::Timeout`]). Anything else is [`Self::Unreachable`]: the
+    /// connection failed, and a connection that was not made in time counts
+    /// here too, since nothing reached the service.
+    pub fn unanswered(
+        service: &'static str,
+        timeout: Duration,
+        waited_out: bool,
+        err: &dyn std::error::Error,
+    ) -> Self {
+        if waited_out {
             Self::Timeout { service, timeout }
         } else {
             Self::Unreachable {
@@ -92,6 +100,12 @@ impl CallError {
                 reason: error_chain(err),
             }
         }
+    }
+
+    /// [`Self::unanswered`] for reqwest, which reports a connect timeout as
+    /// a timeout too.
+    pub fn from_reqwest(service: &'static str, err: &reqwest::Error, timeout: Duration) -> Self {
+        Self::unanswered(service, timeout, err.is_timeout() && !err.is_connect(), err)
     }
 
     /// The status code when the other side gave a definite answer.
@@ -263,12 +277,12 @@ impl Downstream {
         let resp = req
             .send()
             .await
-            .map_err(|e| CallError::transport(self.name, &e, timeout))?;
+            .map_err(|e| CallError::from_reqwest(self.name, &e, timeout))?;
         let status = resp.status();
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| CallError::transport(self.name, &e, timeout))?;
+            .map_err(|e| CallError::from_reqwest(self.name, &e, timeout))?;
         if !status.is_success() {
             let problem: Option<Problem> = serde_json::from_slice(&bytes).ok();
             return Err(CallError::Status {

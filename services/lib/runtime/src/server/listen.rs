@@ -12,7 +12,9 @@
 //!   (`deadline`): a body that trickles in, a handler that hangs, or an
 //!   answer the client will not read cannot hold a connection (and its
 //!   descriptor) for longer;
-//! - on shutdown, no new connections and a graceful drain of the open ones.
+//! - on shutdown, no new connections and a graceful drain of the open ones:
+//!   each keep-alive connection is closed after its next answer (sent with
+//!   `Connection: close`), not while a client may be sending on it.
 
 mod deadline;
 
@@ -34,6 +36,7 @@ use hyper_util::{
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint,
     endpoint::{BoxEndpoint, ToDynEndpoint},
+    http::{HeaderValue, header},
     web::{LocalAddr, RemoteAddr},
 };
 use tokio::{
@@ -101,6 +104,17 @@ async fn accept(listeners: &Listeners) -> std::io::Result<Accepted> {
             .map(|(s, a)| Accepted::Tcp(s, a)),
     }
 }
+
+/// On shutdown, how long a kept-alive HTTP/1 connection is left open for
+/// one more request (answered with `Connection: close`) before it is closed
+/// while idle. Closing it at once races with a client that is sending its
+/// next request on it at that moment: the request meets a closed socket and
+/// the client sees a reset, although the socket it connected to lives on
+/// (socket activation). A client in a loop sends within milliseconds; a
+/// client idle for longer has little chance to send in the instant the
+/// connection closes. The drain, and so a restart, waits at most this long
+/// for an idle connection.
+pub const LAST_REQUEST_WITHIN: Duration = Duration::from_millis(500);
 
 /// Serves `app` until `shutdown` resolves, then lets the open connections
 /// finish for at most `drain`.
@@ -203,9 +217,14 @@ async fn connection<Io>(
 {
     let in_flight = Arc::new(InFlight::default());
     let requests = in_flight.clone();
+    // Set once the server stops: the answers from then on close their
+    // connection.
+    let closing = Arc::new(AtomicBool::new(false));
+    let last = closing.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let (app, local, remote) = (app.clone(), local.clone(), remote.clone());
         let requests = requests.clone();
+        let last = last.clone();
         async move {
             let deadline = Instant::now() + limits.request_timeout;
             // Until its answer is handed over in full (or dropped).
@@ -224,7 +243,7 @@ async fn connection<Io>(
             req.set_body(poem::Body::from(http_body_util::combinators::BoxBody::new(
                 body,
             )));
-            let resp = match tokio::time::timeout_at(deadline, app.get_response(req)).await {
+            let mut resp = match tokio::time::timeout_at(deadline, app.get_response(req)).await {
                 Ok(resp) => resp,
                 Err(_) => overran(
                     limits.request_timeout,
@@ -232,6 +251,10 @@ async fn connection<Io>(
                     http1,
                 ),
             };
+            if http1 && last.load(Ordering::Relaxed) {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             let resp = hyper::Response::from(resp).map(|body| Ticketed {
                 body,
                 _ticket: ticket,
@@ -252,14 +275,23 @@ async fn connection<Io>(
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
+    let overdue = || {
+        // Dropping the connection closes it.
+        tracing::debug!("an answer was not taken in time; connection closed");
+    };
     tokio::select! {
         _ = conn.as_mut() => return,
         _ = stopping.wait_for(|s| *s) => {}
-        () = in_flight.overdue() => {
-            // Dropping the connection closes it.
-            tracing::debug!("an answer was not taken in time; connection closed");
-            return;
-        }
+        () = in_flight.overdue() => return overdue(),
+    }
+    // See LAST_REQUEST_WITHIN. An answer in flight now closes the
+    // connection too. HTTP/2 needs no `Connection: close`: its shutdown is
+    // a GOAWAY that names the last stream served.
+    closing.store(true, Ordering::Relaxed);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        () = tokio::time::sleep(LAST_REQUEST_WITHIN) => {}
+        () = in_flight.overdue() => return overdue(),
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
