@@ -17,7 +17,6 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -174,15 +173,7 @@ impl HaCluster {
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or(bin);
         let user = crate::server_user()?;
-        let base = std::env::temp_dir();
-        crate::sweep_stale(&base, DIR_PREFIX, stop_leftover_servers);
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let root = base.join(format!(
-            "{DIR_PREFIX}{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
+        let root = crate::fresh_dir(DIR_PREFIX, stop_leftover_servers)?;
         let mut cluster = Self {
             root,
             user,

@@ -132,6 +132,22 @@ pub(crate) fn sweep_stale(base: &Path, prefix: &str, before_removing: impl Fn(&P
     }
 }
 
+/// A new directory `<prefix><our pid>-<n>` in the temporary directory,
+/// after sweeping away those of processes that are gone
+/// ([`sweep_stale`], with `before_removing`).
+pub(crate) fn fresh_dir(prefix: &str, before_removing: impl Fn(&Path)) -> Result<PathBuf, Error> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::env::temp_dir();
+    sweep_stale(&base, prefix, before_removing);
+    let root = base.join(format!(
+        "{prefix}{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
+    Ok(root)
+}
+
 /// How to set a cluster up beyond the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -174,15 +190,7 @@ impl Cluster {
     pub fn empty(options: &Options) -> Result<Self, Error> {
         let bin = find_bin_dir()?;
         let user = server_user()?;
-        let base = std::env::temp_dir();
-        sweep_stale(&base, DIR_PREFIX, |_| {});
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let root = base.join(format!(
-            "{DIR_PREFIX}{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
+        let root = fresh_dir(DIR_PREFIX, |_| {})?;
         // From here on, dropping `cluster` removes the directory.
         let cluster = Self {
             root,
