@@ -1,6 +1,7 @@
-//! The HTTP contract between the services, written once: the request and
-//! answer types of the calls one service makes to another, and the limits
-//! both sides keep. The server documents and parses these types; the
+//! The HTTP contract between the services, written once, in a crate of its
+//! own that depends on no other Valerix crate (the runtime re-exports it as
+//! `valerix_runtime::contract`): the request and answer types of the calls
+//! one service makes to another, and the limits both sides keep. The server documents and parses these types; the
 //! client sends and reads the very same ones, so a change of the contract
 //! is one edit the compiler follows to both sides.
 //!

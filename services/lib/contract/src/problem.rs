@@ -142,9 +142,39 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 /// a database that cannot take the write now (down, restarting, failing
 /// over, read-only) is a dependency being down: 503 tells clients to retry.
 #[cfg(feature = "db")]
+/// Whether the database could not take the statement now, rather than
+/// refused it: the pool found no connection in time, the connection broke
+/// (the server or its node died, or HAProxy cut it when the node lost its
+/// primary role), the server is shutting down or starting up, or it is a
+/// standby (read-only, e.g. for the moment after a failover while the new
+/// primary finishes its promotion). The statement may go again later.
+///
+/// A write that fails this way during its COMMIT has an unknown outcome:
+/// the caller must not read it as failed (nor as done); the saga finds out
+/// by asking again, every step being idempotent.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exception. 57P01..57P03: the server is
+            // shutting down, crashed, or not yet accepting connections.
+            // 25006: read-only transaction (a standby). 53300: too many
+            // connections.
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "25006" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(feature = "db")]
 impl From<sqlx::Error> for ProblemResponse {
     fn from(err: sqlx::Error) -> Self {
-        if crate::db::is_unavailable(&err) {
+        if is_unavailable(&err) {
             Self::unavailable("database-unavailable", err)
         } else {
             Self::internal(err)
@@ -177,7 +207,7 @@ macro_rules! problem_set {
     ($(#[$doc:meta])* $vis:vis $name:ident { $($status:literal => $what:expr),+ $(,)? }) => {
         $(#[$doc])*
         $vis enum $name {}
-        impl $crate::contract::problem::ProblemSet for $name {
+        impl $crate::problem::ProblemSet for $name {
             const ANSWERS: &'static [(u16, &'static str)] = &[$(($status, $what)),+];
         }
     };

@@ -76,34 +76,9 @@ pub fn liveness(pool: PgPool) -> crate::server::systemd::Probe {
     })
 }
 
-/// Whether the database could not take the statement now, rather than
-/// refused it: the pool found no connection in time, the connection broke
-/// (the server or its node died, or HAProxy cut it when the node lost its
-/// primary role), the server is shutting down or starting up, or it is a
-/// standby (read-only, e.g. for the moment after a failover while the new
-/// primary finishes its promotion). The statement may go again later.
-///
-/// A write that fails this way during its COMMIT has an unknown outcome:
-/// the caller must not read it as failed (nor as done); the saga finds out
-/// by asking again, every step being idempotent.
-pub fn is_unavailable(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // Class 08: connection exception. 57P01..57P03: the server is
-            // shutting down, crashed, or not yet accepting connections.
-            // 25006: read-only transaction (a standby). 53300: too many
-            // connections.
-            code.starts_with("08")
-                || matches!(&*code, "57P01" | "57P02" | "57P03" | "25006" | "53300")
-        }),
-        _ => false,
-    }
-}
+/// Whether the database could not take the statement now (see there):
+/// what decides between 503 and 500, in the contract.
+pub use crate::contract::problem::is_unavailable;
 
 /// A row referred to a missing one (SQLSTATE 23503), e.g. an unknown product.
 pub fn is_foreign_key_violation(err: &sqlx::Error) -> bool {

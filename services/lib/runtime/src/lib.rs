@@ -1,8 +1,9 @@
 //! What every Valerix service shares, each concern in one place. The
 //! folders depend on each other in one direction only, from the bottom up:
 //!
-//! - [`contract`]: what the services agree on over HTTP, depending on
-//!   nothing else here: the request and answer types of every call between
+//! - [`contract`]: what the services agree on over HTTP, a crate of its own
+//!   (`valerix-contract`, re-exported under this name) that depends on
+//!   nothing here: the request and answer types of every call between
 //!   services and their limits, [`contract::domain`] (values parsed at the
 //!   edge), [`contract::health`] (the health document), [`contract::problem`]
 //!   (errors on the wire)
@@ -27,7 +28,8 @@
 pub mod auth;
 pub mod client;
 pub mod config;
-pub mod contract;
+pub use valerix_contract as contract;
+pub use valerix_contract::problem_set;
 #[cfg(feature = "db")]
 pub mod db;
 pub mod error;
