@@ -14,7 +14,6 @@
 
 use std::{
     fs,
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -22,12 +21,15 @@ use std::{
 
 use nix::{
     sys::signal::{Signal, kill},
-    unistd::{Pid, chown},
+    unistd::Pid,
 };
-use serde::Deserialize;
-use serde_json::json;
 
 use crate::{Error, io, tied::Tied};
+
+mod api;
+mod config;
+
+pub use api::Member;
 
 /// What Patroni is told about timing, in seconds (see the module's doc).
 pub const TTL_SECS: u64 = 10;
@@ -53,36 +55,6 @@ impl Default for HaOptions {
             strict: false,
         }
     }
-}
-
-/// A member of the cluster as Patroni's `GET /cluster` describes it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Member {
-    pub name: String,
-    /// `leader`, `sync_standby`, `replica`, ...
-    pub role: String,
-    /// `running`, `streaming`, `starting`, `stopped`, `creating replica`, ...
-    pub state: String,
-    #[serde(default)]
-    pub timeline: Option<u64>,
-}
-
-impl Member {
-    pub fn is_leader(&self) -> bool {
-        self.role == "leader" && self.is_up()
-    }
-    pub fn is_sync_standby(&self) -> bool {
-        self.role == "sync_standby" && self.is_up()
-    }
-    /// Running PostgreSQL: a primary, or a standby that follows one.
-    pub fn is_up(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "streaming")
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct ClusterView {
-    members: Vec<Member>,
 }
 
 /// One PostgreSQL node and its Patroni.
@@ -247,116 +219,6 @@ impl HaCluster {
         Ok(cluster)
     }
 
-    /// Hands `path` to the server's account (when we are root).
-    fn own(&self, path: &Path, mode: u32) -> Result<(), Error> {
-        if let Some((uid, gid)) = self.user {
-            chown(path, Some(uid), Some(gid))?;
-        }
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .map_err(io(format!("setting permissions of {}", path.display())))
-    }
-
-    fn write(&self, path: &Path, text: &str) -> Result<(), Error> {
-        fs::write(path, text).map_err(io(format!("writing {}", path.display())))?;
-        self.own(path, 0o600)
-    }
-
-    fn write_patroni_config(
-        &self,
-        node: &Node,
-        etcd_client: u16,
-        bin: &Path,
-        options: &HaOptions,
-    ) -> Result<PathBuf, Error> {
-        let dir = node.dir(&self.root);
-        fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-        self.own(&dir, 0o700)?;
-        let (api, pg) = (
-            format!("127.0.0.1:{}", node.api_port),
-            format!("127.0.0.1:{}", node.pg_port),
-        );
-        // JSON is YAML: Patroni reads it as its configuration file.
-        let config = json!({
-            "scope": "valerix",
-            "name": node.name,
-            "log": { "level": "WARNING" },
-            "restapi": { "listen": api, "connect_address": api },
-            "etcd3": { "hosts": format!("127.0.0.1:{etcd_client}") },
-            "bootstrap": {
-                "dcs": {
-                    "ttl": TTL_SECS,
-                    "loop_wait": LOOP_WAIT_SECS,
-                    "retry_timeout": RETRY_TIMEOUT_SECS,
-                    "synchronous_mode": true,
-                    "synchronous_mode_strict": options.strict,
-                    "postgresql": {
-                        "use_pg_rewind": true,
-                        "parameters": {
-                            "max_connections": 400,
-                            "wal_retrieve_retry_interval": "500ms",
-                        },
-                    },
-                },
-                "initdb": [{ "encoding": "UTF8" }, { "locale": "C" }],
-            },
-            "postgresql": {
-                "listen": pg,
-                "connect_address": pg,
-                "data_dir": dir.join("data"),
-                "bin_dir": bin,
-                "pgpass": dir.join("pgpass"),
-                // Loopback only, like the single throwaway cluster.
-                "pg_hba": [
-                    "local all all trust",
-                    "host all all 127.0.0.1/32 trust",
-                    "host replication all 127.0.0.1/32 trust",
-                ],
-                "authentication": {
-                    "superuser": { "username": "postgres", "password": "postgres" },
-                    "replication": { "username": "replicator", "password": "replicator" },
-                    "rewind": { "username": "rewinder", "password": "rewinder" },
-                },
-                "parameters": {
-                    "unix_socket_directories": dir,
-                    // A throwaway cluster on one machine: a crash of the
-                    // machine loses every node at once anyway. What the
-                    // drill tests is the loss of a node's processes, after
-                    // which the operating system still writes what they
-                    // left in its cache.
-                    "fsync": "off",
-                },
-            },
-        });
-        let path = dir.join("patroni.yml");
-        let text = serde_json::to_string_pretty(&config)
-            .map_err(|e| Error::Ha(format!("rendering {}: {e}", path.display())))?;
-        self.write(&path, &text)?;
-        Ok(path)
-    }
-
-    /// `mode tcp`, and each node checked on its Patroni REST API: only the
-    /// primary answers `GET /primary` with 200. A node that stops being
-    /// primary has its connections cut (`on-marked-down shutdown-sessions`),
-    /// so no client goes on writing to a demoted node.
-    fn write_haproxy_config(&self) -> Result<PathBuf, Error> {
-        let mut text = format!(
-            "global\n    maxconn 2000\n\n\
-             defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 30m\n    timeout server 30m\n    timeout check 1s\n\n\
-             listen primary\n    bind 127.0.0.1:{}\n    option httpchk GET /primary\n    http-check expect status 200\n    \
-             default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions\n",
-            self.port
-        );
-        for node in &self.nodes {
-            text.push_str(&format!(
-                "    server {} 127.0.0.1:{} check port {}\n",
-                node.name, node.pg_port, node.api_port
-            ));
-        }
-        let path = self.root.join("haproxy.cfg");
-        self.write(&path, &text)?;
-        Ok(path)
-    }
-
     /// Runs `cmd` as the server's account with a clean environment (an
     /// inherited `PGPASSWORD` would break Patroni's `pg_basebackup`), its
     /// output in `<name>.log`, tied to our life by `on_our_death`.
@@ -428,34 +290,6 @@ impl HaCluster {
         out
     }
 
-    /// The members as the first node whose REST API answers sees them
-    /// (none while no Patroni answers).
-    pub async fn members(&self) -> Vec<Member> {
-        for node in &self.nodes {
-            let Ok(answer) = self
-                .http
-                .get(format!("{}/cluster", node.api()))
-                .send()
-                .await
-            else {
-                continue;
-            };
-            if let Ok(view) = answer.json::<ClusterView>().await {
-                return view.members;
-            }
-        }
-        Vec::new()
-    }
-
-    /// The current leader's name, if a leader is running.
-    pub async fn leader(&self) -> Option<String> {
-        self.members()
-            .await
-            .into_iter()
-            .find(Member::is_leader)
-            .map(|m| m.name)
-    }
-
     fn index(&self, name: &str) -> Result<usize, Error> {
         self.nodes
             .iter()
@@ -489,27 +323,6 @@ impl HaCluster {
         // Patroni starts once they have gone (it checks postmaster.pid).
         let patroni = Programs::find()?.patroni;
         self.start_node(i, &patroni)
-    }
-
-    /// A planned switchover to `candidate` (a synchronous standby), through
-    /// the leader's REST API; returns once Patroni says it is done.
-    pub async fn switchover(&self, leader: &str, candidate: &str) -> Result<(), Error> {
-        let node = &self.nodes[self.index(leader)?];
-        let answer = self
-            .http
-            .post(format!("{}/switchover", node.api()))
-            .timeout(Duration::from_secs(60))
-            .json(&json!({ "leader": leader, "candidate": candidate }))
-            .send()
-            .await
-            .map_err(|e| Error::Ha(format!("switchover request: {e}")))?;
-        let status = answer.status();
-        let body = answer.text().await.unwrap_or_default();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(Error::Ha(format!("switchover refused ({status}): {body}")))
-        }
     }
 
     /// HAProxy's port: the primary, whichever node it is.
