@@ -34,7 +34,7 @@ use valerix_runtime::{
         allow::{Allowed, with_allow},
         systemd,
     },
-    telemetry::requests::RouteLabels,
+    telemetry::requests::{RouteLabels, Spans},
     topology,
 };
 
@@ -202,6 +202,7 @@ pub async fn run(
         app,
         routes,
         None,
+        Spans::WhenExported,
         listener,
         &config.http,
         liveness,

@@ -28,10 +28,13 @@ const FORWARDED: &[&str] = &[
     "content-type",
     "content-length",
     "accept",
-    "traceparent",
-    "tracestate",
     "idempotency-key",
 ];
+
+/// W3C trace context: passed on as it came, unless the gateway has a span
+/// of its own for the request (while it exports spans), which then is the
+/// service's parent.
+const TRACE_CONTEXT: &[&str] = &["traceparent", "tracestate"];
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -260,7 +263,7 @@ impl Proxy {
     /// The headers sent on: what the services act on, the service token on
     /// the operator's calls.
     fn headers(&self, req: &Request, operator: bool, key: Option<&HeaderValue>) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(FORWARDED.len() + 1);
+        let mut headers = HeaderMap::with_capacity(FORWARDED.len() + TRACE_CONTEXT.len() + 1);
         // The operator's token stays here (`Authorization` is not in
         // FORWARDED); the services see the gateway's own credential.
         if operator && let Some(bearer) = &self.credentials.service {
@@ -273,6 +276,15 @@ impl Proxy {
         }
         if let Some(key) = key {
             headers.insert(IDEMPOTENCY_KEY, key.clone());
+        }
+        if tracing::Span::current().is_none() {
+            for name in TRACE_CONTEXT {
+                for value in req.headers().get_all(*name) {
+                    headers.append(*name, value.clone());
+                }
+            }
+        } else {
+            valerix_runtime::telemetry::otel::inject_current(&mut headers);
         }
         headers
     }

@@ -12,7 +12,8 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The three services as processes on one database.
+/// The three services as processes on one database (and the API gateway
+/// in front, when asked for).
 pub struct ProcStack {
     stack: Stack,
     pub http: reqwest::Client,
@@ -26,12 +27,28 @@ impl ProcStack {
         inventory_args: &[&str],
         order_args: &[&str],
     ) -> Self {
+        Self::start_with(db_url, env, inventory_args, order_args, false).await
+    }
+
+    /// The same with the API gateway in front.
+    pub async fn start_with_gateway(db_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(db_url, env, &[], &[], true).await
+    }
+
+    async fn start_with(
+        db_url: &str,
+        env: &[(&str, &str)],
+        inventory_args: &[&str],
+        order_args: &[&str],
+        gateway: bool,
+    ) -> Self {
         let stack = env
             .iter()
             .fold(process::stack(exe()), |b, (k, v)| b.env(k, v))
             .with(Service::Inventory, 1)
             .with(Service::Payment, 1)
             .with(Service::Order, 1)
+            .with(Service::Gateway, usize::from(gateway))
             .database(db_url)
             .args(Service::Inventory, inventory_args.iter().copied())
             .args(Service::Order, ["--reconcile-interval-ms", "200"])
@@ -55,6 +72,10 @@ impl ProcStack {
 
     pub fn order_service(&self) -> &ServiceProcess {
         self.stack.get(Service::Order)
+    }
+
+    pub fn gateway(&self) -> &ServiceProcess {
+        self.stack.get(Service::Gateway)
     }
 
     pub async fn product(&self, id: &str, price_cents: i64, stock: i32) {

@@ -3,6 +3,7 @@
 //! the client started, with every server span the child of the caller's
 //! client span. The stock commit that follows the answer (for many orders at
 //! once) is a trace of its own, across the order and inventory services.
+//! Through the API gateway, the gateway's span starts the trace.
 
 use std::{
     sync::{Arc, Mutex},
@@ -248,4 +249,51 @@ async fn one_order_is_one_trace_across_the_three_services() {
         "inventory-service logs:\n{}",
         stack.inventory().captured()
     );
+}
+
+/// A client that sends no `traceparent` (most do not): the gateway's span
+/// is the root of the order's trace, and the order service's span its child.
+#[tokio::test]
+async fn through_the_gateway_the_gateways_span_is_the_orders_root() {
+    let (collector, received) = receiver().await;
+    let db = TestDb::new().await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let stack = ProcStack::start_with_gateway(&db.url, &env).await;
+    stack.product("P1", 100, 5).await;
+    let resp = stack
+        .http
+        .post(format!("{}/api/orders", stack.gateway().url()))
+        .json(&serde_json::json!({ "product_id": "P1", "quantity": 1 }))
+        .send()
+        .await
+        .expect("order");
+    assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+
+    let find = |spans: &[Span], service: &str, name: &str| {
+        spans
+            .iter()
+            .find(|s| s.service == service && s.name == name && s.kind == SpanKind::Server as i32)
+            .cloned()
+    };
+    let start = std::time::Instant::now();
+    let (gateway, order) = loop {
+        let spans = received.lock().map(|r| r.clone()).unwrap_or_default();
+        if let (Some(g), Some(o)) = (
+            find(&spans, "api-gateway", "POST /api/orders"),
+            find(&spans, "order-service", "POST /orders"),
+        ) {
+            break (g, o);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the gateway's and the order service's spans did not both arrive within 20 s; received:\n{spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(gateway.parent_span_id.is_empty(), "a root: {gateway:?}");
+    assert_eq!(order.trace_id, gateway.trace_id, "one trace");
+    assert_eq!(order.parent_span_id, gateway.span_id, "{order:?}");
 }

@@ -37,7 +37,7 @@ use crate::{
     contract::problem::error_to_problem,
     telemetry::{
         prometheus,
-        requests::{self, LatencyGauge, RouteLabels},
+        requests::{self, LatencyGauge, RouteLabels, Spans},
     },
 };
 use allow::{Allowed, with_allow};
@@ -156,6 +156,7 @@ where
         gremlins.wrap(app),
         routes,
         latency_gauge,
+        Spans::Always,
         listener,
         http,
         liveness,
@@ -174,6 +175,7 @@ pub async fn serve_app(
     app: impl IntoEndpoint<Endpoint: 'static> + 'static,
     routes: RouteLabels,
     latency_gauge: Option<LatencyGauge>,
+    spans: Spans,
     listener: TcpListener,
     http: &HttpArgs,
     liveness: Probe,
@@ -186,7 +188,7 @@ pub async fn serve_app(
         .nest("/", app);
     let app = limit_body(app, http.max_body_bytes).catch_all_error(error_to_problem);
     let app = shed::limit_in_flight(app, http.max_in_flight, http.shed_after());
-    let app = requests::requests(service, routes, latency_gauge.clone(), app);
+    let app = requests::requests(service, routes, latency_gauge.clone(), spans, app);
 
     let addr = listener.local_addr()?;
     let socket = match activation::take_unix() {

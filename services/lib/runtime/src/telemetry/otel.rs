@@ -6,7 +6,13 @@
 //! log lines carry a trace id even when it exports nothing; only export is
 //! switched by `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`).
 
-use std::{sync::OnceLock, time::Duration};
+use std::{
+    sync::{
+        OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use opentelemetry::{
     propagation::TextMapPropagator,
@@ -23,6 +29,14 @@ use poem::http::HeaderMap;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Set once spans have somewhere to go.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports its spans (see [`init`]).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// What `telemetry::init` reports once logging is up.
 pub(crate) struct Traces {
@@ -63,6 +77,7 @@ pub(crate) fn init(service: &'static str) -> Traces {
                         .with_batch_config(batch_config())
                         .build();
                     builder = builder.with_span_processor(batches);
+                    EXPORTING.store(true, Ordering::Relaxed);
                     export = Ok(Some(endpoint));
                 }
                 Err(err) => export = Err(err),

@@ -149,12 +149,34 @@ impl Drop for InFlight {
     }
 }
 
+/// When a request gets its server span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spans {
+    /// Always: its log lines carry the trace id even when no span is
+    /// exported, and the calls it makes carry the trace on.
+    Always,
+    /// Only while spans are exported ([`otel::exporting`]): for a process
+    /// that logs nothing inside a request that goes well and whose span
+    /// only a trace would show (the gateway, which otherwise passes the
+    /// client's `traceparent` on as it came). The span and its fields cost
+    /// the gateway a sixth of its CPU per forwarded request (measured:
+    /// bench/README.md).
+    WhenExported,
+}
+
+impl Spans {
+    fn wanted(self) -> bool {
+        self == Self::Always || otel::exporting()
+    }
+}
+
 /// Wraps a service's whole endpoint (outermost, so time spent in gremlins
 /// and body limits counts too).
 pub fn requests<E>(
     service: &'static str,
     routes: RouteLabels,
     latency_gauge: Option<LatencyGauge>,
+    spans: Spans,
     ep: E,
 ) -> impl Endpoint<Output = Response>
 where
@@ -172,19 +194,24 @@ where
                 }
                 let http_method = req.method().clone();
                 let method = method_label(&http_method);
-                let span = tracing::info_span!(
-                    "request",
-                    otel.name = method,
-                    otel.kind = "server",
-                    otel.status_code = Empty,
-                    http.request.method = method,
-                    http.route = Empty,
-                    http.response.status_code = Empty,
-                    trace_id = Empty,
-                );
-                if let Some(id) = otel::continue_trace(&span, req.headers()) {
-                    span.record("trace_id", tracing::field::display(id));
-                }
+                let span = if spans.wanted() {
+                    let span = tracing::info_span!(
+                        "request",
+                        otel.name = method,
+                        otel.kind = "server",
+                        otel.status_code = Empty,
+                        http.request.method = method,
+                        http.route = Empty,
+                        http.response.status_code = Empty,
+                        trace_id = Empty,
+                    );
+                    if let Some(id) = otel::continue_trace(&span, req.headers()) {
+                        span.record("trace_id", tracing::field::display(id));
+                    }
+                    span
+                } else {
+                    tracing::Span::none()
+                };
                 let _in_flight = InFlight::enter(service);
                 let start = Instant::now();
                 let result = ep.call(req).instrument(span.clone()).await;
@@ -195,11 +222,13 @@ where
                     Err(e) => (e.status(), e.data::<PathPattern>()),
                 };
                 let path = routes.label(pattern);
-                otel::rename(&span, format!("{method} {path}"));
-                span.record("http.route", path.as_str());
-                span.record("http.response.status_code", status.as_u16());
-                if status.is_server_error() {
-                    span.record("otel.status_code", "ERROR");
+                if !span.is_none() {
+                    otel::rename(&span, format!("{method} {path}"));
+                    span.record("http.route", path.as_str());
+                    span.record("http.response.status_code", status.as_u16());
+                    if status.is_server_error() {
+                        span.record("otel.status_code", "ERROR");
+                    }
                 }
                 // An access log at debug: inside the span, so with the trace id.
                 span.in_scope(|| tracing::debug!(status = status.as_u16(), seconds, "served"));
