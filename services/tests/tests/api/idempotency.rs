@@ -143,3 +143,21 @@ async fn keys_past_their_retention_are_purged_and_then_place_a_new_order() {
     assert_eq!(replay["id"], young["id"]);
     assert_eq!(order_count(&stack).await, 3);
 }
+
+/// The key is claimed in the statement that stores the order: an order for
+/// a product nobody sells is refused as it is without a key, and leaves its
+/// key unclaimed, so the same key then places the order once the product
+/// exists.
+#[tokio::test]
+async fn an_unknown_product_is_422_and_leaves_the_key_free() {
+    let stack = Stack::start().await;
+    let body = json!({ "product_id": "LATER", "quantity": 1 });
+    let (status, problem) = keyed(&stack, "key-later", body.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(keys_like(&stack, "key-later").await, 0);
+    assert_eq!(order_count(&stack).await, 0);
+    stack.product("LATER", 100, 1).await;
+    let (status, order) = keyed(&stack, "key-later", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(keys_like(&stack, "key-later").await, 1);
+}
