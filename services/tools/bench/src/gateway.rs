@@ -40,6 +40,9 @@ pub(crate) struct GatewayCell {
     /// Through the gateway over straight, round by round (each pair ran
     /// back to back).
     pub(crate) pairs: Vec<f64>,
+    /// HAProxy in the gateway's place (`--gateway-reference`), and its
+    /// ratio round by round.
+    pub(crate) reference: Option<(Runs, Vec<f64>)>,
 }
 
 impl GatewayCell {
@@ -50,56 +53,79 @@ impl GatewayCell {
 
     /// The lowest and highest ratio of one round's pair.
     pub(crate) fn pair_range(&self) -> (f64, f64) {
-        let lo = self.pairs.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = self.pairs.iter().copied().fold(0.0, f64::max);
-        (lo, hi)
+        range(&self.pairs)
+    }
+
+    /// HAProxy's ratio of the medians, and its range round by round.
+    fn reference_ratio(&self) -> Option<(f64, (f64, f64))> {
+        let (runs, pairs) = self.reference.as_ref()?;
+        Some((
+            runs.median().per_s() / self.direct.median().per_s().max(1e-9),
+            range(pairs),
+        ))
     }
 }
 
-/// Every mix at every `--gateway-concurrency`, `--rounds` pairs each.
+fn range(ratios: &[f64]) -> (f64, f64) {
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(0.0, f64::max);
+    (lo, hi)
+}
+
+/// Every mix at every `--gateway-concurrency`, `--rounds` rounds each: in
+/// each, straight, through the gateway and (with a reference) through
+/// HAProxy, back to back, which of them first rotating round by round.
 pub(crate) async fn measure(
     args: &BenchArgs,
     stack: &Stack,
     direct: &OrderTarget,
     via: &OrderTarget,
+    reference: Option<&(OrderTarget, u32)>,
     mixes: &[(Mix, Vec<String>)],
 ) -> anyhow::Result<Vec<GatewayCell>> {
+    let mut roles = vec![(direct, stack.roles()), (via, stack.roles())];
+    if let Some((target, pid)) = reference {
+        let mut haproxy = stack.roles();
+        haproxy.gateway = Some(*pid);
+        roles.push((target, haproxy));
+    }
     let mut cells = Vec::new();
     for (mix, products) in mixes {
         for &clients in &args.gateway_concurrency {
-            let (mut straight, mut through, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
+            let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); roles.len()];
             for round in 0..args.rounds.max(1) {
-                let order = if round % 2 == 0 {
-                    [direct, via]
-                } else {
-                    [via, direct]
-                };
-                let mut pair: Vec<Measured> = Vec::new();
-                for target in order {
+                for k in 0..roles.len() {
+                    let which = (round + k) % roles.len();
+                    let (target, roles) = &roles[which];
                     stack.reset().await?;
-                    pair.push(e2e(target, products, clients, args, &stack.roles()).await);
+                    runs[which].push(e2e(target, products, clients, args, roles).await);
                     stack.check_settled().await?;
                 }
-                let (first, second) = (pair.remove(0), pair.remove(0));
-                let (d, v) = if round % 2 == 0 {
-                    (first, second)
-                } else {
-                    (second, first)
-                };
-                pairs.push(v.per_s() / d.per_s().max(1e-9));
-                straight.push(d);
-                through.push(v);
             }
+            let ratios = |of: &[Measured]| -> Vec<f64> {
+                of.iter()
+                    .zip(&runs[0])
+                    .map(|(v, d)| v.per_s() / d.per_s().max(1e-9))
+                    .collect()
+            };
+            let pairs = ratios(&runs[1]);
+            let reference = runs.get(2).map(|r| (r.clone(), ratios(r)));
+            let mut runs = runs.into_iter();
             let cell = GatewayCell {
                 mix: *mix,
                 clients,
-                direct: Runs::new(straight),
-                via: Runs::new(through),
+                direct: Runs::new(runs.next().unwrap_or_default()),
+                via: Runs::new(runs.next().unwrap_or_default()),
                 pairs,
+                reference: reference.map(|(r, p)| (Runs::new(r), p)),
             };
             let (lo, hi) = cell.pair_range();
+            let haproxy = cell
+                .reference_ratio()
+                .map(|(r, (lo, hi))| format!("   HAProxy {r:.2} ({lo:.2}–{hi:.2})"))
+                .unwrap_or_default();
             eprintln!(
-                "{:<20} x{clients:<3} straight {:>18}/s (p99 {:>6.1} ms)   through the gateway {:>18}/s (p99 {:>6.1} ms)   {:.2} ({lo:.2}–{hi:.2})",
+                "{:<20} x{clients:<3} straight {:>18}/s (p99 {:>6.1} ms)   through the gateway {:>18}/s (p99 {:>6.1} ms)   {:.2} ({lo:.2}–{hi:.2}){haproxy}",
                 mix_name(*mix, args.spread),
                 cell.direct.cell(),
                 cell.direct.median().pct().p99,
@@ -115,20 +141,31 @@ pub(crate) async fn measure(
 
 /// The table of the gateway's cost, in Markdown.
 pub(crate) fn table(cells: &[GatewayCell], spread: usize, rounds: usize) -> String {
+    let with_reference = cells.iter().any(|c| c.reference.is_some());
     let mut m = String::from(
-        "| mix | N | straight at the order service orders/s | p50 / p99 ms | through the gateway orders/s | p50 / p99 ms | gateway CPU per order µs | ratio (each round's pair) |\n|---|---|---|---|---|---|---|---|\n",
+        "| mix | N | straight at the order service orders/s | p50 / p99 ms | through the gateway orders/s | p50 / p99 ms | gateway CPU per order µs | ratio (each round's pair) |",
     );
+    if with_reference {
+        m.push_str(
+            " HAProxy in its place orders/s | p50 / p99 ms | HAProxy CPU per order µs | ratio |",
+        );
+    }
+    m.push_str("\n|---|---|---|---|---|---|---|---|");
+    if with_reference {
+        m.push_str("---|---|---|---|");
+    }
+    m.push('\n');
+    let cpu = |r: &Runs| {
+        r.median()
+            .gateway_cpu_per_order()
+            .map_or_else(|| "–".to_owned(), |us| format!("{us:.0}"))
+    };
     for c in cells {
         let (d, v) = (c.direct.median().pct(), c.via.median().pct());
-        let cpu = c
-            .via
-            .median()
-            .gateway_cpu_per_order()
-            .map_or_else(|| "–".to_owned(), |us| format!("{us:.0}"));
         let (lo, hi) = c.pair_range();
-        let _ = writeln!(
+        let _ = write!(
             m,
-            "| {} | {} | {} | {:.1} / {:.1} | {} | {:.1} / {:.1} | {cpu} | **{:.2}** ({lo:.2}–{hi:.2}) |",
+            "| {} | {} | {} | {:.1} / {:.1} | {} | {:.1} / {:.1} | {} | **{:.2}** ({lo:.2}–{hi:.2}) |",
             mix_name(c.mix, spread),
             c.clients,
             c.direct.cell(),
@@ -137,13 +174,34 @@ pub(crate) fn table(cells: &[GatewayCell], spread: usize, rounds: usize) -> Stri
             c.via.cell(),
             v.p50,
             v.p99,
+            cpu(&c.via),
             c.ratio(),
         );
+        if let (Some((runs, _)), Some((ratio, (lo, hi)))) = (&c.reference, c.reference_ratio()) {
+            let h = runs.median().pct();
+            let _ = write!(
+                m,
+                " {} | {:.1} / {:.1} | {} | {ratio:.2} ({lo:.2}–{hi:.2}) |",
+                runs.cell(),
+                h.p50,
+                h.p99,
+                cpu(runs),
+            );
+        } else if with_reference {
+            m.push_str(" – | – | – | – |");
+        }
+        m.push('\n');
     }
     let _ = writeln!(
         m,
-        "\nOrders/s: the median of {rounds} rounds (lowest–highest); the ratio of the medians, and in brackets the lowest and highest ratio of one round's two runs (run back to back, which of them first alternating); latencies and the gateway's CPU (from /proc) from the median round."
+        "\nOrders/s: the median of {rounds} rounds (lowest–highest); the ratio of the medians, and in brackets the lowest and highest ratio of one round's runs (run back to back, which of them first rotating); latencies and the gateway's CPU (from /proc) from the median round."
     );
+    if with_reference {
+        let _ = writeln!(
+            m,
+            "\nHAProxy in its place (`--gateway-reference`): one thread, the `/api` prefix taken off and an `Idempotency-Key` added, as the gateway does, but no token checked and no metrics or spans recorded: what a fifth HTTP exchange per order costs on this machine with a proxy that does little else."
+        );
+    }
     m
 }
 
@@ -170,6 +228,7 @@ mod tests {
             direct: Runs::new(vec![run(100), run(110), run(90)]),
             via: Runs::new(vec![run(95), run(99), run(81)]),
             pairs: vec![0.95, 0.90, 0.90],
+            reference: None,
         };
         assert!((cell.ratio() - 0.95).abs() < 1e-9);
         assert_eq!(cell.pair_range(), (0.90, 0.95));

@@ -16,6 +16,7 @@
 //! - `measure`: one measurement and its rounds; `schedule`: the order of a
 //!   run's measurements; `gateway`: the API gateway's cost, through it
 //!   against straight at the order service
+//! - `reference`: HAProxy in the gateway's place, the bound on its cost
 //! - `cpu`: CPU and context switches per process; `objectives`: the
 //!   flash-sale objectives judged against the run; `report`: the Markdown
 //! - [`soak`]: `valerix soak`, memory over a long run
@@ -25,6 +26,7 @@ mod dbonly;
 mod gateway;
 mod measure;
 mod objectives;
+mod reference;
 mod report;
 mod schedule;
 pub mod soak;
@@ -115,6 +117,12 @@ pub struct BenchArgs {
     /// Measure only the gateway's cost (no bound, no open model)
     #[arg(long, conflicts_with = "no_gateway")]
     pub gateway_only: bool,
+
+    /// With the gateway's cost, also HAProxy in the gateway's place (one
+    /// thread, the prefix taken off, a key added): what forwarding alone
+    /// costs on this machine (needs haproxy installed)
+    #[arg(long, conflicts_with = "no_gateway")]
+    pub gateway_reference: bool,
 
     /// How the services call each other and reach PostgreSQL; the
     /// database-only bound uses the same way to PostgreSQL

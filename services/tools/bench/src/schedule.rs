@@ -9,6 +9,7 @@ use valerix_load::{tally::Percentiles, target::OrderTarget};
 use crate::{
     BenchArgs, Mix, dbonly, gateway,
     measure::{Cell, OpenRun, Runs, e2e, open_run, products},
+    reference::{self, Reference},
     report::{load_average, markdown, mix_name},
     stack::Stack,
 };
@@ -40,7 +41,34 @@ pub(crate) async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::
         }
     }
     let costs = match &gateway {
-        Some(via) => gateway::measure(args, stack, &target, via, &mixes).await?,
+        Some(via) => {
+            let reference = match (args.gateway_reference, stack.is_own()) {
+                (false, _) => None,
+                (true, false) => {
+                    anyhow::bail!("--gateway-reference needs the bench's own stack, not --target")
+                }
+                (true, true) => {
+                    let haproxy = reference::find().ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--gateway-reference needs haproxy (not on PATH nor in /usr/sbin)"
+                        )
+                    })?;
+                    Some(Reference::start(
+                        &haproxy,
+                        &stack.order_address(),
+                        stack.dir(),
+                    )?)
+                }
+            };
+            let reference = match &reference {
+                Some(r) => Some((
+                    OrderTarget::new(&r.base, Duration::from_secs(30), 20_000)?,
+                    r.pid(),
+                )),
+                None => None,
+            };
+            gateway::measure(args, stack, &target, via, reference.as_ref(), &mixes).await?
+        }
         None => Vec::new(),
     };
     let open = if args.gateway_only {

@@ -137,6 +137,29 @@ impl Stack {
             .collect()
     }
 
+    /// Where the order service is, as HAProxy names a server: its Unix
+    /// socket (`unix@path`) or `host:port`.
+    pub fn order_address(&self) -> String {
+        match self.transport {
+            Transport::Unix => format!(
+                "unix@{}",
+                self.log_dir
+                    .join(format!("{}.sock", Service::Order.name()))
+                    .display()
+            ),
+            Transport::Tcp => self
+                .target
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned(),
+        }
+    }
+
+    /// Where the bench keeps its files (the services' logs and sockets).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.log_dir
+    }
+
     pub fn is_own(&self) -> bool {
         self.cluster.is_some()
     }
