@@ -159,8 +159,8 @@ pub enum Spans {
     /// that logs nothing inside a request that goes well and whose span
     /// only a trace would show (the gateway, which otherwise passes the
     /// client's `traceparent` on as it came). The span and its fields cost
-    /// the gateway a sixth of its CPU per forwarded request (measured:
-    /// bench/README.md).
+    /// the gateway up to a quarter of its CPU per forwarded order
+    /// (bench/README.md).
     WhenExported,
 }
 
