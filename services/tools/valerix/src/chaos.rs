@@ -328,7 +328,11 @@ pub async fn run(cfg: &ChaosConfig) -> anyhow::Result<ChaosReport> {
         ))
         .fetch_one(&pool)
         .await?;
-        if unsettled == 0 || settle_start.elapsed() > cfg.settle_within {
+        // Settled includes the stock of the CONFIRMED orders committed: a
+        // commit that failed while inventory was down waits for the order
+        // service's sweep (every 5 s), and the stack stops right after this.
+        let uncommitted = audit::outstanding_stock_commits(&pool).await?;
+        if unsettled + uncommitted == 0 || settle_start.elapsed() > cfg.settle_within {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
