@@ -6,28 +6,17 @@
 //! HTTP exchange per order on this machine, which no gateway can go below.
 
 use std::{
-    net::TcpStream,
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
-use tokio::process::{Child, Command};
+use tokio::{
+    net::TcpStream,
+    process::{Child, Command},
+};
 use valerix_stack::{die_with_parent, free_port};
-
-/// Where Debian and most distributions install it, when not on PATH.
-const SBIN: &str = "/usr/sbin/haproxy";
-
-/// HAProxy on the PATH or in /usr/sbin.
-pub(crate) fn find() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("haproxy"))
-        .chain([PathBuf::from(SBIN)])
-        .find(|p| p.is_file())
-}
 
 /// A running HAProxy; killed when dropped.
 pub(crate) struct Reference {
@@ -40,7 +29,7 @@ pub(crate) struct Reference {
 impl Reference {
     /// HAProxy on a free loopback port, forwarding to the order service at
     /// `order` (`unix@/path` or `host:port`), its configuration in `dir`.
-    pub(crate) fn start(haproxy: &Path, order: &str, dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) async fn start(haproxy: &Path, order: &str, dir: &Path) -> anyhow::Result<Self> {
         let port = free_port()?;
         let config = dir.join("reference-haproxy.cfg");
         std::fs::write(&config, configuration(port, order))
@@ -65,7 +54,7 @@ impl Reference {
             base: format!("http://127.0.0.1:{port}/api"),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             if let Some(status) = reference.child.try_wait()? {
                 bail!(
                     "HAProxy exited at start ({status}); see {}",
@@ -75,7 +64,7 @@ impl Reference {
             if Instant::now() > deadline {
                 bail!("HAProxy did not listen on port {port} within 10 s");
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(reference)
     }

@@ -9,7 +9,7 @@ use valerix_load::{tally::Percentiles, target::OrderTarget};
 use crate::{
     BenchArgs, Mix, dbonly, gateway,
     measure::{Cell, OpenRun, Runs, e2e, open_run, products},
-    reference::{self, Reference},
+    reference::Reference,
     report::{load_average, markdown, mix_name},
     stack::Stack,
 };
@@ -48,16 +48,12 @@ pub(crate) async fn measure_all(args: &BenchArgs, stack: &mut Stack) -> anyhow::
                     anyhow::bail!("--gateway-reference needs the bench's own stack, not --target")
                 }
                 (true, true) => {
-                    let haproxy = reference::find().ok_or_else(|| {
+                    let haproxy = valerix_devdb::find_program("haproxy").ok_or_else(|| {
                         anyhow::anyhow!(
                             "--gateway-reference needs haproxy (not on PATH nor in /usr/sbin)"
                         )
                     })?;
-                    Some(Reference::start(
-                        &haproxy,
-                        &stack.order_address(),
-                        stack.dir(),
-                    )?)
+                    Some(Reference::start(&haproxy, &stack.order_address(), stack.dir()).await?)
                 }
             };
             let reference = match &reference {

@@ -93,7 +93,9 @@ struct Programs {
     haproxy: PathBuf,
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
+/// A program on PATH or in the system's bin and sbin directories (Debian
+/// puts haproxy in /usr/sbin, which a user's PATH may lack).
+pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from))

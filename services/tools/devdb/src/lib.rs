@@ -10,7 +10,9 @@
 mod ha;
 mod tied;
 
-pub use ha::{HaCluster, HaOptions, LOOP_WAIT_SECS, Member, RETRY_TIMEOUT_SECS, TTL_SECS};
+pub use ha::{
+    HaCluster, HaOptions, LOOP_WAIT_SECS, Member, RETRY_TIMEOUT_SECS, TTL_SECS, find_program,
+};
 
 use std::{
     fs,
