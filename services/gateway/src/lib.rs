@@ -67,9 +67,10 @@ fn openapi(api: GatewayApi) -> OpenApiService<GatewayApi, ()> {
          `Authorization: Bearer`. The services' calls to each other (reserve, \
          commit, release, charge, void, refund) are not routed. The operations \
          under `/api` are the services' own, forwarded unchanged (status, body, \
-         content type; `traceparent`, `tracestate` and `Idempotency-Key` are \
-         passed on); the gateway adds only 401, 502 (service unreachable) and 504 \
-         (no answer in time).",
+         content type; `traceparent`, `tracestate`, `Idempotency-Key` and `Order-Id` \
+         are passed on; an order placed with neither of the last two gets an \
+         `Order-Id` from the gateway); the gateway adds only 401, 502 (service \
+         unreachable) and 504 (no answer in time).",
     )
 }
 

@@ -29,6 +29,7 @@ const FORWARDED: &[&str] = &[
     "content-length",
     "accept",
     "idempotency-key",
+    "order-id",
 ];
 
 /// W3C trace context: passed on as it came, unless the gateway has a span
@@ -37,6 +38,7 @@ const FORWARDED: &[&str] = &[
 const TRACE_CONTEXT: &[&str] = &["traceparent", "tracestate"];
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const ORDER_ID: &str = "order-id";
 
 /// See [`resend`].
 const RESENDS: usize = 2;
@@ -50,9 +52,9 @@ const RESENDS: usize = 2;
 /// service's socket outlives its process (socket activation), so the new
 /// connection waits in its backlog for the next process. Every routed
 /// operation is idempotent (reads, settings that are set, not added) or,
-/// for `POST /orders`, carries an `Idempotency-Key` (the client's, or one
-/// the gateway adds), so a request the old process did act on is answered,
-/// not repeated.
+/// for `POST /orders`, carries the client's `Idempotency-Key` or an
+/// `Order-Id` (the client's, or one the gateway adds), so a request the old
+/// process did act on is answered, not repeated.
 ///
 /// At most [`RESENDS`] times, each on a new connection: under restarts
 /// with SIGKILL a resent request was now and then reset once more (the
@@ -73,16 +75,23 @@ enum Failure {
     Client(hyper_util::client::legacy::Error),
 }
 
-/// The gateway's `Idempotency-Key` for a `POST /orders` that came without
-/// one: unique without a random draw per request (a system call): a prefix
-/// drawn once per process, and a counter.
-fn gateway_key() -> HeaderValue {
-    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// The `Order-Id` the gateway gives a `POST /orders` that came with neither
+/// it nor an `Idempotency-Key`. Not a key: the order service stores the
+/// order under this id, and a repeat finds it there, at no cost of its own
+/// (a key is a row of its own, written with every order). A random UUID
+/// drawn once per process, its last 48 bits counting up: unique without a
+/// random draw (a system call) per request.
+fn gateway_order_id() -> HeaderValue {
+    static BASE: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| format!("gateway-{}", uuid::Uuid::new_v4().simple()));
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("{prefix}-{n:x}"))
-        .unwrap_or_else(|_| unreachable!("hex digits and dashes are a valid header value"))
+    let base = *BASE.get_or_init(|| uuid::Uuid::new_v4().as_u128());
+    // The low 48 bits hold no version or variant bits: the id stays a
+    // version 4 UUID.
+    let n = u128::from(NEXT.fetch_add(1, Ordering::Relaxed)) & ((1 << 48) - 1);
+    let id = uuid::Uuid::from_u128(base ^ n);
+    let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+        .unwrap_or_else(|_| unreachable!("a hyphenated UUID is a valid header value"))
 }
 
 /// Whether URL parsing would leave this path as it is: no dot segment, no
@@ -262,7 +271,7 @@ impl Proxy {
 
     /// The headers sent on: what the services act on, the service token on
     /// the operator's calls.
-    fn headers(&self, req: &Request, operator: bool, key: Option<&HeaderValue>) -> HeaderMap {
+    fn headers(&self, req: &Request, operator: bool, order_id: Option<&HeaderValue>) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(FORWARDED.len() + TRACE_CONTEXT.len() + 1);
         // The operator's token stays here (`Authorization` is not in
         // FORWARDED); the services see the gateway's own credential.
@@ -274,8 +283,8 @@ impl Proxy {
                 headers.append(*name, value.clone());
             }
         }
-        if let Some(key) = key {
-            headers.insert(IDEMPOTENCY_KEY, key.clone());
+        if let Some(id) = order_id {
+            headers.insert(ORDER_ID, id.clone());
         }
         if tracing::Span::current().is_none() {
             for name in TRACE_CONTEXT {
@@ -326,8 +335,10 @@ impl Endpoint for Proxy {
         }
         // See `resend`: the one operation that is not idempotent by
         // itself is made so, and a repeat of it returns the first order.
-        let key = (op.idempotent_by_key() && !req.headers().contains_key(IDEMPOTENCY_KEY))
-            .then(gateway_key);
+        let order_id = (op.idempotent_by_key()
+            && !req.headers().contains_key(IDEMPOTENCY_KEY)
+            && !req.headers().contains_key(ORDER_ID))
+        .then(gateway_order_id);
         let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
             || req.headers().contains_key(header::TRANSFER_ENCODING);
         // Held whole (it is at most --max-body-bytes) so that it can be sent
@@ -338,7 +349,7 @@ impl Endpoint for Proxy {
             Bytes::new()
         });
         let deadline = Instant::now() + self.timeout;
-        let headers = self.headers(&req, operator, key.as_ref());
+        let headers = self.headers(&req, operator, order_id.as_ref());
         let mut sent = self
             .send(&self.upstream.http, &req, &target, headers, &body, deadline)
             .await;
@@ -352,7 +363,7 @@ impl Endpoint for Proxy {
                     "sending again on a new connection"
                 );
             }
-            let headers = self.headers(&req, operator, key.as_ref());
+            let headers = self.headers(&req, operator, order_id.as_ref());
             sent = self
                 .send(
                     &self.upstream.fresh,
@@ -404,18 +415,14 @@ mod tests {
     }
 
     #[test]
-    fn the_gateways_keys_do_not_repeat() {
-        let (a, b) = (gateway_key(), gateway_key());
+    fn the_gateways_order_ids_are_version_4_uuids_that_do_not_repeat() {
+        let parse =
+            |v: HeaderValue| uuid::Uuid::parse_str(v.to_str().expect("ascii")).expect("a UUID");
+        let (a, b) = (parse(gateway_order_id()), parse(gateway_order_id()));
         assert_ne!(a, b);
-        let a = a.to_str().expect("ascii");
-        assert!(a.starts_with("gateway-"), "{a}");
-        assert_eq!(
-            a.rsplit_once('-').map(|(prefix, _)| prefix),
-            b.to_str()
-                .ok()
-                .and_then(|b| b.rsplit_once('-'))
-                .map(|(p, _)| p),
-            "one prefix per process"
-        );
+        for id in [a, b] {
+            assert_eq!(id.get_version_num(), 4, "{id}");
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
+        }
     }
 }

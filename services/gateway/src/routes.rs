@@ -47,8 +47,9 @@ pub struct Operation {
 }
 
 impl Operation {
-    /// Not idempotent by itself, but with an `Idempotency-Key`: placing an
-    /// order (a repeat with the same key returns the first order).
+    /// Not idempotent by itself, but with an `Idempotency-Key` or an
+    /// `Order-Id`: placing an order (a repeat with the same key or id
+    /// returns the first order).
     pub fn idempotent_by_key(&self) -> bool {
         matches!(self.service, Service::Order) && self.method == "POST" && self.path == "/orders"
     }

@@ -24,7 +24,7 @@ use crate::{
     clients::{Inventory, Payments},
     domain::{FailureReason, OrderStatus},
     saga::Saga,
-    store::{NewOrder, OrderRow, StoreError},
+    store::{Idempotency, NewOrder, OrderRow, StoreError},
 };
 
 #[derive(Tags)]
@@ -133,6 +133,7 @@ impl From<StoreError> for ProblemResponse {
             StoreError::UnknownProduct(_) => Self::unprocessable("unknown-product", err),
             StoreError::NotFound(_) => Self::not_found("no-order", err),
             StoreError::KeyReused(_) => Self::unprocessable("idempotency-key-reused", err),
+            StoreError::IdReused(_) => Self::unprocessable("order-id-reused", err),
             StoreError::GroupLost => Self::internal(err),
             StoreError::Db(e) => e.into(),
         }
@@ -145,8 +146,10 @@ problem_set!(
         400 => INVALID_BODY,
         413 => TOO_LARGE,
         415 => NOT_JSON,
-        422 => "The product does not exist (`unknown-product`), or the Idempotency-Key \
-                was used before with a different body (`idempotency-key-reused`).",
+        422 => "The product does not exist (`unknown-product`), the Idempotency-Key \
+                was used before with a different body (`idempotency-key-reused`), or an \
+                order with this Order-Id exists for another product, quantity or user \
+                (`order-id-reused`).",
         500 => INTERNAL,
         503 => UNAVAILABLE,
     }
@@ -198,7 +201,8 @@ impl OrderApi {
     /// It is stored first, then stock is reserved and the amount charged.
     /// 201 when it settled, 202 when it is still processing (a downstream was
     /// slow or down; it settles by itself). A repeated request with the same
-    /// `Idempotency-Key` (kept 24 hours) returns the same order.
+    /// `Idempotency-Key` (kept 24 hours) or the same `Order-Id` returns the
+    /// same order.
     #[oai(path = "/orders", method = "post", tag = "Tag::Orders")]
     async fn create(
         &self,
@@ -214,6 +218,15 @@ impl OrderApi {
             validator(min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+$")
         )]
         idempotency_key: Header<Option<String>>,
+        /// Makes a retry safe too, without a key: the order is placed under
+        /// this id, and a request with an id already taken returns that
+        /// order instead (`422` if its product, quantity or user differ).
+        /// Kept as long as the order. The API gateway sends one with every
+        /// order that comes without a key, so that it can send the order
+        /// again when its connection to this service breaks. Use a new
+        /// random (version 4) UUID per order; not with an `Idempotency-Key`.
+        #[oai(name = "Order-Id")]
+        order_id: Header<Option<Uuid>>,
         req: &poem::Request,
     ) -> Answer<CreateResponse, CreateErrors> {
         // A key that is not ASCII reads as no key at all, and a retry would
@@ -225,6 +238,18 @@ impl OrderApi {
             )
             .into());
         }
+        let idempotency = match (idempotency_key.0, order_id.0) {
+            (Some(_), Some(_)) => {
+                return Err(ProblemResponse::bad_request(
+                    "invalid-request",
+                    "send an Idempotency-Key or an Order-Id, not both",
+                )
+                .into());
+            }
+            (Some(key), None) => Idempotency::Key(key),
+            (None, Some(id)) => Idempotency::OrderId(id),
+            (None, None) => Idempotency::None,
+        };
         let Json(body) = body;
         let new = NewOrder {
             user_id: body.user_id.map(UserId::into_string),
@@ -236,8 +261,7 @@ impl OrderApi {
         // (bounded by the calls' timeouts) instead of waiting, stock held,
         // for the reconciler to take it over once its lease expires.
         let saga = self.saga.clone();
-        let key = idempotency_key.0;
-        let placing = async move { saga.place(&new, key.as_deref()).await };
+        let placing = async move { saga.place(&new, &idempotency).await };
         let order = tokio::spawn(placing.instrument(tracing::Span::current()))
             .await
             .map_err(ProblemResponse::internal)??;

@@ -16,7 +16,7 @@ use crate::{
     clients::{Inventory, Payments},
     domain::{OrderStatus, Outcome},
     stock_commit::StockCommits,
-    store::{NewOrder, OrderRow, Settlement, Store, StoreError},
+    store::{Idempotency, NewOrder, OrderRow, Settlement, Store, StoreError},
     telemetry,
     writes::Writes,
 };
@@ -42,8 +42,8 @@ pub fn backoff(attempts: i32) -> Duration {
 }
 
 impl Saga {
-    /// Stores a new order (or finds the one its idempotency key placed
-    /// before) and drives it as far as it goes now.
+    /// Stores a new order (or finds the one its Idempotency-Key or
+    /// Order-Id placed before) and drives it as far as it goes now.
     ///
     /// Once the order is stored it is acknowledged, whatever happens next:
     /// should recording a later step fail (the database failing over, a
@@ -51,8 +51,12 @@ impl Saga {
     /// order is answered as it was stored, pending, and the reconciler
     /// drives it again once its lease runs out; each step being idempotent,
     /// it finds out what the lost write did rather than guess.
-    pub async fn place(&self, new: &NewOrder, key: Option<&str>) -> Result<OrderRow, StoreError> {
-        let created = self.writes.create(new, key).await?;
+    pub async fn place(
+        &self,
+        new: &NewOrder,
+        idempotency: &Idempotency,
+    ) -> Result<OrderRow, StoreError> {
+        let created = self.writes.create(new, idempotency).await?;
         if created.replayed {
             return Ok(created.order);
         }

@@ -33,6 +33,8 @@ pub enum StoreError {
     NotFound(Uuid),
     #[error("Idempotency-Key {0:?} was used before with a different request")]
     KeyReused(String),
+    #[error("order {0} exists with a different product, quantity or user")]
+    IdReused(Uuid),
     #[error("the request's group was lost before it was answered")]
     GroupLost,
     #[error(transparent)]
@@ -71,9 +73,35 @@ pub struct Settlement {
     pub amount_cents: Option<i64>,
 }
 
+/// What makes a repeat of `POST /orders` find the first request's order
+/// instead of placing another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Idempotency {
+    /// Nothing: every request is a new order.
+    None,
+    /// The client's Idempotency-Key, remembered for the retention period
+    /// in a row of its own.
+    Key(String),
+    /// The id the order is to have, chosen by the caller (`Order-Id`): the
+    /// order's own row is the record, so it costs no row of its own. The
+    /// API gateway gives every order that comes without a key one, so that
+    /// it can send it again after a broken connection.
+    OrderId(Uuid),
+}
+
+impl Idempotency {
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Key(key) => Some(key),
+            _ => None,
+        }
+    }
+}
+
 pub struct Created {
     pub order: OrderRow,
-    /// The Idempotency-Key was seen before: this is the first request's order.
+    /// The Idempotency-Key or the Order-Id was seen before: this is the
+    /// first request's order.
     pub replayed: bool,
 }
 
@@ -99,22 +127,31 @@ impl Store {
     }
 
     /// Stores the order as PENDING, unpriced (inventory prices it with the
-    /// reservation), leased to the caller for `LEASE`. With a key, the key and the order commit together:
-    /// a repeat (even a concurrent one) gets the first order back.
-    pub async fn create(&self, new: &NewOrder, key: Option<&str>) -> Result<Created, StoreError> {
-        let Some(key) = key else {
+    /// reservation), leased to the caller for `LEASE`. With a key, the key
+    /// and the order commit together; with an Order-Id the order is stored
+    /// under it. Either way a repeat (even a concurrent one) gets the first
+    /// order back.
+    pub async fn create(
+        &self,
+        new: &NewOrder,
+        idempotency: &Idempotency,
+    ) -> Result<Created, StoreError> {
+        let (id, key) = match idempotency {
             // Without a key the insert is the whole transaction: one round trip.
-            return Ok(Created {
-                order: Self::insert(&self.pool, new).await?,
-                replayed: false,
-            });
+            Idempotency::None => {
+                return Ok(Created {
+                    order: Self::insert(&self.pool, new).await?,
+                    replayed: false,
+                });
+            }
+            // With one the key is claimed and the order stored in one
+            // statement too, as for a group: a transaction around two
+            // inserts was four round trips.
+            Idempotency::Key(key) => (Uuid::new_v4(), Some(key.as_str())),
+            Idempotency::OrderId(id) => (*id, None),
         };
-        // With one the key is claimed and the order stored in one statement
-        // too, as for a group: a transaction around two inserts was four
-        // round trips, and the gateway gives every keyless order a key.
-        let id = Uuid::new_v4();
         let mut stored = self
-            .create_many(&[(id, new, Some(key))])
+            .create_many(&[(id, new, key)])
             .await
             .map_err(|e| match e {
                 StoreError::Db(e) if valerix_runtime::db::is_foreign_key_violation(&e) => {
@@ -128,6 +165,14 @@ impl Store {
                 replayed: false,
             });
         }
+        match key {
+            Some(key) => self.replay_key(new, key).await,
+            None => self.replay_id(new, id).await,
+        }
+    }
+
+    /// The order an Idempotency-Key placed before.
+    async fn replay_key(&self, new: &NewOrder, key: &str) -> Result<Created, StoreError> {
         let first: Option<(String, Uuid)> =
             sqlx::query_as("SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1")
                 .bind(key)
@@ -136,13 +181,29 @@ impl Store {
         let Some((hash, order_id)) = first else {
             // Purged in between: the key had expired, so this request is
             // new (it cannot be purged again so soon).
-            return Box::pin(self.create(new, Some(key))).await;
+            let again = Idempotency::Key(key.to_owned());
+            return Box::pin(self.create(new, &again)).await;
         };
         if hash != new.fingerprint() {
             return Err(StoreError::KeyReused(key.to_owned()));
         }
         Ok(Created {
             order: self.get(order_id).await?,
+            replayed: true,
+        })
+    }
+
+    /// The order stored under `id` before, if it is the one asked for.
+    async fn replay_id(&self, new: &NewOrder, id: Uuid) -> Result<Created, StoreError> {
+        let order = self.get(id).await?;
+        let same = order.product_id == new.product_id.as_str()
+            && order.quantity == new.quantity.get()
+            && order.user_id == new.user_id;
+        if !same {
+            return Err(StoreError::IdReused(id));
+        }
+        Ok(Created {
+            order,
             replayed: true,
         })
     }
@@ -183,6 +244,7 @@ impl Store {
              SELECT n.id, n.user_id, n.product_id, n.quantity, NOW() + make_interval(secs => $7)
              FROM new n
              WHERE n.key IS NULL OR n.id IN (SELECT order_id FROM claimed)
+             ON CONFLICT (id) DO NOTHING
              RETURNING {COLUMNS}"
         ))
         .bind(&ids)

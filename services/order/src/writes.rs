@@ -9,6 +9,8 @@
 //! would have stored on the first try, and every other request (a repeated
 //! Idempotency-Key, an unknown product, an order already settled) is then
 //! put through the single path, which finds the first answer or the error.
+//! An order with an Order-Id is stored under it, by the group's statement
+//! as alone; a repeat finds it there.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -21,7 +23,7 @@ use valerix_runtime::{
     group::{Apply, Lane},
 };
 
-use crate::store::{Created, NewOrder, OrderRow, Settlement, Store, StoreError};
+use crate::store::{Created, Idempotency, NewOrder, OrderRow, Settlement, Store, StoreError};
 
 /// Where the saga and the API write orders; clones share the lanes.
 #[derive(Clone)]
@@ -56,14 +58,22 @@ impl Writes {
     }
 
     /// [`Store::create`], grouped with the other creates.
-    pub async fn create(&self, new: &NewOrder, key: Option<&str>) -> Result<Created, StoreError> {
+    pub async fn create(
+        &self,
+        new: &NewOrder,
+        idempotency: &Idempotency,
+    ) -> Result<Created, StoreError> {
         let Some((creates, _)) = &self.lanes else {
-            return self.store.create(new, key).await;
+            return self.store.create(new, idempotency).await;
+        };
+        let id = match idempotency {
+            Idempotency::OrderId(id) => *id,
+            _ => Uuid::new_v4(),
         };
         let request = CreateRequest {
-            id: Uuid::new_v4(),
+            id,
             new: new.clone(),
-            key: key.map(str::to_owned),
+            idempotency: idempotency.clone(),
         };
         creates
             .submit(request)
@@ -84,10 +94,11 @@ impl Writes {
 }
 
 struct CreateRequest {
-    /// The id the order gets when its group stores it.
+    /// The id the order gets when its group stores it: its Order-Id if it
+    /// came with one.
     id: Uuid,
     new: NewOrder,
-    key: Option<String>,
+    idempotency: Idempotency,
 }
 
 struct Creates {
@@ -121,12 +132,12 @@ impl Creates {
 impl Apply for Creates {
     type Request = CreateRequest;
     type Answer = Result<Created, StoreError>;
-    type Key = String;
+    type Key = Idempotency;
     type Id = Uuid;
     type Stored = OrderRow;
 
-    fn key(request: &CreateRequest) -> Option<String> {
-        request.key.clone()
+    fn key(request: &CreateRequest) -> Option<Idempotency> {
+        (request.idempotency != Idempotency::None).then(|| request.idempotency.clone())
     }
 
     fn id(request: &CreateRequest) -> Uuid {
@@ -136,7 +147,7 @@ impl Apply for Creates {
     async fn one(&self, request: CreateRequest) -> Self::Answer {
         let created = self
             .store
-            .create(&request.new, request.key.as_deref())
+            .create(&request.new, &request.idempotency)
             .await?;
         self.learn(&created.order);
         Ok(created)
@@ -146,7 +157,7 @@ impl Apply for Creates {
         let orders: Vec<_> = group
             .iter()
             .filter(|r| self.is_known(&r.new.product_id))
-            .map(|r| (r.id, &r.new, r.key.as_deref()))
+            .map(|r| (r.id, &r.new, r.idempotency.key()))
             .collect();
         if orders.is_empty() {
             return None;

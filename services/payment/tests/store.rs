@@ -40,7 +40,11 @@ impl Fixture {
             product_id: self.product.clone(),
             quantity: Quantity::new(1).expect("a quantity"),
         };
-        let created = self.orders.create(&new, None).await.expect("an order");
+        let created = self
+            .orders
+            .create(&new, &order_service::store::Idempotency::None)
+            .await
+            .expect("an order");
         created.order.id
     }
 }

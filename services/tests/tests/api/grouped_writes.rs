@@ -12,7 +12,7 @@ use std::{future::Future, time::Duration};
 use futures::future::join_all;
 use order_service::{
     domain::{FailureReason, OrderStatus},
-    store::{NewOrder, Settlement, Store as Orders, StoreError as OrderError},
+    store::{Idempotency, NewOrder, Settlement, Store as Orders, StoreError as OrderError},
     writes::Writes,
 };
 use payment_service::{
@@ -61,7 +61,9 @@ fn settlement((id, status, reason): (Uuid, OrderStatus, Option<FailureReason>)) 
 async fn new_orders(orders: &Orders, product: &ProductId, n: usize) -> Vec<Uuid> {
     let mut ids = Vec::new();
     for _ in 0..n {
-        let created = orders.create(&new_order(product, 1), None).await;
+        let created = orders
+            .create(&new_order(product, 1), &Idempotency::None)
+            .await;
         ids.push(created.expect("order").order.id);
     }
     ids
@@ -114,34 +116,42 @@ where
 /// key check needs); 20 arrive meanwhile and are stored by one statement:
 /// new orders stored like any other, a key claimed once, a repeated key
 /// answered with the first order, a key used before answered with its old
-/// order, an unknown product refused.
+/// order, an unknown product refused; an Order-Id stored once, a repeat of
+/// it answered with its order, another order under a taken id refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_that_queue_behind_a_statement_are_stored_as_one_group() {
     let db = TestDb::new().await;
     let hot = product(&db, "HOT", 250).await;
     let orders = Orders::new(db.pool().await);
     let before = orders
-        .create(&new_order(&hot, 1), Some("k-old"))
+        .create(&new_order(&hot, 1), &Idempotency::Key("k-old".into()))
         .await
         .expect("an order of yesterday")
         .order;
     let writes = Writes::new(orders.clone(), true);
     let unknown = ProductId::parse("NOPE").expect("id");
-    let mut asks: Vec<(NewOrder, Option<&'static str>)> =
-        (1..=16).map(|q| (new_order(&hot, q), None)).collect();
-    asks.push((new_order(&hot, 2), Some("k-a")));
-    asks.push((new_order(&hot, 2), Some("k-a")));
-    asks.push((new_order(&hot, 1), Some("k-old")));
-    asks.push((new_order(&unknown, 1), None));
+    let key = |k: &str| Idempotency::Key(k.to_owned());
+    let chosen = Uuid::new_v4();
+    let mut asks: Vec<(NewOrder, Idempotency)> = (1..=16)
+        .map(|q| (new_order(&hot, q), Idempotency::None))
+        .collect();
+    asks.push((new_order(&hot, 2), key("k-a")));
+    asks.push((new_order(&hot, 2), key("k-a")));
+    asks.push((new_order(&hot, 1), key("k-old")));
+    asks.push((new_order(&unknown, 1), Idempotency::None));
+    asks.push((new_order(&hot, 3), Idempotency::OrderId(chosen)));
+    asks.push((new_order(&hot, 3), Idempotency::OrderId(chosen)));
+    asks.push((new_order(&hot, 1), Idempotency::OrderId(before.id)));
+    asks.push((new_order(&hot, 5), Idempotency::OrderId(before.id)));
     let first = {
         let (w, new) = (writes.clone(), new_order(&hot, 1));
-        async move { w.create(&new, None).await }
+        async move { w.create(&new, &Idempotency::None).await }
     };
     let rest = asks
         .into_iter()
-        .map(|(new, key)| {
+        .map(|(new, idempotency)| {
             let w = writes.clone();
-            async move { w.create(&new, key).await }
+            async move { w.create(&new, &idempotency).await }
         })
         .collect();
     let (first, answers) = behind_a_held_row(
@@ -181,9 +191,23 @@ async fn creates_that_queue_behind_a_statement_are_stored_as_one_group() {
         "{:?}",
         answers[19].as_ref().map(|c| c.order.id)
     );
+    let (c1, c2) = (
+        answers[20].as_ref().expect("an Order-Id"),
+        answers[21].as_ref().expect("the Order-Id again"),
+    );
+    assert!(!c1.replayed && c2.replayed, "the order is stored once");
+    assert_eq!((c1.order.id, c2.order.id), (chosen, chosen));
+    let taken = answers[22].as_ref().expect("the old order's id");
+    assert!(taken.replayed);
+    assert_eq!(taken.order.id, before.id);
+    assert!(
+        matches!(answers[23], Err(OrderError::IdReused(id)) if id == before.id),
+        "another order under a taken id is refused: {:?}",
+        answers[23].as_ref().map(|c| c.order.id)
+    );
 
-    // The 16 new orders and k-a's were one statement: one transaction, one
-    // created_at; nothing else was stored.
+    // The 16 new orders, k-a's and the Order-Id's were one statement: one
+    // transaction, one created_at; nothing else was stored.
     let groups: Vec<i64> = sqlx::query_scalar(
         "SELECT COUNT(*) FROM orders WHERE id <> $1 GROUP BY created_at ORDER BY COUNT(*) DESC",
     )
@@ -191,7 +215,7 @@ async fn creates_that_queue_behind_a_statement_are_stored_as_one_group() {
     .fetch_all(orders.pool())
     .await
     .expect("groups");
-    assert_eq!(groups, vec![17, 1], "one group of 17 after the first alone");
+    assert_eq!(groups, vec![18, 1], "one group of 18 after the first alone");
     let key_order: Uuid =
         sqlx::query_scalar("SELECT order_id FROM idempotency_keys WHERE key = 'k-a'")
             .fetch_one(orders.pool())

@@ -161,3 +161,99 @@ async fn an_unknown_product_is_422_and_leaves_the_key_free() {
     assert_eq!(status, StatusCode::CREATED, "{order}");
     assert_eq!(keys_like(&stack, "key-later").await, 1);
 }
+
+async fn with_order_id(
+    url: &str,
+    http: &reqwest::Client,
+    id: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let resp = http
+        .post(format!("{url}/orders"))
+        .header("Order-Id", id)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// An Order-Id makes a retry safe as a key does, with the order's own row
+/// as the record: sent again it returns that order, for another order 422,
+/// with a key 400, malformed 400.
+#[tokio::test]
+async fn an_order_id_places_the_order_under_it_once() {
+    let stack = Stack::start().await;
+    stack.product("P1", 100, 10).await;
+    let (url, http) = (stack.order.url.as_str(), &stack.http);
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = json!({ "product_id": "P1", "quantity": 2 });
+    let (s1, first) = with_order_id(url, http, &id, body.clone()).await;
+    let (s2, again) = with_order_id(url, http, &id, body).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(
+        (first["id"].as_str(), again["id"].as_str()),
+        (Some(&*id), Some(&*id))
+    );
+    assert_eq!(again["status"], "CONFIRMED");
+    assert_eq!(order_count(&stack).await, 1);
+    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys")
+        .fetch_one(&stack.pool)
+        .await
+        .expect("keys");
+    assert_eq!(keys, 0, "an Order-Id writes no key row");
+
+    let other = json!({ "product_id": "P1", "quantity": 1 });
+    let (s, problem) = with_order_id(url, http, &id, other.clone()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["type"], "order-id-reused");
+
+    let (s, problem) = with_order_id(url, http, "not-a-uuid", other.clone()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(problem["type"], "invalid-request");
+
+    let both = http
+        .post(format!("{url}/orders"))
+        .header("Order-Id", uuid::Uuid::new_v4().to_string())
+        .header("Idempotency-Key", "k-both")
+        .json(&other)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(both.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(order_count(&stack).await, 1, "nothing else placed");
+}
+
+/// The gateway gives an order that comes without a key an Order-Id, not a
+/// key (no key row per order), and passes a client's Order-Id on.
+#[tokio::test]
+async fn through_the_gateway_an_order_without_a_key_gets_an_order_id() {
+    let stack = Stack::start().await;
+    stack.product("P1", 100, 10).await;
+    let gw = stack.gateway().await;
+    let api = format!("{}/api", gw.url);
+    let body = json!({ "product_id": "P1", "quantity": 1 });
+    let resp = stack
+        .http
+        .post(format!("{api}/orders"))
+        .json(&body)
+        .send()
+        .await
+        .expect("order");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let id = uuid::Uuid::new_v4().to_string();
+    let (s1, first) = with_order_id(&api, &stack.http, &id, body.clone()).await;
+    let (s2, again) = with_order_id(&api, &stack.http, &id, body).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(
+        (first["id"].as_str(), again["id"].as_str()),
+        (Some(&*id), Some(&*id))
+    );
+    assert_eq!(order_count(&stack).await, 2);
+    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys")
+        .fetch_one(&stack.pool)
+        .await
+        .expect("keys");
+    assert_eq!(keys, 0);
+}

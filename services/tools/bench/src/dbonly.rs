@@ -24,7 +24,7 @@ use anyhow::{Context, ensure};
 use hdrhistogram::Histogram;
 use order_service::{
     domain::OrderStatus,
-    store::{NewOrder, Settlement, Store as Orders},
+    store::{Idempotency, NewOrder, Settlement, Store as Orders},
 };
 use sqlx::PgPool;
 use valerix_runtime::contract::domain::{ProductId, Quantity};
@@ -45,7 +45,7 @@ impl Stores {
             product_id: product.clone(),
             quantity,
         };
-        let order = self.orders.create(&new, None).await?.order;
+        let order = self.orders.create(&new, &Idempotency::None).await?.order;
         let held = self.inventory.reserve(order.id, product, quantity).await?;
         ensure!(
             held.row.status == inventory_service::domain::ReservationStatus::Reserved,

@@ -199,7 +199,7 @@ pub(crate) fn table(cells: &[GatewayCell], spread: usize, rounds: usize) -> Stri
     if with_reference {
         let _ = writeln!(
             m,
-            "\nHAProxy in its place (`--gateway-reference`): one thread, the `/api` prefix taken off and an `Idempotency-Key` added, as the gateway does, but no token checked and no metrics or spans recorded: what a fifth HTTP exchange per order costs on this machine with a proxy that does little else."
+            "\nHAProxy in its place (`--gateway-reference`): one thread, the `/api` prefix taken off and an `Order-Id` added, as the gateway does, but no token checked and no metrics or spans recorded: what a fifth HTTP exchange per order costs on this machine with a proxy that does little else."
         );
     }
     m

@@ -1,6 +1,6 @@
 //! A reference for the gateway's cost: HAProxy doing the gateway's job for
-//! `POST /orders` (the `/api` prefix taken off, an `Idempotency-Key` added
-//! when the client sent none) in front of the same order service, over the
+//! `POST /orders` (the `/api` prefix taken off, an `Order-Id` added when
+//! the client sent neither it nor an `Idempotency-Key`) in front of the same order service, over the
 //! same socket, with one thread as the gateway has. It checks no token and
 //! records no metrics or spans: what is left is the price of a fifth
 //! HTTP exchange per order on this machine, which no gateway can go below.
@@ -89,7 +89,7 @@ defaults
   option http-keep-alive
 frontend valerix
   bind 127.0.0.1:{port}
-  http-request set-header Idempotency-Key %[uuid] unless {{ req.hdr(idempotency-key) -m found }}
+  http-request set-header Order-Id %[uuid] unless {{ req.hdr(idempotency-key) -m found }} || {{ req.hdr(order-id) -m found }}
   http-request set-path %[path,regsub(^/api/,/)]
   default_backend order
 backend order
@@ -112,7 +112,9 @@ mod tests {
             "{cfg}"
         );
         assert!(
-            cfg.contains("unless { req.hdr(idempotency-key) -m found }"),
+            cfg.contains(
+                "set-header Order-Id %[uuid] unless { req.hdr(idempotency-key) -m found } || { req.hdr(order-id) -m found }"
+            ),
             "{cfg}"
         );
     }
