@@ -2,7 +2,8 @@
 //! health of the whole system, behind one address.
 //!
 //! - `routes`: the route table, which the proxy and the spec both read
-//! - `proxy`: forwarding one routed request to its service, over `client`
+//! - `proxy`: forwarding one routed request to its service, over `client`;
+//!   the shop's operations in the runtime's express lane, the rest in poem's
 //! - `spec`: the gateway's OpenAPI document, composed from the services'
 //! - `api`: the gateway's own operations (health, overview, activity)
 //! - `activity`: the dashboard's chart, read from the order service's metrics
@@ -41,7 +42,7 @@ use valerix_runtime::{
 pub use crate::spec::{COMMITTED as COMMITTED_SERVICE_SPECS, ServiceSpecs, SpecError};
 use crate::{
     client::Http,
-    proxy::{Credentials, Proxy},
+    proxy::{Credentials, Proxy, Routed, Shop},
     routes::{ROUTES, Service},
 };
 
@@ -121,13 +122,13 @@ fn docs(route: Route, own: &OpenApiService<GatewayApi, ()>, spec: &str) -> Route
 
 /// The gateway's routes: docs, its own operations, a proxy per prefix of
 /// the route table (only the routed operations pass), and the dashboard
-/// for everything else.
+/// for everything else; and the shop's operations for the express lane.
 fn app(
     config: &Config,
     secrets: &Secrets,
     upstreams: Arc<Upstreams>,
     spec: &str,
-) -> Result<impl Endpoint<Output = Response> + 'static, Error> {
+) -> Result<(impl Endpoint<Output = Response> + 'static, Shop), Error> {
     // One client per service: a client reaching a Unix socket sends every
     // request to it. A second one keeps no connection: a request sent again
     // after its connection broke goes out on a new one, never on another
@@ -155,6 +156,7 @@ fn app(
     for path in GatewayApi::meta().iter().flat_map(|a| &a.paths) {
         app = app.at(poem_path(&path.path), own.clone());
     }
+    let mut shop = Vec::new();
     for route in ROUTES {
         let client = match route.service {
             Service::Order => order.clone(),
@@ -162,16 +164,20 @@ fn app(
             Service::Payment => payment.clone(),
             Service::Gateway => unreachable!("no route leads to the gateway (routes::tests)"),
         };
-        let proxy = Proxy::new(
+        let proxy = Arc::new(Proxy::new(
             route,
             client,
             config.upstream_timeout(),
             credentials.clone(),
-        );
-        app = app.nest(route.prefix, proxy);
+        ));
+        shop.push(proxy.clone());
+        app = app.nest(route.prefix, Routed(proxy));
     }
     let app = app.nest("/", ui::endpoint(&config.ui_dir));
-    Ok(with_allow(app, Allowed::of(&GatewayApi::meta())))
+    Ok((
+        with_allow(app, Allowed::of(&GatewayApi::meta())),
+        Shop(shop),
+    ))
 }
 
 /// A task aborted when this is dropped.
@@ -194,13 +200,14 @@ pub async fn run(
     let upstreams = secrets.upstreams(&config);
     // Watches for as long as the gateway serves: stopped when `run` returns.
     let _watching = Watching(tokio::spawn(upstreams.clone().watch()));
-    let app = app(&config, &secrets, upstreams, &spec)?;
+    let (app, shop) = app(&config, &secrets, upstreams, &spec)?;
     // The gateway holds no state to lose: alive is serving.
     let liveness: systemd::Probe = Arc::new(|| Box::pin(async { true }));
     let routes = RouteLabels::from_openapi_json(&spec);
     server::serve_app(
         NAME,
         app,
+        Some(Arc::new(shop)),
         routes,
         None,
         Spans::WhenExported,

@@ -5,7 +5,10 @@
 //! bounded by the gateway's own timeout.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -13,14 +16,19 @@ use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use poem::{
     Body, Endpoint, IntoResponse, Request, Response, ResponseParts,
-    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header, request::Parts},
 };
 use tokio::time::{Instant, timeout_at};
-use valerix_runtime::{Problem, auth::Guard, client::CallError};
+use valerix_runtime::{
+    Problem,
+    auth::Guard,
+    client::CallError,
+    server::express::{Answer, Express},
+};
 
 use crate::{
     client::{self, Http},
-    routes::{self, Access, Route},
+    routes::{self, Access, Operation, Route},
 };
 
 /// Request headers the services act on; anything else stays at the gateway.
@@ -154,15 +162,22 @@ impl ProxyError {
     }
 }
 
-impl From<ProxyError> for poem::Error {
-    fn from(err: ProxyError) -> Self {
+impl ProxyError {
+    /// The answer to the client; a service that did not answer is logged.
+    fn answer(self) -> Response {
         if !matches!(
-            err,
+            self,
             ProxyError::EscapingPath(_) | ProxyError::NotRouted { .. }
         ) {
-            tracing::warn!(%err, "proxying failed");
+            tracing::warn!(err = %self, "proxying failed");
         }
-        poem::Error::from_response(err.problem().into_response())
+        self.problem().into_response()
+    }
+}
+
+impl From<ProxyError> for poem::Error {
+    fn from(err: ProxyError) -> Self {
+        poem::Error::from_response(err.answer())
     }
 }
 
@@ -220,13 +235,13 @@ impl Proxy {
         }
     }
 
-    /// The service URL for this request. A path with anything URL parsing
-    /// would change is parsed and checked after parsing, because parsing
-    /// resolves dot segments (also percent-encoded or with `\`), and the
-    /// result must still lie under the route's target; a plain one (what
-    /// the routed operations use) cannot leave it and is taken as it is.
-    fn target(&self, req: &Request) -> Result<Target, ProxyError> {
-        let uri = req.original_uri();
+    /// The service URL for a request to `uri` (the gateway's). A path with
+    /// anything URL parsing would change is parsed and checked after
+    /// parsing, because parsing resolves dot segments (also
+    /// percent-encoded or with `\`), and the result must still lie under
+    /// the route's target; a plain one (what the routed operations use)
+    /// cannot leave it and is taken as it is.
+    fn target(&self, uri: &Uri) -> Result<Target, ProxyError> {
         let escaping = || ProxyError::EscapingPath(uri.path().to_owned());
         let mut path = self.route.upstream_path(uri.path()).ok_or_else(escaping)?;
         let mut query = uri.query().map(str::to_owned);
@@ -258,6 +273,21 @@ impl Proxy {
         Ok(Target { path, uri })
     }
 
+    /// The routed operation a request is for.
+    fn operation(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        target: &Target,
+    ) -> Result<&'static Operation, ProxyError> {
+        routes::operation(self.route.service, method.as_str(), &target.path).ok_or_else(|| {
+            ProxyError::NotRouted {
+                method: method.to_string(),
+                path: uri.path().to_owned(),
+            }
+        })
+    }
+
     fn failure(&self, failure: Failure) -> ProxyError {
         let service = self.route.service.name();
         match failure {
@@ -271,7 +301,12 @@ impl Proxy {
 
     /// The headers sent on: what the services act on, the service token on
     /// the operator's calls.
-    fn headers(&self, req: &Request, operator: bool, order_id: Option<&HeaderValue>) -> HeaderMap {
+    fn headers(
+        &self,
+        incoming: &HeaderMap,
+        operator: bool,
+        order_id: Option<&HeaderValue>,
+    ) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(FORWARDED.len() + TRACE_CONTEXT.len() + 1);
         // The operator's token stays here (`Authorization` is not in
         // FORWARDED); the services see the gateway's own credential.
@@ -279,7 +314,7 @@ impl Proxy {
             headers.insert(header::AUTHORIZATION, bearer.clone());
         }
         for name in FORWARDED {
-            for value in req.headers().get_all(*name) {
+            for value in incoming.get_all(*name) {
                 headers.append(*name, value.clone());
             }
         }
@@ -288,7 +323,7 @@ impl Proxy {
         }
         if tracing::Span::current().is_none() {
             for name in TRACE_CONTEXT {
-                for value in req.headers().get_all(*name) {
+                for value in incoming.get_all(*name) {
                     headers.append(*name, value.clone());
                 }
             }
@@ -301,14 +336,14 @@ impl Proxy {
     async fn send(
         &self,
         http: &Http,
-        req: &Request,
+        method: &Method,
         target: &Target,
         headers: HeaderMap,
         body: &client::Body,
         deadline: Instant,
     ) -> Sent {
         let mut out = hyper::Request::new(body.clone());
-        *out.method_mut() = req.method().clone();
+        *out.method_mut() = method.clone();
         *out.uri_mut() = target.uri.clone();
         *out.headers_mut() = headers;
         match timeout_at(deadline, http.request(out)).await {
@@ -317,41 +352,36 @@ impl Proxy {
             Err(elapsed) => Err(Failure::Deadline(elapsed)),
         }
     }
-}
 
-impl Endpoint for Proxy {
-    type Output = Response;
-
-    async fn call(&self, mut req: Request) -> poem::Result<Response> {
-        let target = self.target(&req)?;
-        let op = routes::operation(self.route.service, req.method().as_str(), &target.path)
-            .ok_or_else(|| ProxyError::NotRouted {
-                method: req.method().to_string(),
-                path: req.original_uri().path().to_owned(),
-            })?;
+    /// Sends the request on (again on a new connection when it got no
+    /// answer, see [`resend`]) and returns the service's answer, held whole.
+    async fn forward(
+        &self,
+        op: &Operation,
+        method: &Method,
+        incoming: &HeaderMap,
+        target: &Target,
+        body: Bytes,
+    ) -> Result<Response, ProxyError> {
         let operator = op.access == Access::Operator;
-        if operator && let Err(denied) = self.credentials.operator.admit(&req) {
-            return Ok(denied.into_response());
-        }
         // See `resend`: the one operation that is not idempotent by
         // itself is made so, and a repeat of it returns the first order.
         let order_id = (op.idempotent_by_key()
-            && !req.headers().contains_key(IDEMPOTENCY_KEY)
-            && !req.headers().contains_key(ORDER_ID))
+            && !incoming.contains_key(IDEMPOTENCY_KEY)
+            && !incoming.contains_key(ORDER_ID))
         .then(gateway_order_id);
-        let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
-            || req.headers().contains_key(header::TRANSFER_ENCODING);
-        // Held whole (it is at most --max-body-bytes) so that it can be sent
-        // a second time.
-        let body = client::Body::new(if has_body {
-            req.take_body().into_bytes().await?
-        } else {
-            Bytes::new()
-        });
+        let body = client::Body::new(body);
         let deadline = Instant::now() + self.timeout;
-        let headers = self.headers(&req, operator, order_id.as_ref());
+        let headers = self.headers(incoming, operator, order_id.as_ref());
         let mut sent = self
-            .send(&self.upstream.http, &req, &target, headers, &body, deadline)
+            .send(
+                &self.upstream.http,
+                method,
+                target,
+                headers,
+                &body,
+                deadline,
+            )
             .await;
         for _ in 0..RESENDS {
             if !resend(&sent) {
@@ -363,12 +393,12 @@ impl Endpoint for Proxy {
                     "sending again on a new connection"
                 );
             }
-            let headers = self.headers(&req, operator, order_id.as_ref());
+            let headers = self.headers(incoming, operator, order_id.as_ref());
             sent = self
                 .send(
                     &self.upstream.fresh,
-                    &req,
-                    &target,
+                    method,
+                    target,
                     headers,
                     &body,
                     deadline,
@@ -381,9 +411,9 @@ impl Endpoint for Proxy {
             Ok(Err(err)) => {
                 let err =
                     CallError::unanswered(self.route.service.name(), self.timeout, false, &err);
-                return Err(ProxyError::from(err).into());
+                return Err(err.into());
             }
-            Err(elapsed) => return Err(self.failure(Failure::Deadline(elapsed)).into()),
+            Err(elapsed) => return Err(self.failure(Failure::Deadline(elapsed))),
         };
         for name in HOP_BY_HOP {
             parts.headers.remove(*name);
@@ -395,6 +425,80 @@ impl Endpoint for Proxy {
             extensions: Default::default(),
         };
         Ok(Response::from_parts(parts, Body::from(answer)))
+    }
+}
+
+/// Every routed operation, through poem: the operator's behind the
+/// operator token, and whatever the express lane leaves (see [`Shop`]).
+#[derive(Clone)]
+pub struct Routed(pub Arc<Proxy>);
+
+impl Endpoint for Routed {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let proxy = &self.0;
+        let target = proxy.target(req.original_uri())?;
+        let op = proxy.operation(req.method(), req.original_uri(), &target)?;
+        if op.access == Access::Operator
+            && let Err(denied) = proxy.credentials.operator.admit(&req)
+        {
+            return Ok(denied.into_response());
+        }
+        let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
+            || req.headers().contains_key(header::TRANSFER_ENCODING);
+        // Held whole (it is at most --max-body-bytes) so that it can be sent
+        // a second time.
+        let body = if has_body {
+            req.take_body().into_bytes().await?
+        } else {
+            Bytes::new()
+        };
+        Ok(proxy
+            .forward(op, req.method(), req.headers(), &target, body)
+            .await?)
+    }
+}
+
+/// The shop's operations (every public one: placing an order, reading one,
+/// the catalog) in the runtime's express lane, past poem's layers: the
+/// gateway forwards them and does nothing else.
+pub struct Shop(pub Vec<Arc<Proxy>>);
+
+impl Shop {
+    /// The proxy of the route `path` is under, and the path's operation,
+    /// if it is a public one.
+    fn find(&self, method: &Method, path: &str) -> Option<&Arc<Proxy>> {
+        self.0.iter().find(|p| {
+            p.route
+                .upstream_path(path)
+                .and_then(|upstream| routes::operation(p.route.service, method.as_str(), &upstream))
+                .is_some_and(|op| op.access == Access::Public)
+        })
+    }
+}
+
+impl Express for Shop {
+    fn route(&self, method: &Method, path: &str) -> Option<&'static str> {
+        self.find(method, path).map(|p| p.route.prefix)
+    }
+
+    fn answer(&self, parts: Parts, body: Bytes) -> Answer {
+        let proxy = self.find(&parts.method, parts.uri.path()).cloned();
+        Box::pin(async move {
+            let answered = async {
+                let proxy = proxy.ok_or_else(|| ProxyError::NotRouted {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_owned(),
+                })?;
+                let target = proxy.target(&parts.uri)?;
+                let op = proxy.operation(&parts.method, &parts.uri, &target)?;
+                proxy
+                    .forward(op, &parts.method, &parts.headers, &target, body)
+                    .await
+            };
+            answered.await.unwrap_or_else(ProxyError::answer)
+        })
     }
 }
 

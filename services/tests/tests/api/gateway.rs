@@ -209,6 +209,119 @@ async fn the_gateway_forwards_paths_headers_bodies_and_answers_unchanged() {
     }
 }
 
+/// The shop's operations take the gateway's express lane (past poem's
+/// layers) and keep its edge: what is forwarded, the Order-Id for an order
+/// without a key, the body limit, load shedding and the metrics.
+#[tokio::test]
+async fn the_shops_operations_keep_the_gateways_edge_in_the_express_lane() {
+    let stack = Stack::start().await;
+    let (echo, _task) = echo_upstream().await;
+    let mut config = stack.gateway_config();
+    config.order_url = upstream(&echo);
+    config.http.max_body_bytes = 1_000;
+    let gw = stack.gateway_with(config).await;
+    let orders = format!("{}/api/orders", gw.url);
+
+    let place = |body: String| {
+        stack
+            .http
+            .post(&orders)
+            .header("content-type", "application/json")
+            .header("cookie", "sid=secret")
+            .body(body)
+    };
+    let resp = place(r#"{"product_id":"P1","quantity":1}"#.to_owned())
+        .send()
+        .await
+        .expect("echo");
+    assert_eq!(resp.status(), StatusCode::IM_A_TEAPOT);
+    assert_eq!(
+        problem_type(&resp).as_deref(),
+        Some("application/x-echo+json")
+    );
+    let echoed: Value = resp.json().await.expect("json");
+    assert_eq!(echoed["uri"], "/orders");
+    assert_eq!(echoed["body"], r#"{"product_id":"P1","quantity":1}"#);
+    let headers = &echoed["headers"];
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(headers.get("cookie").is_none(), "{headers}");
+    let id = headers["order-id"].as_str().expect("an Order-Id added");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+
+    let keyed: Value = place("{}".to_owned())
+        .header("idempotency-key", "k-1")
+        .send()
+        .await
+        .expect("echo")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(keyed["headers"]["idempotency-key"], "k-1");
+    assert!(keyed["headers"].get("order-id").is_none(), "{keyed}");
+
+    let resp = place("x".repeat(2_000)).send().await.expect("413");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let metrics = stack
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let served = r#"http_requests_total{service="api-gateway",method="POST",path="/api/orders",status_code="418"} 2"#;
+    assert!(metrics.contains(served), "{metrics}");
+}
+
+/// Past `--max-in-flight` a request in the express lane is shed as in
+/// poem's, on the same slots.
+#[tokio::test]
+async fn the_express_lane_sheds_past_the_limit_of_requests_in_flight() {
+    let stack = Stack::start().await;
+    let (hole, _task) = black_hole().await;
+    let mut config = stack.gateway_config();
+    config.order_url = upstream(&hole);
+    config.upstream_timeout_ms = 5_000;
+    config.http.max_in_flight = 1;
+    config.http.shed_after_ms = 10;
+    let gw = stack.gateway_with(config).await;
+    let url = format!("{}/api/orders/00000000-0000-4000-8000-000000000000", gw.url);
+    let held = tokio::spawn({
+        let (http, url) = (stack.http.clone(), url.clone());
+        async move { http.get(url).send().await.map(|r| r.status()) }
+    });
+    // The first request holds the one slot, unanswered, until its timeout.
+    let metrics = format!("{}/metrics", gw.url);
+    eventually(
+        "the first request in flight",
+        Duration::from_secs(5),
+        || async {
+            let text = stack
+                .http
+                .get(&metrics)
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains(r#"http_requests_in_flight{service="api-gateway"} 1"#)
+                .then_some(())
+        },
+    )
+    .await;
+    let shed = stack.http.get(&url).send().await.expect("shed");
+    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = shed.json().await.expect("json");
+    assert_eq!(problem["type"], "overloaded", "{problem}");
+    assert_eq!(
+        held.await.expect("joined").expect("answered"),
+        StatusCode::GATEWAY_TIMEOUT
+    );
+}
+
 /// Sends `path` byte for byte (an HTTP client would normalise the dots away).
 async fn raw_get(base: &str, path: &str) -> String {
     let addr = addr_of(base).expect("addr");

@@ -47,6 +47,7 @@ use tokio::{
     time::Instant,
 };
 
+use super::express::Lane;
 use crate::config::HttpArgs;
 use deadline::{InFlight, Ticketed, Tracked, overran};
 
@@ -116,11 +117,12 @@ async fn accept(listeners: &Listeners) -> std::io::Result<Accepted> {
 /// for an idle connection.
 pub const LAST_REQUEST_WITHIN: Duration = Duration::from_millis(500);
 
-/// Serves `app` until `shutdown` resolves, then lets the open connections
-/// finish for at most `drain`.
-pub async fn serve(
+/// Serves `app` (and the requests `lane` takes before it) until `shutdown`
+/// resolves, then lets the open connections finish for at most `drain`.
+pub(crate) async fn serve(
     listeners: Listeners,
     app: impl IntoEndpoint<Endpoint: 'static>,
+    lane: Option<Arc<Lane>>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
@@ -156,6 +158,7 @@ pub async fn serve(
             }
         };
         let (app, stopping, local) = (app.clone(), stopping.clone(), local.clone());
+        let lane = lane.clone();
         connections.spawn(async move {
             match accepted {
                 Accepted::Tcp(stream, remote) => {
@@ -163,6 +166,7 @@ pub async fn serve(
                     connection(
                         stream,
                         app,
+                        lane,
                         local,
                         RemoteAddr(remote.into()),
                         limits,
@@ -175,7 +179,7 @@ pub async fn serve(
                         Ok(addr) => RemoteAddr(addr.into()),
                         Err(_) => RemoteAddr(poem::Addr::Custom("unix", "".into())),
                     };
-                    connection(stream, app, local, remote, limits, stopping).await;
+                    connection(stream, app, lane, local, remote, limits, stopping).await;
                 }
             }
             drop(permit);
@@ -208,6 +212,7 @@ pub async fn serve(
 async fn connection<Io>(
     io: Io,
     app: Arc<BoxEndpoint<'static>>,
+    lane: Option<Arc<Lane>>,
     local: LocalAddr,
     remote: RemoteAddr,
     limits: Limits,
@@ -223,6 +228,7 @@ async fn connection<Io>(
     let last = closing.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let (app, local, remote) = (app.clone(), local.clone(), remote.clone());
+        let lane = lane.clone();
         let requests = requests.clone();
         let last = last.clone();
         async move {
@@ -231,26 +237,35 @@ async fn connection<Io>(
             let ticket = requests.begin(deadline + limits.header_timeout);
             // HTTP/2 forbids connection headers: there the stream just ends.
             let http1 = req.version() < http::Version::HTTP_2;
-            let mut req = poem::Request::from((req, local, remote, http::uri::Scheme::HTTP));
             let arrived = Arc::new(AtomicBool::new(false));
-            let body = Tracked {
-                inner: req.take_body().into(),
-                arrived: arrived.clone(),
+            let mut req = Some(req);
+            let express = lane.as_ref().and_then(|lane| lane.take(&mut req, &arrived));
+            let answered = match (express, req) {
+                (Some(answer), _) => tokio::time::timeout_at(deadline, answer).await,
+                (None, Some(req)) => {
+                    let mut req =
+                        poem::Request::from((req, local, remote, http::uri::Scheme::HTTP));
+                    let body = Tracked {
+                        inner: req.take_body().into(),
+                        arrived: arrived.clone(),
+                    };
+                    if body.is_end_stream() {
+                        arrived.store(true, Ordering::Relaxed);
+                    }
+                    req.set_body(poem::Body::from(http_body_util::combinators::BoxBody::new(
+                        body,
+                    )));
+                    tokio::time::timeout_at(deadline, app.get_response(req)).await
+                }
+                (None, None) => unreachable!("the lane takes the request only with its answer"),
             };
-            if body.is_end_stream() {
-                arrived.store(true, Ordering::Relaxed);
-            }
-            req.set_body(poem::Body::from(http_body_util::combinators::BoxBody::new(
-                body,
-            )));
-            let mut resp = match tokio::time::timeout_at(deadline, app.get_response(req)).await {
-                Ok(resp) => resp,
-                Err(_) => overran(
+            let mut resp = answered.unwrap_or_else(|_| {
+                overran(
                     limits.request_timeout,
                     arrived.load(Ordering::Relaxed),
                     http1,
-                ),
-            };
+                )
+            });
             if http1 && last.load(Ordering::Relaxed) {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));

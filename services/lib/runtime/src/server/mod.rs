@@ -6,13 +6,16 @@
 //! telemetry, [`shed`] (a bound on requests at once), [`limits`] (body
 //! size), errors as problem JSON, [`gremlin`] (fault injection), [`allow`]
 //! (the `Allow` header on 405), the bearer-token guard, the routes and
-//! [`spec`] (the OpenAPI documents). Under it [`listen`] is the accept loop
+//! [`spec`] (the OpenAPI documents); beside it, for the gateway, the
+//! [`express`] lane, which gives the requests it takes the same edge without
+//! poem's layers. Under it [`listen`] is the accept loop
 //! and its connection limits, on sockets bound here or passed in
 //! ([`activation`]); [`systemd`] says when the service is ready, alive and
 //! stopping, and [`shutdown`] when to stop.
 
 pub mod activation;
 pub mod allow;
+pub mod express;
 pub mod gremlin;
 pub mod limits;
 pub mod listen;
@@ -24,6 +27,7 @@ pub mod systemd;
 use std::{
     future::Future,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -41,6 +45,7 @@ use crate::{
     },
 };
 use allow::{Allowed, with_allow};
+use express::{Express, Lane};
 use gremlin::{GremlinApi, Gremlins};
 use limits::limit_body;
 use listen::{Limits, Listeners, UnixSocket};
@@ -154,6 +159,7 @@ where
     serve_app(
         service,
         gremlins.wrap(app),
+        None,
         routes,
         latency_gauge,
         Spans::Always,
@@ -168,11 +174,13 @@ where
 /// Serves any routes with the same edge as [`serve`]: `/metrics` and the
 /// request telemetry, body limits, errors as problem JSON, readiness,
 /// watchdog and a graceful drain. For a service whose routes are more than
-/// one OpenAPI object (the gateway).
+/// one OpenAPI object (the gateway), with an express lane for the requests
+/// it serves most ([`express`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_app(
     service: &'static str,
     app: impl IntoEndpoint<Endpoint: 'static> + 'static,
+    express: Option<Arc<dyn Express>>,
     routes: RouteLabels,
     latency_gauge: Option<LatencyGauge>,
     spans: Spans,
@@ -187,8 +195,19 @@ pub async fn serve_app(
         .at(prometheus::PATH, get(prometheus::endpoint))
         .nest("/", app);
     let app = limit_body(app, http.max_body_bytes).catch_all_error(error_to_problem);
-    let app = shed::limit_in_flight(app, http.max_in_flight, http.shed_after());
+    let slots = shed::Slots::new(http.max_in_flight, http.shed_after());
+    let app = shed::shed(app, slots.clone());
     let app = requests::requests(service, routes, latency_gauge.clone(), spans, app);
+    let lane = express.map(|express| {
+        Arc::new(Lane {
+            express,
+            service,
+            slots,
+            spans,
+            max_body_bytes: http.max_body_bytes,
+            latency_gauge: latency_gauge.clone(),
+        })
+    });
 
     let addr = listener.local_addr()?;
     let socket = match activation::take_unix() {
@@ -226,7 +245,7 @@ pub async fn serve_app(
         tcp: listener,
         unix: socket,
     };
-    let served = listen::serve(listeners, app, limits, shutdown, drain).await;
+    let served = listen::serve(listeners, app, lane, limits, shutdown, drain).await;
     for task in [gauge_timer, watchdog].into_iter().flatten() {
         task.abort();
     }

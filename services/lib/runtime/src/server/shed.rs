@@ -41,6 +41,50 @@ fn overloaded(limit: usize) -> Response {
     .into_response()
 }
 
+/// The slots of [`limit_in_flight`]: at most `limit` requests in the
+/// handler at once; one more waits up to `queue` for a slot, then is shed.
+/// `limit == 0` turns shedding off. Clones share the slots (poem's
+/// endpoint and the express lane, [`super::express`], count together).
+#[derive(Clone)]
+pub struct Slots {
+    slots: Option<Arc<Semaphore>>,
+    limit: usize,
+    queue: Duration,
+}
+
+impl Slots {
+    pub fn new(limit: usize, queue: Duration) -> Self {
+        Self {
+            slots: (limit > 0).then(|| Arc::new(Semaphore::new(limit))),
+            limit,
+            queue,
+        }
+    }
+
+    /// A slot for a request to `path`, or the `503` that sheds it.
+    pub async fn admit(&self, path: &str) -> Result<OwnedSlot, Response> {
+        let Some(slots) = self.slots.as_ref().filter(|_| !exempt(path)) else {
+            return Ok(OwnedSlot { _permit: None });
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => Ok(OwnedSlot {
+                _permit: Some(slot),
+            }),
+            Err(_) => match tokio::time::timeout(self.queue, slots.clone().acquire_owned()).await {
+                Ok(Ok(slot)) => Ok(OwnedSlot {
+                    _permit: Some(slot),
+                }),
+                _ => Err(overloaded(self.limit)),
+            },
+        }
+    }
+}
+
+/// A request's slot, given back when dropped (none when not limited).
+pub struct OwnedSlot {
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
 /// At most `limit` requests in the handler at once; one more waits up to
 /// `queue` for a slot, then is shed. `limit == 0` turns shedding off.
 pub fn limit_in_flight<E>(ep: E, limit: usize, queue: Duration) -> impl Endpoint<Output = Response>
@@ -48,21 +92,23 @@ where
     E: IntoEndpoint,
     E::Endpoint: 'static,
 {
-    let slots = (limit > 0).then(|| Arc::new(Semaphore::new(limit)));
+    shed(ep, Slots::new(limit, queue))
+}
+
+/// [`limit_in_flight`] over `slots` that others may share.
+pub fn shed<E>(ep: E, slots: Slots) -> impl Endpoint<Output = Response>
+where
+    E: IntoEndpoint,
+    E::Endpoint: 'static,
+{
     ep.into_endpoint()
         .map_to_response()
         .around(move |ep, req: Request| {
             let slots = slots.clone();
             async move {
-                let Some(slots) = slots.filter(|_| !exempt(req.uri().path())) else {
-                    return ep.call(req).await;
-                };
-                let slot = match slots.try_acquire() {
+                let slot = match slots.admit(req.uri().path()).await {
                     Ok(slot) => slot,
-                    Err(_) => match tokio::time::timeout(queue, slots.acquire()).await {
-                        Ok(Ok(slot)) => slot,
-                        _ => return Ok(overloaded(limit)),
-                    },
+                    Err(shed) => return Ok(shed),
                 };
                 let resp = ep.call(req).await;
                 drop(slot);

@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use poem::{Endpoint, EndpointExt, IntoEndpoint, PathPattern, Request, Response, http::Method};
+use poem::{
+    Endpoint, EndpointExt, IntoEndpoint, PathPattern, Request, Response,
+    http::{Method, StatusCode},
+};
 use tracing::{Instrument, field::Empty};
 
 use super::{otel, prometheus, window::SlidingMean};
@@ -134,10 +137,10 @@ pub(crate) fn method_label(m: &Method) -> &'static str {
 
 /// Decrements the in-flight gauge however the request ends (even when the
 /// client goes away and the handler future is dropped).
-struct InFlight(&'static str);
+pub(crate) struct InFlight(&'static str);
 
 impl InFlight {
-    fn enter(service: &'static str) -> Self {
+    pub(crate) fn enter(service: &'static str) -> Self {
         metrics::gauge!("http_requests_in_flight", "service" => service).increment(1.0);
         Self(service)
     }
@@ -165,9 +168,33 @@ pub enum Spans {
 }
 
 impl Spans {
-    fn wanted(self) -> bool {
+    pub(crate) fn wanted(self) -> bool {
         self == Self::Always || otel::exporting()
     }
+}
+
+/// The RED metrics of one request served, and its access log line (at
+/// debug). `path` is the route's label ([`RouteLabels`]).
+pub(crate) fn record(
+    service: &'static str,
+    method: &Method,
+    path: String,
+    status: StatusCode,
+    seconds: f64,
+    latency_gauge: Option<&LatencyGauge>,
+) {
+    tracing::debug!(status = status.as_u16(), seconds, "served");
+    let label = method_label(method);
+    metrics::counter!("http_requests_total",
+        "service" => service, "method" => label, "path" => path.clone(),
+        "status_code" => status.as_str().to_owned())
+    .increment(1);
+    if let Some(g) = latency_gauge.filter(|g| g.covers(method, &path)) {
+        g.record(seconds);
+    }
+    metrics::histogram!("http_request_duration_seconds",
+        "service" => service, "method" => label, "path" => path)
+    .record(seconds);
 }
 
 /// Wraps a service's whole endpoint (outermost, so time spent in gremlins
@@ -231,20 +258,16 @@ where
                     }
                 }
                 // An access log at debug: inside the span, so with the trace id.
-                span.in_scope(|| tracing::debug!(status = status.as_u16(), seconds, "served"));
-                metrics::counter!("http_requests_total",
-                    "service" => service, "method" => method, "path" => path.clone(),
-                    "status_code" => status.as_str().to_owned())
-                .increment(1);
-                if let Some(g) = latency_gauge
-                    .as_ref()
-                    .filter(|g| g.covers(&http_method, &path))
-                {
-                    g.record(seconds);
-                }
-                metrics::histogram!("http_request_duration_seconds",
-                    "service" => service, "method" => method, "path" => path)
-                .record(seconds);
+                span.in_scope(|| {
+                    record(
+                        service,
+                        &http_method,
+                        path,
+                        status,
+                        seconds,
+                        latency_gauge.as_ref(),
+                    );
+                });
                 result
             }
         })
