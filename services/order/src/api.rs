@@ -149,7 +149,8 @@ problem_set!(
         422 => "The product does not exist (`unknown-product`), the Idempotency-Key \
                 was used before with a different body (`idempotency-key-reused`), or an \
                 order with this Order-Id exists for another product, quantity or user \
-                (`order-id-reused`).",
+                (`order-id-reused`), or the request has both an Idempotency-Key and an \
+                Order-Id (`order-id-with-key`).",
         500 => INTERNAL,
         503 => UNAVAILABLE,
     }
@@ -224,7 +225,8 @@ impl OrderApi {
         /// Kept as long as the order. The API gateway sends one with every
         /// order that comes without a key, so that it can send the order
         /// again when its connection to this service breaks. Use a new
-        /// random (version 4) UUID per order; not with an `Idempotency-Key`.
+        /// random (version 4) UUID per order; not with an `Idempotency-Key`
+        /// (`422`).
         #[oai(name = "Order-Id")]
         order_id: Header<Option<Uuid>>,
         req: &poem::Request,
@@ -239,9 +241,11 @@ impl OrderApi {
             .into());
         }
         let idempotency = match (idempotency_key.0, order_id.0) {
+            // Each alone says which first order a retry finds; together
+            // they could name two different ones.
             (Some(_), Some(_)) => {
-                return Err(ProblemResponse::bad_request(
-                    "invalid-request",
+                return Err(ProblemResponse::unprocessable(
+                    "order-id-with-key",
                     "send an Idempotency-Key or an Order-Id, not both",
                 )
                 .into());

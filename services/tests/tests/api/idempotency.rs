@@ -5,17 +5,32 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use valerix_testkit::{Stack, StackOptions, eventually};
 
-async fn keyed(stack: &Stack, key: &str, body: Value) -> (StatusCode, Value) {
-    let resp = stack
-        .http
-        .post(format!("{}/orders", stack.order.url))
-        .header("Idempotency-Key", key)
+/// `POST {base}/orders` with one header, e.g. an Idempotency-Key.
+async fn place_with(
+    http: &reqwest::Client,
+    base: &str,
+    header: (&str, &str),
+    body: Value,
+) -> (StatusCode, Value) {
+    let resp = http
+        .post(format!("{base}/orders"))
+        .header(header.0, header.1)
         .json(&body)
         .send()
         .await
         .expect("request");
     let status = resp.status();
     (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn keyed(stack: &Stack, key: &str, body: Value) -> (StatusCode, Value) {
+    place_with(
+        &stack.http,
+        &stack.order.url,
+        ("Idempotency-Key", key),
+        body,
+    )
+    .await
 }
 
 async fn order_count(stack: &Stack) -> i64 {
@@ -163,25 +178,17 @@ async fn an_unknown_product_is_422_and_leaves_the_key_free() {
 }
 
 async fn with_order_id(
-    url: &str,
+    base: &str,
     http: &reqwest::Client,
     id: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let resp = http
-        .post(format!("{url}/orders"))
-        .header("Order-Id", id)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    place_with(http, base, ("Order-Id", id), body).await
 }
 
 /// An Order-Id makes a retry safe as a key does, with the order's own row
 /// as the record: sent again it returns that order, for another order 422,
-/// with a key 400, malformed 400.
+/// with a key 422, malformed 400.
 #[tokio::test]
 async fn an_order_id_places_the_order_under_it_once() {
     let stack = Stack::start().await;
@@ -221,7 +228,9 @@ async fn an_order_id_places_the_order_under_it_once() {
         .send()
         .await
         .expect("request");
-    assert_eq!(both.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(both.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = both.json().await.expect("json");
+    assert_eq!(problem["type"], "order-id-with-key");
     assert_eq!(order_count(&stack).await, 1, "nothing else placed");
 }
 
