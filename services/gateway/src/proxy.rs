@@ -483,8 +483,9 @@ impl Express for Shop {
         self.find(method, path).map(|p| p.route.prefix)
     }
 
-    fn answer(&self, parts: Parts, body: Bytes) -> Answer {
-        let proxy = self.find(&parts.method, parts.uri.path()).cloned();
+    fn answer(&self, route: &'static str, parts: Parts, body: Bytes) -> Answer {
+        // `route` is the prefix `find` matched: the proxy is the one it found.
+        let proxy = self.0.iter().find(|p| p.route.prefix == route).cloned();
         Box::pin(async move {
             let answered = async {
                 let proxy = proxy.ok_or_else(|| ProxyError::NotRouted {

@@ -46,8 +46,9 @@ pub trait Express: Send + Sync + 'static {
     /// itself; None leaves it to poem.
     fn route(&self, method: &Method, path: &str) -> Option<&'static str>;
 
-    /// The answer to a request [`Express::route`] took, with its body whole.
-    fn answer(&self, parts: Parts, body: Bytes) -> Answer;
+    /// The answer to a request [`Express::route`] took as `route`, with its
+    /// body whole.
+    fn answer(&self, route: &'static str, parts: Parts, body: Bytes) -> Answer;
 }
 
 /// An express lane with the edge it shares with poem's.
@@ -99,7 +100,7 @@ impl Lane {
             let _in_flight = InFlight::enter(lane.service);
             let start = Instant::now();
             let method = req.method().clone();
-            let resp = lane.serve(req, &arrived).await;
+            let resp = lane.serve(label, req, &arrived).await;
             requests::record(
                 lane.service,
                 &method,
@@ -112,7 +113,12 @@ impl Lane {
         })
     }
 
-    async fn serve(&self, req: hyper::Request<Incoming>, arrived: &AtomicBool) -> Response {
+    async fn serve(
+        &self,
+        route: &'static str,
+        req: hyper::Request<Incoming>,
+        arrived: &AtomicBool,
+    ) -> Response {
         let slot = match self.slots.admit(req.uri().path()).await {
             Ok(slot) => slot,
             Err(shed) => return shed,
@@ -130,7 +136,7 @@ impl Lane {
             }
         };
         arrived.store(true, Ordering::Relaxed);
-        let resp = self.express.answer(parts, body).await;
+        let resp = self.express.answer(route, parts, body).await;
         drop(slot);
         resp
     }
