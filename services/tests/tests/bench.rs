@@ -50,6 +50,22 @@ fn the_gateways_cost_is_reported_beside_haproxy_in_its_place() {
             assert!(per_s > 0.0, "{what}: {row}");
         }
     }
+    // Where each way's CPU went, the proxy's own share apart: a proxy that
+    // costs the other processes more shows there.
+    let split = stderr
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("CPU per order µs, straight: PostgreSQL")
+        })
+        .unwrap_or_else(|| panic!("no CPU split:\n{stderr}"));
+    for way in [
+        "through the gateway: PostgreSQL",
+        "HAProxy: PostgreSQL",
+        "switches)",
+    ] {
+        assert!(split.contains(way), "{way} in {split}");
+    }
     // HAProxy is the bench's child and ends with it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while haproxy_running_for_bench() && std::time::Instant::now() < deadline {

@@ -29,6 +29,7 @@ pub struct CpuTime {
     pub postgres_switches: u64,
     pub services_switches: u64,
     pub client_switches: u64,
+    pub gateway_switches: u64,
 }
 
 impl std::ops::Sub for CpuTime {
@@ -42,6 +43,7 @@ impl std::ops::Sub for CpuTime {
             postgres_switches: self.postgres_switches.saturating_sub(o.postgres_switches),
             services_switches: self.services_switches.saturating_sub(o.services_switches),
             client_switches: self.client_switches.saturating_sub(o.client_switches),
+            gateway_switches: self.gateway_switches.saturating_sub(o.gateway_switches),
         }
     }
 }
@@ -106,6 +108,7 @@ impl Roles {
         }
         if let Some(pid) = self.gateway {
             t.gateway = stat(pid).map_or(Duration::ZERO, |(d, _)| d);
+            t.gateway_switches = switches(pid);
         }
         // Backends come and go with connections: every child of the postmaster.
         for e in fs::read_dir("/proc").ok()?.flatten() {

@@ -124,6 +124,26 @@ pub(crate) async fn measure(
                 .reference_ratio()
                 .map(|(r, (lo, hi))| format!("   HAProxy {r:.2} ({lo:.2}–{hi:.2})"))
                 .unwrap_or_default();
+            // Where each way's CPU went (median round): a proxy that costs
+            // the others more per order shows here, not in its own figure.
+            let cpu = |r: &Runs| {
+                let m = r.median();
+                match (
+                    m.cpu_per_order(),
+                    m.gateway_cpu_per_order(),
+                    m.gateway_switches_per_order(),
+                ) {
+                    (Some((pg, services, client)), Some(proxy), Some(switches)) => format!(
+                        "PostgreSQL {pg:.0} services {services:.0} client {client:.0} proxy {proxy:.0} ({switches:.1} switches)"
+                    ),
+                    _ => "–".to_owned(),
+                }
+            };
+            let reference_cpu = cell
+                .reference
+                .as_ref()
+                .map(|(r, _)| format!("; HAProxy: {}", cpu(r)))
+                .unwrap_or_default();
             eprintln!(
                 "{:<20} x{clients:<3} straight {:>18}/s (p99 {:>6.1} ms)   through the gateway {:>18}/s (p99 {:>6.1} ms)   {:.2} ({lo:.2}–{hi:.2}){haproxy}",
                 mix_name(*mix, args.spread),
@@ -132,6 +152,11 @@ pub(crate) async fn measure(
                 cell.via.cell(),
                 cell.via.median().pct().p99,
                 cell.ratio(),
+            );
+            eprintln!(
+                "  CPU per order µs, straight: {}; through the gateway: {}{reference_cpu}",
+                cpu(&cell.direct),
+                cpu(&cell.via),
             );
             cells.push(cell);
         }

@@ -70,6 +70,12 @@ impl Measured {
         self.cpu.map(|c| c.gateway.as_secs_f64() * 1e6 / n)
     }
 
+    /// The API gateway's context switches per order.
+    pub fn gateway_switches_per_order(&self) -> Option<f64> {
+        let n = self.latency.len().max(1) as f64;
+        self.cpu.map(|c| c.gateway_switches as f64 / n)
+    }
+
     pub fn per_s(&self) -> f64 {
         self.latency.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
