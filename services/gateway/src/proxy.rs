@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use poem::{
     Body, Endpoint, IntoResponse, Request, Response, ResponseParts,
-    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header, request::Parts},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header, request::Parts},
 };
 use tokio::time::{Instant, timeout_at};
 use valerix_runtime::{
@@ -31,22 +31,27 @@ use crate::{
     routes::{self, Access, Operation, Route},
 };
 
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+static ORDER_ID: HeaderName = HeaderName::from_static("order-id");
+
 /// Request headers the services act on; anything else stays at the gateway.
-const FORWARDED: &[&str] = &[
-    "content-type",
-    "content-length",
-    "accept",
-    "idempotency-key",
-    "order-id",
+/// Names, not strings: a lookup by a string parses it first, and these are
+/// looked up on every forwarded request.
+static FORWARDED: [HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::ACCEPT,
+    HeaderName::from_static("idempotency-key"),
+    HeaderName::from_static("order-id"),
 ];
 
 /// W3C trace context: passed on as it came, unless the gateway has a span
 /// of its own for the request (while it exports spans), which then is the
 /// service's parent.
-const TRACE_CONTEXT: &[&str] = &["traceparent", "tracestate"];
-
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
-const ORDER_ID: &str = "order-id";
+static TRACE_CONTEXT: [HeaderName; 2] = [
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+];
 
 /// See [`resend`].
 const RESENDS: usize = 2;
@@ -117,16 +122,16 @@ fn is_plain_query(query: &str) -> bool {
 }
 
 /// Headers about one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -313,18 +318,18 @@ impl Proxy {
         if operator && let Some(bearer) = &self.credentials.service {
             headers.insert(header::AUTHORIZATION, bearer.clone());
         }
-        for name in FORWARDED {
-            for value in incoming.get_all(*name) {
-                headers.append(*name, value.clone());
+        for name in &FORWARDED {
+            for value in incoming.get_all(name) {
+                headers.append(name, value.clone());
             }
         }
         if let Some(id) = order_id {
-            headers.insert(ORDER_ID, id.clone());
+            headers.insert(&ORDER_ID, id.clone());
         }
         if tracing::Span::current().is_none() {
-            for name in TRACE_CONTEXT {
-                for value in incoming.get_all(*name) {
-                    headers.append(*name, value.clone());
+            for name in &TRACE_CONTEXT {
+                for value in incoming.get_all(name) {
+                    headers.append(name, value.clone());
                 }
             }
         } else {
@@ -367,8 +372,8 @@ impl Proxy {
         // See `resend`: the one operation that is not idempotent by
         // itself is made so, and a repeat of it returns the first order.
         let order_id = (op.idempotent_by_key()
-            && !incoming.contains_key(IDEMPOTENCY_KEY)
-            && !incoming.contains_key(ORDER_ID))
+            && !incoming.contains_key(&IDEMPOTENCY_KEY)
+            && !incoming.contains_key(&ORDER_ID))
         .then(gateway_order_id);
         let body = client::Body::new(body);
         let deadline = Instant::now() + self.timeout;
@@ -415,8 +420,8 @@ impl Proxy {
             }
             Err(elapsed) => return Err(self.failure(Failure::Deadline(elapsed))),
         };
-        for name in HOP_BY_HOP {
-            parts.headers.remove(*name);
+        for name in &HOP_BY_HOP {
+            parts.headers.remove(name);
         }
         let parts = ResponseParts {
             status: parts.status,
