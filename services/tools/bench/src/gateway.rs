@@ -47,12 +47,12 @@ pub(crate) struct GatewayCell {
 
 impl GatewayCell {
     /// The median of the rounds' ratios. Each round's runs ran back to
-    /// back, so a slow spell of the machine (its disk's flushes slow down
-    /// for seconds now and then) mostly falls on all of them, and the
-    /// median leaves out the rounds where it fell on one. The ratio of the
-    /// ways' median throughputs took them from different rounds: at 64
-    /// clients, with straight runs from 1176 to 2467 orders/s in five
-    /// rounds, it came out 1.69.
+    /// back, so a slow spell of the machine mostly falls on all of them, and
+    /// the median leaves out the rounds where it fell on one. The ratio of
+    /// the ways' median throughputs took them from different rounds: in a
+    /// run that shared the machine with another load for its first minutes
+    /// (straight at 64 clients from 1176 to 2467 orders/s over five rounds)
+    /// it came out 1.69.
     pub(crate) fn ratio(&self) -> f64 {
         median(&self.pairs)
     }
