@@ -104,7 +104,7 @@ impl Lane {
             requests::record(
                 lane.service,
                 &method,
-                label.to_owned(),
+                label,
                 resp.status(),
                 start.elapsed().as_secs_f64(),
                 lane.latency_gauge.as_ref(),

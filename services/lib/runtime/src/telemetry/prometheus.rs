@@ -59,6 +59,12 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Whether this process has its recorder (until then every series is a
+/// no-op, and a handle taken then stays one).
+pub(crate) fn installed() -> bool {
+    HANDLE.get().is_some_and(Option::is_some)
+}
+
 /// Upkeep on a timer, on a thread rather than a tokio task: the recorder
 /// belongs to the process, which may run several runtimes (the tests do,
 /// one per test) and outlive any of them. The exporter's own upkeep task
