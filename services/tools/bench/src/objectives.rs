@@ -73,9 +73,9 @@ fn gateway_rows(gateway: &[Gateway]) -> Vec<Row> {
             .iter()
             .map(|g| {
                 format!(
-                    "{} **{:.2}** (p99 {:.1} ms, straight {:.1} ms)",
+                    "{} **{}** (p99 {:.1} ms, straight {:.1} ms)",
                     mix_label(g.mix),
-                    g.ratio,
+                    ratio_text(g.ratio, least),
                     g.p99_ms,
                     g.direct_p99_ms
                 )
@@ -86,10 +86,29 @@ fn gateway_rows(gateway: &[Gateway]) -> Vec<Row> {
         rows.push(Row {
             objective,
             measured,
-            missed: (worst < least).then(|| format!("{:.2} short", least - worst)),
+            missed: (worst < least).then(|| shortfall_text(least - worst)),
         });
     }
     rows
+}
+
+/// Two decimals, or three where two would hide a miss: a ratio of 0.898
+/// against 0.90 is not "0.90".
+fn ratio_text(ratio: f64, least: f64) -> String {
+    if ratio < least && format!("{ratio:.2}") == format!("{least:.2}") {
+        format!("{ratio:.3}")
+    } else {
+        format!("{ratio:.2}")
+    }
+}
+
+/// By how much a ratio missed, likewise: never "0.00 short".
+fn shortfall_text(short: f64) -> String {
+    if short < 0.005 {
+        format!("{short:.3} short")
+    } else {
+        format!("{short:.2} short")
+    }
 }
 
 fn mix_label(mix: Mix) -> &'static str {
@@ -276,6 +295,22 @@ mod tests {
             "| through the gateway ≥ 0.95 of straight at the order service, 16 clients | hot **0.97** (p99 20.0 ms, straight 18.0 ms), spread **0.93** (p99 20.0 ms, straight 18.0 ms) | no, 0.02 short |"
         );
         assert!(lines[3].ends_with("| yes |"), "{t}");
+    }
+
+    #[test]
+    fn a_ratio_just_under_its_objective_shows_the_miss() {
+        let g = |mix, ratio| Gateway {
+            mix,
+            clients: 64,
+            ratio,
+            p99_ms: 50.0,
+            direct_p99_ms: 40.0,
+        };
+        let t = table(&[], &[], &[g(Mix::Hot, 0.898), g(Mix::Spread, 0.93)]).expect("a table");
+        let row = t.lines().nth(2).expect("the 64 clients row");
+        assert!(row.contains("hot **0.898**"), "{row}");
+        assert!(row.contains("spread **0.93**"), "{row}");
+        assert!(row.ends_with("| no, 0.002 short |"), "{row}");
     }
 
     #[test]
