@@ -12,6 +12,7 @@ use valerix_load::target::OrderTarget;
 use crate::{
     BenchArgs, Mix,
     measure::{Measured, Runs, e2e},
+    median,
     report::mix_name,
     stack::Stack,
 };
@@ -67,18 +68,6 @@ impl GatewayCell {
     fn reference_ratio(&self) -> Option<(f64, (f64, f64))> {
         let (_, pairs) = self.reference.as_ref()?;
         Some((median(pairs), range(pairs)))
-    }
-}
-
-/// The middle value (of an even count, the mean of the middle two); 0 of none.
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    match n {
-        0 => 0.0,
-        _ if n % 2 == 1 => sorted[n / 2],
-        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
 }
 
@@ -278,12 +267,5 @@ mod tests {
         let t = table(&[cell], 32, 3);
         assert!(t.contains("| hot (1 product) | 16 | 100 (60–110) |"), "{t}");
         assert!(t.contains("| **0.90** (0.90–1.67) |"), "{t}");
-    }
-
-    #[test]
-    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
-        assert_eq!(median(&[]), 0.0);
-        assert_eq!(median(&[0.9]), 0.9);
-        assert!((median(&[1.0, 0.8, 0.9, 1.2]) - 0.95).abs() < 1e-9);
     }
 }

@@ -147,6 +147,18 @@ pub struct BenchArgs {
     pub out: Option<PathBuf>,
 }
 
+/// The middle value (of an even count, the mean of the middle two); 0 of none.
+pub(crate) fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 fn parse_env(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -188,4 +200,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         eprintln!("written to {}", out.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[0.9]), 0.9);
+        assert!((median(&[1.0, 0.8, 0.9, 1.2]) - 0.95).abs() < 1e-9);
+    }
 }

@@ -29,7 +29,8 @@ pub(crate) struct Half {
 pub(crate) struct Gateway {
     pub mix: Mix,
     pub clients: usize,
-    /// Through the gateway over straight at the order service (medians).
+    /// Through the gateway over straight at the order service (the median
+    /// of the rounds' own ratios).
     pub ratio: f64,
     pub p99_ms: f64,
     pub direct_p99_ms: f64,

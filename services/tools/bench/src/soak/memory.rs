@@ -6,6 +6,8 @@ use std::{sync::atomic::Ordering, time::Duration};
 use anyhow::{Context, bail};
 use valerix_load::drive::Live;
 
+use crate::median;
+
 pub(super) const MIB: f64 = 1024.0 * 1024.0;
 
 /// A process whose memory is judged.
@@ -71,11 +73,6 @@ pub(super) struct Growth {
     pub(super) peak: f64,
 }
 
-pub(super) fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// Least-squares slope of y over x.
 pub(super) fn slope(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
@@ -111,7 +108,7 @@ pub(super) fn growth(
         );
     }
     let (first, last) = (&after[..3], &after[after.len() - 3..]);
-    let orders = |s: &[Sample]| median(s.iter().map(|s| s.orders as f64).collect());
+    let orders = |s: &[Sample]| median(&s.iter().map(|s| s.orders as f64).collect::<Vec<_>>());
     let span = (orders(last) - orders(first)).max(1.0);
     watched
         .iter()
@@ -119,7 +116,7 @@ pub(super) fn growth(
         .map(|(i, p)| {
             let at = |s: &[Sample]| -> anyhow::Result<f64> {
                 let v: Option<Vec<f64>> = s.iter().map(|s| s.rss[i].map(|b| b as f64)).collect();
-                v.map(median)
+                v.map(|v| median(&v))
                     .with_context(|| format!("{} exited during the soak", p.name))
             };
             let (warmed, end) = (at(first)?, at(last)?);
