@@ -32,6 +32,22 @@ pub struct CpuTime {
     pub gateway_switches: u64,
 }
 
+impl std::ops::Add for CpuTime {
+    type Output = CpuTime;
+    fn add(self, o: CpuTime) -> CpuTime {
+        CpuTime {
+            postgres: self.postgres + o.postgres,
+            services: self.services + o.services,
+            client: self.client + o.client,
+            gateway: self.gateway + o.gateway,
+            postgres_switches: self.postgres_switches + o.postgres_switches,
+            services_switches: self.services_switches + o.services_switches,
+            client_switches: self.client_switches + o.client_switches,
+            gateway_switches: self.gateway_switches + o.gateway_switches,
+        }
+    }
+}
+
 impl std::ops::Sub for CpuTime {
     type Output = CpuTime;
     fn sub(self, o: CpuTime) -> CpuTime {

@@ -76,6 +76,20 @@ impl Measured {
         self.cpu.map(|c| c.gateway_switches as f64 / n)
     }
 
+    /// Adds a later slice of the same measurement: its orders, time, errors
+    /// and CPU.
+    pub(crate) fn absorb(&mut self, slice: Measured) {
+        self.latency
+            .add(&slice.latency)
+            .expect("every histogram has the bounds of `histogram()`");
+        self.elapsed += slice.elapsed;
+        self.errors += slice.errors;
+        self.cpu = match (self.cpu, slice.cpu) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+    }
+
     pub fn per_s(&self) -> f64 {
         self.latency.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -210,12 +224,34 @@ pub(crate) async fn e2e(
     args: &BenchArgs,
     roles: &Roles,
 ) -> Measured {
-    let arrival = Arrival::Clients(concurrency);
-    drive_plan(target, quiet_plan(arrival, args.warmup, products.to_vec())).await;
+    warm_up(target, products, concurrency, args.warmup).await;
+    closed(target, products, concurrency, args.duration, roles).await
+}
+
+/// `concurrency` clients for `duration`, unmeasured: connections opened,
+/// caches and queues filled.
+pub(crate) async fn warm_up(
+    target: &OrderTarget,
+    products: &[String],
+    concurrency: usize,
+    duration: Duration,
+) {
+    let plan = quiet_plan(Arrival::Clients(concurrency), duration, products.to_vec());
+    drive_plan(target, plan).await;
+}
+
+/// `concurrency` clients back to back for `duration`, measured.
+pub(crate) async fn closed(
+    target: &OrderTarget,
+    products: &[String],
+    concurrency: usize,
+    duration: Duration,
+    roles: &Roles,
+) -> Measured {
     let before = roles.sample();
     let (tally, _) = drive_plan(
         target,
-        quiet_plan(arrival, args.duration, products.to_vec()),
+        quiet_plan(Arrival::Clients(concurrency), duration, products.to_vec()),
     )
     .await;
     let after = roles.sample();
