@@ -134,11 +134,18 @@ fn app(
     // after its connection broke goes out on a new one, never on another
     // kept connection to the process that went away.
     let connect_timeout = Duration::from_secs(2).min(config.upstream_timeout());
-    let upstream = |upstream: &Upstream| proxy::Upstream {
-        origin: upstream.url().origin().ascii_serialization(),
-        base: upstream.url().clone(),
-        http: Http::pooled(upstream.socket(), connect_timeout),
-        fresh: Http::new(upstream.socket(), connect_timeout, 0),
+    let upstream = |upstream: &Upstream| {
+        let url = upstream.url();
+        let authority = format!(
+            "{}:{}",
+            url.host_str().unwrap_or("localhost"),
+            url.port_or_known_default().unwrap_or(80)
+        );
+        proxy::Upstream {
+            base: url.clone(),
+            http: Http::pooled(&authority, upstream.socket(), connect_timeout),
+            fresh: Http::new(&authority, upstream.socket(), connect_timeout, 0),
+        }
     };
     let (order, inventory, payment) = (
         upstream(&config.order_url),

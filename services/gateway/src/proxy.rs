@@ -12,11 +12,13 @@ use std::{
     time::Duration,
 };
 
-use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use poem::{
     Body, Endpoint, IntoResponse, Request, Response, ResponseParts,
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header, request::Parts},
+    http::{
+        HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header,
+        request::Parts,
+    },
 };
 use tokio::time::{Instant, timeout_at};
 use valerix_runtime::{
@@ -27,7 +29,7 @@ use valerix_runtime::{
 };
 
 use crate::{
-    client::{self, Http},
+    client::{self, Http, SendError},
     routes::{self, Access, Operation, Route},
 };
 
@@ -71,11 +73,10 @@ const RESENDS: usize = 2;
 ///
 /// At most [`RESENDS`] times, each on a new connection: under restarts
 /// with SIGKILL a resent request was now and then reset once more (the
-/// cause is not established); the sends stay within the one timeout. The
-/// client's own errors are all of that kind (the deadline is the gateway's,
-/// and a timed-out connect is a connection refused in time).
+/// cause is not established); the sends stay within the one timeout. A
+/// timed-out connect counts as refused: the deadline is the gateway's.
 fn resend(sent: &Sent) -> bool {
-    matches!(sent, Err(Failure::Client(_)))
+    matches!(sent, Err(Failure::Client(err)) if err.unanswered())
 }
 
 /// How one send ended.
@@ -84,8 +85,8 @@ type Sent = Result<client::Answer, Failure>;
 enum Failure {
     /// The deadline passed before the answer's head.
     Deadline(tokio::time::error::Elapsed),
-    /// Refused, reset or closed before the answer.
-    Client(hyper_util::client::legacy::Error),
+    /// Refused, reset or closed before the answer, or in its body.
+    Client(SendError),
 }
 
 /// The `Order-Id` the gateway gives a `POST /orders` that came with neither
@@ -120,19 +121,6 @@ fn is_plain_query(query: &str) -> bool {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-_.~/:@!$&()*+,;=?%".contains(&b))
 }
-
-/// Headers about one connection, not the message (RFC 9110 §7.6.1).
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -199,9 +187,6 @@ pub struct Credentials {
 /// Where a service is, and the clients that reach it.
 #[derive(Clone)]
 pub struct Upstream {
-    /// `http://host:port` (for a Unix socket `http://localhost`, which only
-    /// fills the `Host` header); the request's path and query follow it.
-    pub origin: String,
     /// Only to resolve a path that is not plain (see [`Proxy::target`]).
     pub base: reqwest::Url,
     /// Keeps its connections alive between requests.
@@ -218,11 +203,11 @@ pub struct Proxy {
     credentials: Credentials,
 }
 
-/// Where a request goes: the service's path (for the route table) and the
-/// whole URI.
+/// Where a request goes: the service's path (for the route table), and
+/// with the query (what the request line carries).
 struct Target {
     path: String,
-    uri: Uri,
+    path_and_query: String,
 }
 
 impl Proxy {
@@ -265,17 +250,17 @@ impl Proxy {
             path = url.path().to_owned();
             query = url.query().map(str::to_owned);
         }
-        let mut full = String::with_capacity(
-            self.upstream.origin.len() + path.len() + query.as_ref().map_or(0, |q| q.len() + 1),
-        );
-        full.push_str(&self.upstream.origin);
-        full.push_str(&path);
+        let mut path_and_query =
+            String::with_capacity(path.len() + query.as_ref().map_or(0, |q| q.len() + 1));
+        path_and_query.push_str(&path);
         if let Some(q) = &query {
-            full.push('?');
-            full.push_str(q);
+            path_and_query.push('?');
+            path_and_query.push_str(q);
         }
-        let uri = Uri::try_from(full).map_err(|_| escaping())?;
-        Ok(Target { path, uri })
+        Ok(Target {
+            path,
+            path_and_query,
+        })
     }
 
     /// The routed operation a request is for.
@@ -343,15 +328,17 @@ impl Proxy {
         http: &Http,
         method: &Method,
         target: &Target,
-        headers: HeaderMap,
-        body: &client::Body,
+        headers: &HeaderMap,
+        body: &[u8],
         deadline: Instant,
     ) -> Sent {
-        let mut out = hyper::Request::new(body.clone());
-        *out.method_mut() = method.clone();
-        *out.uri_mut() = target.uri.clone();
-        *out.headers_mut() = headers;
-        match timeout_at(deadline, http.request(out)).await {
+        let request = client::Request {
+            method,
+            target: &target.path_and_query,
+            headers,
+            body,
+        };
+        match timeout_at(deadline, http.send(request)).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(err)) => Err(Failure::Client(err)),
             Err(elapsed) => Err(Failure::Deadline(elapsed)),
@@ -375,7 +362,6 @@ impl Proxy {
             && !incoming.contains_key(&IDEMPOTENCY_KEY)
             && !incoming.contains_key(&ORDER_ID))
         .then(gateway_order_id);
-        let body = client::Body::new(body);
         let deadline = Instant::now() + self.timeout;
         let headers = self.headers(incoming, operator, order_id.as_ref());
         let mut sent = self
@@ -383,7 +369,7 @@ impl Proxy {
                 &self.upstream.http,
                 method,
                 target,
-                headers,
+                &headers,
                 &body,
                 deadline,
             )
@@ -398,38 +384,25 @@ impl Proxy {
                     "sending again on a new connection"
                 );
             }
-            let headers = self.headers(incoming, operator, order_id.as_ref());
             sent = self
                 .send(
                     &self.upstream.fresh,
                     method,
                     target,
-                    headers,
+                    &headers,
                     &body,
                     deadline,
                 )
                 .await;
         }
-        let (mut parts, incoming) = sent.map_err(|f| self.failure(f))?.into_parts();
-        let answer = match timeout_at(deadline, incoming.collect()).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(err)) => {
-                let err =
-                    CallError::unanswered(self.route.service.name(), self.timeout, false, &err);
-                return Err(err.into());
-            }
-            Err(elapsed) => return Err(self.failure(Failure::Deadline(elapsed))),
-        };
-        for name in &HOP_BY_HOP {
-            parts.headers.remove(name);
-        }
+        let answer = sent.map_err(|f| self.failure(f))?;
         let parts = ResponseParts {
-            status: parts.status,
-            version: parts.version,
-            headers: parts.headers,
+            status: answer.status,
+            version: Version::HTTP_11,
+            headers: answer.headers,
             extensions: Default::default(),
         };
-        Ok(Response::from_parts(parts, Body::from(answer)))
+        Ok(Response::from_parts(parts, Body::from(answer.body)))
     }
 }
 
