@@ -118,6 +118,9 @@ def main() -> int:
                 raise SystemExit(f"twin: {name} has units the twin cannot run: {skipped}")
             network_unit(overlay.root, addresses[name][0])
         for name in sorted(nodes):
+            # A container of an earlier run that outlived it keeps its host
+            # side veth, and this one's would not come up.
+            subprocess.run(["ip", "link", "delete", f"vb-valerix-{name}"], check=False, stderr=subprocess.DEVNULL)
             container = twin.Container(overlays[name].root, f"valerix-{name}", bridge=bridge)
             machines[name] = Node(name, container)
             log(f"booted {name} at {addresses[name][0]} (container PID 1 = host PID {container.pid})")

@@ -486,9 +486,23 @@ class Container:
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                # The container's PID 1 first: killing systemd-nspawn alone
+                # left it running with its services (an etcd member, its veth
+                # `vb-<machine>`), and the next boot of a container of that
+                # name came up without its network.
+                self.crash_leader()
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
         self.log_file.close()
+
+    def crash_leader(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 # ------------------------------------------------------------------ main

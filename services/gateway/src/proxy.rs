@@ -34,6 +34,7 @@ use crate::{
 };
 
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+static AUTHORIZATION: HeaderName = header::AUTHORIZATION;
 static ORDER_ID: HeaderName = HeaderName::from_static("order-id");
 
 /// Request headers the services act on; anything else stays at the gateway.
@@ -290,36 +291,31 @@ impl Proxy {
     }
 
     /// The headers sent on: what the services act on, the service token on
-    /// the operator's calls.
-    fn headers(
-        &self,
-        incoming: &HeaderMap,
+    /// the operator's calls, and the trace context: the client's, or
+    /// `injected` (the gateway's own span's) when there is one. Borrowed,
+    /// not copied into a map of their own: they are written out once.
+    fn headers<'h>(
+        &'h self,
+        incoming: &'h HeaderMap,
         operator: bool,
-        order_id: Option<&HeaderValue>,
-    ) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(FORWARDED.len() + TRACE_CONTEXT.len() + 1);
+        order_id: Option<&'h HeaderValue>,
+        injected: Option<&'h HeaderMap>,
+    ) -> Vec<(&'h HeaderName, &'h HeaderValue)> {
+        let mut headers = Vec::with_capacity(incoming.len() + 2);
         // The operator's token stays here (`Authorization` is not in
         // FORWARDED); the services see the gateway's own credential.
         if operator && let Some(bearer) = &self.credentials.service {
-            headers.insert(header::AUTHORIZATION, bearer.clone());
+            headers.push((&AUTHORIZATION, bearer));
         }
-        for name in &FORWARDED {
-            for value in incoming.get_all(name) {
-                headers.append(name, value.clone());
+        for (name, value) in incoming {
+            if FORWARDED.contains(name) || (injected.is_none() && TRACE_CONTEXT.contains(name)) {
+                headers.push((name, value));
             }
         }
         if let Some(id) = order_id {
-            headers.insert(&ORDER_ID, id.clone());
+            headers.push((&ORDER_ID, id));
         }
-        if tracing::Span::current().is_none() {
-            for name in &TRACE_CONTEXT {
-                for value in incoming.get_all(name) {
-                    headers.append(name, value.clone());
-                }
-            }
-        } else {
-            valerix_runtime::telemetry::otel::inject_current(&mut headers);
-        }
+        headers.extend(injected.into_iter().flatten());
         headers
     }
 
@@ -328,7 +324,7 @@ impl Proxy {
         http: &Http,
         method: &Method,
         target: &Target,
-        headers: &HeaderMap,
+        headers: &[(&HeaderName, &HeaderValue)],
         body: &[u8],
         deadline: Instant,
     ) -> Sent {
@@ -363,7 +359,12 @@ impl Proxy {
             && !incoming.contains_key(&ORDER_ID))
         .then(gateway_order_id);
         let deadline = Instant::now() + self.timeout;
-        let headers = self.headers(incoming, operator, order_id.as_ref());
+        let injected = (!tracing::Span::current().is_none()).then(|| {
+            let mut context = HeaderMap::new();
+            valerix_runtime::telemetry::otel::inject_current(&mut context);
+            context
+        });
+        let headers = self.headers(incoming, operator, order_id.as_ref(), injected.as_ref());
         let mut sent = self
             .send(
                 &self.upstream.http,
