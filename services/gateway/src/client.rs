@@ -606,13 +606,27 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn answers_of_every_framing_are_read_whole_on_one_kept_connection() {
-        let dir = std::env::temp_dir().join(format!("valerix-client-{}", std::process::id()));
+    /// A Unix socket of the test's own: its directory (removed by the
+    /// test), its path, its listener.
+    fn socket(
+        test: &str,
+    ) -> (
+        std::path::PathBuf,
+        std::path::PathBuf,
+        tokio::net::UnixListener,
+    ) {
+        let dir =
+            std::env::temp_dir().join(format!("valerix-client-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a directory");
         let path = dir.join("s.sock");
         let _ = std::fs::remove_file(&path);
         let listener = tokio::net::UnixListener::bind(&path).expect("bound");
+        (dir, path, listener)
+    }
+
+    #[tokio::test]
+    async fn answers_of_every_framing_are_read_whole_on_one_kept_connection() {
+        let (dir, path, listener) = socket("framing");
         let server = tokio::spawn(serve(
             listener,
             vec![
@@ -652,11 +666,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_sent_before_the_body_was_read_is_the_answer() {
-        let dir = std::env::temp_dir().join(format!("valerix-client-early-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a directory");
-        let path = dir.join("s.sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = tokio::net::UnixListener::bind(&path).expect("bound");
+        let (dir, path, listener) = socket("early");
         let server = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.expect("a connection");
             let mut head = [0; 512];
