@@ -15,6 +15,7 @@
 //! though the services always send a length.
 
 use std::{
+    collections::VecDeque,
     fmt::Write as _,
     io,
     path::Path,
@@ -143,7 +144,9 @@ pub struct Http {
     /// Unix socket.
     host: Arc<str>,
     connect_timeout: Duration,
-    idle: Arc<Mutex<Vec<Conn>>>,
+    /// Oldest first: taken from the back (the warmest), expired ones
+    /// dropped from the front, so that none stays open for long unused.
+    idle: Arc<Mutex<VecDeque<Conn>>>,
     max_idle: usize,
 }
 
@@ -227,12 +230,14 @@ impl Http {
     /// The most recently used live connection, if any.
     fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(conn) = idle.pop() {
-            if conn.idle_since.elapsed() < POOL_IDLE {
-                return Some(conn);
-            }
+        let conn = idle.pop_back()?;
+        if conn.idle_since.elapsed() < POOL_IDLE {
+            Some(conn)
+        } else {
+            // The newest expired: all have.
+            idle.clear();
+            None
         }
-        None
     }
 
     fn checkin(&self, mut conn: Conn) {
@@ -241,8 +246,14 @@ impl Http {
         }
         conn.idle_since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while idle
+            .front()
+            .is_some_and(|oldest| oldest.idle_since.elapsed() >= POOL_IDLE)
+        {
+            idle.pop_front();
+        }
         if idle.len() < self.max_idle {
-            idle.push(conn);
+            idle.push_back(conn);
         }
     }
 
@@ -692,6 +703,35 @@ mod tests {
             http.checkout().is_none(),
             "a connection told to close is not kept"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn connections_idle_too_long_are_closed_not_kept_or_used() {
+        let (dir, path, listener) = socket("idle");
+        let http = Http::pooled("localhost", Some(&path), Duration::from_secs(2));
+        let conn = || async {
+            let conn = http.connect().await.expect("connected");
+            let _ = listener.accept().await.expect("accepted");
+            conn
+        };
+        let expire_all = || {
+            let long_ago = Instant::now()
+                .checked_sub(POOL_IDLE)
+                .expect("the clock is past POOL_IDLE");
+            for c in http.idle.lock().expect("unpoisoned").iter_mut() {
+                c.idle_since = long_ago;
+            }
+        };
+        let (old, new) = (conn().await, conn().await);
+        http.checkin(old);
+        expire_all();
+        // The expired one goes as another comes back.
+        http.checkin(new);
+        assert_eq!(http.idle.lock().expect("unpoisoned").len(), 1);
+        expire_all();
+        assert!(http.checkout().is_none(), "an expired connection was taken");
+        assert!(http.idle.lock().expect("unpoisoned").is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
