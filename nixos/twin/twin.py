@@ -464,7 +464,7 @@ class Container:
         """A power cut: SIGKILL to the container's PID 1 ends its PID namespace,
         every process in it at once; its files stay for the next boot."""
         if self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
+            self.crash_leader()
             self.proc.wait(timeout=60)
 
     def _leader(self) -> int:
@@ -499,6 +499,7 @@ class Container:
         self.log_file.close()
 
     def crash_leader(self) -> None:
+        """SIGKILL to the container's PID 1: every process in it ends."""
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -16,8 +16,7 @@
 
 use std::{
     collections::VecDeque,
-    fmt::Write as _,
-    io,
+    io::{self, Write as _},
     path::Path,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
@@ -200,13 +199,13 @@ impl Http {
 
     /// The request's head, and its body after it: one write.
     fn head(&self, req: &Request<'_>) -> Vec<u8> {
-        let mut out = String::with_capacity(256);
+        let mut bytes = Vec::with_capacity(256 + req.body.len());
+        // Writing into a Vec cannot fail.
         let _ = write!(
-            out,
+            bytes,
             "{} {} HTTP/1.1\r\nhost: {}\r\n",
             req.method, req.target, self.host
         );
-        let mut bytes = out.into_bytes();
         for (name, value) in req.headers {
             if name == &header::CONTENT_LENGTH || name == &header::HOST {
                 continue;
@@ -220,7 +219,7 @@ impl Http {
         // long it is; otherwise nothing, as clients do for a GET.
         if !req.body.is_empty() || matches!(*req.method, Method::POST | Method::PUT | Method::PATCH)
         {
-            bytes.extend_from_slice(format!("content-length: {}\r\n", req.body.len()).as_bytes());
+            let _ = write!(bytes, "content-length: {}\r\n", req.body.len());
         }
         bytes.extend_from_slice(b"\r\n");
         bytes.extend_from_slice(req.body);
