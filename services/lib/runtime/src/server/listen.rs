@@ -220,7 +220,9 @@ async fn connection<Io>(
 ) where
     Io: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let in_flight = Arc::new(InFlight::default());
+    let in_flight = Arc::new(InFlight::new(
+        limits.request_timeout + limits.header_timeout,
+    ));
     let requests = in_flight.clone();
     // Set once the server stops: the answers from then on close their
     // connection.
@@ -232,9 +234,10 @@ async fn connection<Io>(
         let requests = requests.clone();
         let last = last.clone();
         async move {
+            // Until its answer is handed over in full (or dropped): by
+            // the request's deadline and one header timeout more.
+            let ticket = requests.begin();
             let deadline = Instant::now() + limits.request_timeout;
-            // Until its answer is handed over in full (or dropped).
-            let ticket = requests.begin(deadline + limits.header_timeout);
             // HTTP/2 forbids connection headers: there the stream just ends.
             let http1 = req.version() < http::Version::HTTP_2;
             let arrived = Arc::new(AtomicBool::new(false));

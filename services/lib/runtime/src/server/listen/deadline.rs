@@ -19,7 +19,7 @@ use poem::{
     IntoResponse,
     http::{HeaderValue, StatusCode, header},
 };
-use tokio::{sync::Notify, time::Instant};
+use tokio::time::Instant;
 
 use crate::contract::problem::{Problem, ProblemResponse};
 
@@ -50,24 +50,34 @@ pub(super) fn overran(timeout: Duration, body_arrived: bool, http1: bool) -> poe
 
 /// The requests of one connection whose answers are not yet handed over,
 /// each with the time by which it must be (several at once over HTTP/2).
-#[derive(Default)]
+///
+/// Every request gets the same allowance from its start, so one that begins
+/// later is never due before one already in flight, nor before the watcher
+/// ([`InFlight::overdue`]) next looks. The watcher therefore needs no word
+/// of requests beginning or ending: a wake-up for each would poll the whole
+/// connection twice more per request, for nothing.
 pub(super) struct InFlight {
+    allowance: Duration,
     deadlines: Mutex<(u64, BTreeMap<u64, Instant>)>,
-    changed: Notify,
 }
 
 impl InFlight {
-    pub(super) fn begin(self: &Arc<Self>, by: Instant) -> Ticket {
-        let id = {
-            let mut guard = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
-            let (next, deadlines) = &mut *guard;
-            *next += 1;
-            deadlines.insert(*next, by);
-            *next
-        };
-        self.changed.notify_one();
+    /// Requests that must be handed over within `allowance` of their start.
+    pub(super) fn new(allowance: Duration) -> Self {
+        Self {
+            allowance,
+            deadlines: Mutex::default(),
+        }
+    }
+
+    pub(super) fn begin(self: &Arc<Self>) -> Ticket {
+        let by = Instant::now() + self.allowance;
+        let mut guard = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
+        let (next, deadlines) = &mut *guard;
+        *next += 1;
+        deadlines.insert(*next, by);
         Ticket {
-            id,
+            id: *next,
             in_flight: self.clone(),
         }
     }
@@ -77,22 +87,18 @@ impl InFlight {
         guard.1.values().min().copied()
     }
 
-    /// Resolves when a request is past its deadline.
+    /// Resolves when a request is past its deadline. It looks again at the
+    /// earliest deadline in flight, or one allowance from now when there is
+    /// none: no request that begins meanwhile can be due sooner.
     pub(super) async fn overdue(&self) {
         loop {
-            let changed = self.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            changed.as_mut().enable();
-            match self.earliest() {
-                Some(by) if by <= Instant::now() => return,
-                Some(by) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(by) => {}
-                        () = changed => {}
-                    }
-                }
-                None => changed.await,
-            }
+            let now = Instant::now();
+            let next = match self.earliest() {
+                Some(by) if by <= now => return,
+                Some(by) => by,
+                None => now + self.allowance,
+            };
+            tokio::time::sleep_until(next).await;
         }
     }
 }
@@ -111,8 +117,6 @@ impl Drop for Ticket {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         guard.1.remove(&self.id);
-        drop(guard);
-        self.in_flight.changed.notify_one();
     }
 }
 
@@ -170,5 +174,70 @@ impl HttpBody for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALLOWANCE: Duration = Duration::from_secs(10);
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_not_handed_over_is_overdue_at_its_deadline() {
+        let in_flight = Arc::new(InFlight::new(ALLOWANCE));
+        let start = Instant::now();
+        let _ticket = in_flight.begin();
+        in_flight.overdue().await;
+        assert_eq!(start.elapsed(), ALLOWANCE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_begins_while_the_watcher_waits_is_caught_at_its_own_deadline() {
+        let in_flight = Arc::new(InFlight::new(ALLOWANCE));
+        let start = Instant::now();
+        let watcher = tokio::spawn({
+            let in_flight = in_flight.clone();
+            async move {
+                in_flight.overdue().await;
+                start.elapsed()
+            }
+        });
+        // The watcher is asleep, nothing in flight; then a request begins.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ticket = in_flight.begin();
+        let overdue_after = watcher.await.expect("the watcher");
+        assert_eq!(overdue_after, Duration::from_secs(3) + ALLOWANCE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_handed_over_in_time_are_never_overdue() {
+        let in_flight = Arc::new(InFlight::new(ALLOWANCE));
+        let requests = {
+            let in_flight = in_flight.clone();
+            async move {
+                for _ in 0..20 {
+                    let ticket = in_flight.begin();
+                    tokio::time::sleep(ALLOWANCE - Duration::from_secs(1)).await;
+                    drop(ticket);
+                }
+            }
+        };
+        tokio::select! {
+            () = in_flight.overdue() => panic!("overdue although every answer was in time"),
+            () = requests => {}
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_earliest_of_several_in_flight_decides() {
+        let in_flight = Arc::new(InFlight::new(ALLOWANCE));
+        let start = Instant::now();
+        let first = in_flight.begin();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let _second = in_flight.begin();
+        drop(first);
+        in_flight.overdue().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(4) + ALLOWANCE);
     }
 }
