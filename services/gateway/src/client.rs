@@ -26,10 +26,13 @@ use bytes::{Buf, Bytes, BytesMut};
 use poem::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpStream, UnixStream},
+    net::TcpStream,
     time::Instant,
 };
-use valerix_runtime::client::{POOL_IDLE, upstream::MAX_IDLE_CONNECTIONS};
+use valerix_runtime::{
+    client::{POOL_IDLE, upstream::MAX_IDLE_CONNECTIONS},
+    quiet_unix::QuietUnix,
+};
 
 /// The most headers and bytes an answer's head may have.
 const MAX_HEADERS: usize = 64;
@@ -103,7 +106,8 @@ enum Peer {
 
 enum Stream {
     Tcp(TcpStream),
-    Unix(UnixStream),
+    /// Woken for writing only when a write found it full ([`QuietUnix`]).
+    Unix(QuietUnix),
 }
 
 impl Stream {
@@ -264,7 +268,7 @@ impl Http {
                     s.set_nodelay(true)?;
                     Stream::Tcp(s)
                 }
-                Peer::Unix(path) => Stream::Unix(UnixStream::connect(&**path).await?),
+                Peer::Unix(path) => Stream::Unix(QuietUnix::connect(&**path).await?),
             })
         };
         let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {

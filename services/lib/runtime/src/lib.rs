@@ -19,6 +19,8 @@
 //! - [`server`]: serving a service: the accept loop and its limits
 //!   ([`server::listen`]), socket activation, body limits, load shedding,
 //!   gremlins, systemd readiness and watchdog, the drain on shutdown
+//! - [`quiet_unix`]: a Unix stream that is woken for writing only when a
+//!   write found it full (the services' and the gateway's Unix sockets)
 //! - [`db`] (feature `db`): the pool and migrations; [`group`]: grouped writes
 //! - [`error`]: why a service stopped
 //!
@@ -34,6 +36,7 @@ pub use valerix_contract::problem_set;
 pub mod db;
 pub mod error;
 pub mod group;
+pub mod quiet_unix;
 pub mod server;
 pub mod telemetry;
 pub mod topology;

@@ -179,6 +179,13 @@ pub(crate) async fn serve(
                         Ok(addr) => RemoteAddr(addr.into()),
                         Err(_) => RemoteAddr(poem::Addr::Custom("unix", "".into())),
                     };
+                    let stream = match crate::quiet_unix::QuietUnix::from_tokio(stream) {
+                        Ok(stream) => stream,
+                        Err(err) => {
+                            tracing::warn!(%err, "a Unix connection could not be registered");
+                            return;
+                        }
+                    };
                     connection(stream, app, lane, local, remote, limits, stopping).await;
                 }
             }
