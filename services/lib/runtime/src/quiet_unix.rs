@@ -51,10 +51,6 @@ impl QuietUnix {
         Self::from_tokio(tokio::net::UnixStream::connect(path).await?)
     }
 
-    pub fn peer_addr(&self) -> io::Result<std::os::unix::net::SocketAddr> {
-        self.fd()?.get_ref().peer_addr()
-    }
-
     fn fd(&self) -> io::Result<&AsyncFd<Std>> {
         self.fd
             .as_ref()
