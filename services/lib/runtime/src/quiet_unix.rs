@@ -52,19 +52,14 @@ impl QuietUnix {
     }
 
     fn fd(&self) -> io::Result<&AsyncFd<Std>> {
-        self.fd
-            .as_ref()
-            .ok_or_else(|| io::Error::other("the socket was lost re-registering it"))
+        self.fd.as_ref().ok_or_else(lost)
     }
 
     /// Registers for writability too: from now on the socket waits for
     /// room like any other. The task is woken once, so that a read it waits
     /// for is asked for again on the new registration.
     fn become_loud(&mut self, cx: &Context<'_>) -> io::Result<()> {
-        let fd = self
-            .fd
-            .take()
-            .ok_or_else(|| io::Error::other("the socket was lost re-registering it"))?;
+        let fd = self.fd.take().ok_or_else(lost)?;
         self.fd = Some(register(
             fd.into_inner(),
             Interest::READABLE | Interest::WRITABLE,
@@ -92,6 +87,11 @@ impl QuietUnix {
             }
         }
     }
+}
+
+/// A re-registration that failed took the socket with it.
+fn lost() -> io::Error {
+    io::Error::other("the socket was lost re-registering it")
 }
 
 fn register(stream: Std, interest: Interest) -> io::Result<AsyncFd<Std>> {
